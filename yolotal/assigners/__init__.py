@@ -1,0 +1,1 @@
+"""Label assigners. Each returns a result dataclass holding every intermediate tensor."""

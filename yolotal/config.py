@@ -1,0 +1,240 @@
+"""YAML config -> typed, validated :class:`Config` with ultralytics 8.4 training defaults.
+
+Every key is optional. Unknown keys and wrong types raise :class:`InputError` naming the key, e.g.
+``configs/x.yaml: assigner.topk: expected an integer >= 1, got 'ten'``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+PROFILES = ("ultralytics", "classic")
+HEAD_KINDS = ("randn", "trained")
+
+
+@dataclass(frozen=True)
+class AssignerConfig:
+    """Task-aligned assigner hyper-parameters (ultralytics v8DetectionLoss values)."""
+
+    name: str = "tal"
+    profile: str = "ultralytics"  # ultralytics = 8.4 (stride_val enlargement, topk2); classic = 8.0-8.3, seeds
+    topk: int = 10
+    topk2: int | None = None  # None = topk (no second filter); ultralytics profile only
+    alpha: float = 0.5
+    beta: float = 6.0
+    eps: float = 1e-9
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss gains, as ultralytics' hyp.box / hyp.cls / hyp.dfl."""
+
+    box: float = 7.5
+    cls: float = 0.5
+    dfl: float = 1.5
+
+
+@dataclass(frozen=True)
+class HeadsConfig:
+    """Synthetic detection-head outputs, used when no ``--heads`` file is given.
+
+    kind: ``randn`` draws every level with ``torch.randn`` after ``torch.manual_seed(seed)`` (like the seed
+    walkthrough); ``trained`` builds heads whose boxes and scores sit near the labels (a partly trained model).
+    batch: images in the batch; None = as many as the labels describe.
+    """
+
+    seed: int = 0
+    kind: str = "randn"
+    batch: int | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    imgsz: tuple[int, int] = (640, 640)  # (h, w) pixels
+    strides: tuple[int, ...] = (8, 16, 32)
+    nc: int | None = None  # None = 80, or inferred from a heads file's channels
+    reg_max: int = 16
+    assigner: AssignerConfig = field(default_factory=AssignerConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
+    warnings: tuple[str, ...] = ()  # things the user should see (e.g. imgsz rounded up)
+
+    @property
+    def num_classes(self) -> int:
+        return 80 if self.nc is None else self.nc
+
+    @property
+    def stride_val(self) -> float:
+        """ultralytics 8.4: GT sides smaller than this are enlarged for candidate selection."""
+        return float(self.strides[1] if len(self.strides) > 1 else self.strides[0])
+
+    @property
+    def grids(self) -> list[tuple[int, int]]:
+        """(h, w) of each level's grid."""
+        return [(self.imgsz[0] // s, self.imgsz[1] // s) for s in self.strides]
+
+
+# ----------------------------------------------------------------------------------------------- validation
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(float(v))
+
+
+def _need(cond: bool, key: str, expected: str, value: Any, src: str | None) -> None:
+    if not cond:
+        raise InputError(f"{key}: expected {expected}, got {value!r}", src)
+
+
+def _check_keys(d: Any, allowed: set[str], prefix: str, src: str | None) -> dict:
+    if d is None:
+        return {}
+    _need(isinstance(d, dict), prefix.rstrip(".") or "config", "a mapping", d, src)
+    for k in d:
+        if k not in allowed:
+            known = ", ".join(sorted(allowed))
+            raise InputError(f"unknown key '{prefix}{k}' (known: {known})", src)
+    return d
+
+
+def _pos_int(d: dict, key: str, full: str, src: str | None, minimum: int = 1) -> int:
+    v = d[key]
+    _need(_is_int(v) and v >= minimum, full, f"an integer >= {minimum}", v, src)
+    return int(v)
+
+
+def _num(d: dict, key: str, full: str, src: str | None, positive: bool = False) -> float:
+    v = d[key]
+    ok = _is_num(v) and (float(v) > 0 if positive else float(v) >= 0)
+    _need(ok, full, "a positive number" if positive else "a number >= 0", v, src)
+    return float(v)
+
+
+def config_from_dict(raw: Any, src: str | None = None, base: Config | None = None) -> Config:
+    """Validate a parsed YAML mapping on top of ``base`` (defaults when None)."""
+    cfg = base or Config()
+    top = _check_keys(raw, {"imgsz", "strides", "nc", "reg_max", "assigner", "loss", "heads"}, "", src)
+    kw: dict[str, Any] = {}
+    if "imgsz" in top:
+        v = top["imgsz"]
+        if _is_int(v):
+            v = [v, v]
+        _need(
+            isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(x) and x > 0 for x in v),
+            "imgsz", "an integer or [h, w] of positive integers", top["imgsz"], src,
+        )
+        kw["imgsz"] = (int(v[0]), int(v[1]))
+    if "strides" in top:
+        v = top["strides"]
+        _need(
+            isinstance(v, (list, tuple)) and len(v) >= 1 and all(_is_int(x) and x > 0 for x in v)
+            and list(v) == sorted(set(v)),
+            "strides", "a non-empty increasing list of positive integers", v, src,
+        )
+        kw["strides"] = tuple(int(x) for x in v)
+    if "nc" in top:
+        kw["nc"] = None if top["nc"] is None else _pos_int(top, "nc", "nc", src)
+    if "reg_max" in top:
+        kw["reg_max"] = _pos_int(top, "reg_max", "reg_max", src)
+    if "assigner" in top:
+        a = _check_keys(top["assigner"], {f.name for f in fields(AssignerConfig)}, "assigner.", src)
+        akw: dict[str, Any] = {}
+        if "name" in a:
+            _need(a["name"] == "tal", "assigner.name", "'tal'", a["name"], src)
+            akw["name"] = "tal"
+        if "profile" in a:
+            _need(a["profile"] in PROFILES, "assigner.profile", " or ".join(PROFILES), a["profile"], src)
+            akw["profile"] = a["profile"]
+        for k in ("topk",):
+            if k in a:
+                akw[k] = _pos_int(a, k, f"assigner.{k}", src)
+        if "topk2" in a:
+            akw["topk2"] = None if a["topk2"] is None else _pos_int(a, "topk2", "assigner.topk2", src)
+        for k in ("alpha", "beta"):
+            if k in a:
+                akw[k] = _num(a, k, f"assigner.{k}", src)
+        if "eps" in a:
+            akw["eps"] = _num(a, "eps", "assigner.eps", src, positive=True)
+        kw["assigner"] = replace(cfg.assigner, **akw)
+    if "loss" in top:
+        lo = _check_keys(top["loss"], {"box", "cls", "dfl"}, "loss.", src)
+        kw["loss"] = replace(cfg.loss, **{k: _num(lo, k, f"loss.{k}", src) for k in lo})
+    if "heads" in top:
+        h = _check_keys(top["heads"], {"seed", "kind", "batch"}, "heads.", src)
+        hkw: dict[str, Any] = {}
+        if "seed" in h:
+            hkw["seed"] = _pos_int(h, "seed", "heads.seed", src, minimum=0)
+        if "kind" in h:
+            _need(h["kind"] in HEAD_KINDS, "heads.kind", " or ".join(HEAD_KINDS), h["kind"], src)
+            hkw["kind"] = h["kind"]
+        if "batch" in h:
+            hkw["batch"] = None if h["batch"] is None else _pos_int(h, "batch", "heads.batch", src)
+        kw["heads"] = replace(cfg.heads, **hkw)
+    return finalize(replace(cfg, **kw), src)
+
+
+def finalize(cfg: Config, src: str | None = None) -> Config:
+    """Cross-field checks, and ultralytics' rounding of imgsz up to a multiple of the largest stride."""
+    a = cfg.assigner
+    if a.topk2 is not None and a.profile == "classic":
+        raise InputError("assigner.topk2: only the ultralytics profile (8.4) has topk2; classic has none", src)
+    if a.topk2 is not None and a.topk2 > a.topk:
+        raise InputError(f"assigner.topk2: must be <= assigner.topk ({a.topk}), got {a.topk2}", src)
+    smax = max(cfg.strides)
+    rounded = tuple(int(math.ceil(x / smax) * smax) for x in cfg.imgsz)
+    warnings = list(cfg.warnings)
+    if rounded != cfg.imgsz:
+        msg = (
+            f"imgsz {list(cfg.imgsz)} is not a multiple of the largest stride {smax}; "
+            f"rounded up to {list(rounded)} as ultralytics does"
+        )
+        if msg not in warnings:
+            warnings.append(msg)
+    return replace(cfg, imgsz=rounded, warnings=tuple(warnings))
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read a YAML config file (None = defaults)."""
+    if path is None:
+        return finalize(Config())
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("config file not found", str(p)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read config file ({e.__class__.__name__})", str(p)) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise InputError(f"broken YAML: {problem}", str(p), line) from None
+    return config_from_dict(raw, str(p))
+
+
+def with_overrides(cfg: Config, **overrides: Any) -> Config:
+    """Apply CLI options (None = not given) on top of a config, re-validating them."""
+    raw: dict[str, Any] = {}
+    assigner = {k: overrides.pop(k) for k in ("profile", "topk", "topk2", "alpha", "beta") if k in overrides}
+    heads = {k: overrides.pop(k) for k in ("seed", "kind", "batch") if k in overrides}
+    for k, v in overrides.items():
+        if v is not None:
+            raw[k] = v
+    if any(v is not None for v in assigner.values()):
+        raw["assigner"] = {k: v for k, v in assigner.items() if v is not None}
+    if any(v is not None for v in heads.values()):
+        raw["heads"] = {k: v for k, v in heads.items() if v is not None}
+    if not raw:
+        return cfg
+    return config_from_dict(raw, "command line", base=cfg)

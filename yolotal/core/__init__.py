@@ -1,0 +1,1 @@
+"""Pure tensor functions: anchors, box geometry (IoU family), DFL decode."""

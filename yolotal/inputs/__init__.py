@@ -1,0 +1,1 @@
+"""Readers for user inputs: labels and detection-head outputs."""

@@ -1,0 +1,184 @@
+"""YOLO-format labels: one file per image, a directory of them, or a six-column batch file.
+
+* image file:   ``cls cx cy w h`` per line, normalised to [0, 1]; an empty file is a background image.
+* directory:    every ``*.txt`` inside, sorted by name; batch index = position in that order.
+* batch file:   ``batch_idx cls cx cy w h`` per line, as in the seed walkthrough (``labels`` tensor).
+
+Values are parsed to float32 like ultralytics' dataset loader does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class Labels:
+    """All labels of one batch.
+
+    Attributes:
+        batch_idx: (n,) int64 image index of each label.
+        cls: (n,) int64 class id.
+        xywhn: (n, 4) float32 normalised centre x, centre y, width, height.
+        origin: n (file, line) pairs, where each label came from.
+        images: names of the images (one per batch position), e.g. label file stems.
+    """
+
+    batch_idx: np.ndarray
+    cls: np.ndarray
+    xywhn: np.ndarray
+    origin: tuple[tuple[str, int], ...]
+    images: tuple[str, ...]
+
+    @property
+    def n_images(self) -> int:
+        return len(self.images)
+
+    def __len__(self) -> int:
+        return int(self.cls.shape[0])
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError("label file not found", str(path)) from None
+    except IsADirectoryError:
+        raise InputError("expected a label file, found a directory", str(path)) from None
+    except OSError as e:
+        raise InputError(f"cannot read label file ({e.strerror or e.__class__.__name__})", str(path)) from None
+    if b"\x00" in data:
+        raise InputError("not a text label file (binary data)", str(path))
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError("not a text label file (not UTF-8)", str(path)) from None
+
+
+def _parse_rows(path: Path, text: str, nc: int | None) -> tuple[list[list[float]], list[int], int | None]:
+    """Return the numeric rows, their 1-based line numbers and their common column count (5 or 6)."""
+    rows, lines, ncols = [], [], None
+    for i, raw in enumerate(text.splitlines(), start=1):
+        parts = raw.split()
+        if not parts:
+            continue
+        if len(parts) not in (5, 6):
+            raise InputError(
+                f"expected 5 columns (cls cx cy w h) or 6 (batch_idx cls cx cy w h), got {len(parts)}", str(path), i
+            )
+        if ncols is None:
+            ncols = len(parts)
+        elif len(parts) != ncols:
+            raise InputError(f"expected {ncols} columns like the lines above, got {len(parts)}", str(path), i)
+        try:
+            vals = [float(p) for p in parts]
+        except ValueError:
+            bad = next(p for p in parts if not _is_float(p))
+            raise InputError(f"not a number: {bad!r}", str(path), i) from None
+        if not all(math.isfinite(v) for v in vals):
+            raise InputError("NaN or infinite value", str(path), i)
+        _check_row(vals[-5:], path, i, nc)
+        if ncols == 6 and (vals[0] < 0 or vals[0] != int(vals[0])):
+            raise InputError(f"batch index must be an integer >= 0, got {parts[0]}", str(path), i)
+        rows.append(vals)
+        lines.append(i)
+    return rows, lines, ncols
+
+
+def _is_float(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _check_row(v: list[float], path: Path, line: int, nc: int | None) -> None:
+    c, cx, cy, w, h = v
+    if c != int(c) or c < 0 or (nc is not None and c >= nc):
+        rng = f"[0, {nc})" if nc is not None else ">= 0"
+        raise InputError(f"class id must be an integer in {rng}, got {c:g}", str(path), line)
+    if w < 0 or h < 0:
+        raise InputError(f"negative box size w={w:g} h={h:g}", str(path), line)
+    for name, x in (("cx", cx), ("cy", cy), ("w", w), ("h", h)):
+        if not 0.0 <= x <= 1.0:
+            raise InputError(f"{name}={x:g} is outside [0, 1] (labels must be normalised)", str(path), line)
+
+
+def _assemble(rows: list[list[float]], origin: list[tuple[str, int]], images: list[str]) -> Labels:
+    if rows:
+        a = np.array(rows, dtype=np.float64)
+        return Labels(
+            batch_idx=a[:, 0].astype(np.int64),
+            cls=a[:, 1].astype(np.int64),
+            xywhn=a[:, 2:6].astype(np.float32),
+            origin=tuple(origin),
+            images=tuple(images),
+        )
+    return Labels(
+        np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4), np.float32), (), tuple(images)
+    )
+
+
+def load_labels(path: str | Path, nc: int | None = None) -> Labels:
+    """Read a label file, a directory of label files, or a six-column batch file."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.suffix == ".txt" and f.is_file())
+        if not files:
+            raise InputError("no *.txt label files in this directory", str(p))
+        rows, origin, images = [], [], []
+        for b, f in enumerate(files):
+            r, lines, ncols = _parse_rows(f, _read_text(f), nc)
+            if ncols == 6:
+                raise InputError("a directory holds one label file per image (5 columns); found 6", str(f), lines[0])
+            rows += [[b, *x] for x in r]
+            origin += [(str(f), ln) for ln in lines]
+            images.append(f.stem)
+        return _assemble(rows, origin, images)
+    if not p.exists():
+        raise InputError("label file not found", str(p))
+    r, lines, ncols = _parse_rows(p, _read_text(p), nc)
+    if ncols == 6:
+        n = int(max(x[0] for x in r)) + 1
+        return _assemble(r, [(str(p), ln) for ln in lines], [f"{p.stem}[{i}]" for i in range(n)])
+    return _assemble([[0, *x] for x in r], [(str(p), ln) for ln in lines], [p.stem])
+
+
+def check_classes(labels: Labels, nc: int) -> None:
+    """Raise for the first label whose class id is >= nc."""
+    bad = np.nonzero(labels.cls >= nc)[0]
+    if bad.size:
+        f, ln = labels.origin[int(bad[0])]
+        raise InputError(f"class id must be an integer in [0, {nc}), got {int(labels.cls[bad[0]])}", f, ln)
+
+
+def with_batch(labels: Labels, batch: int) -> Labels:
+    """Widen the batch to ``batch`` images (extra ones are background), or fail if labels need more."""
+    if labels.n_images > batch:
+        used = int(labels.batch_idx.max()) + 1 if len(labels) else 0
+        if used > batch:
+            i = int(np.nonzero(labels.batch_idx >= batch)[0][0])
+            f, ln = labels.origin[i]
+            raise InputError(f"batch index {int(labels.batch_idx[i])} but the heads hold only {batch} images", f, ln)
+        if labels.n_images > batch:
+            raise InputError(
+                f"the labels describe {labels.n_images} images but the heads hold only {batch}",
+                labels.origin[0][0] if labels.origin else None,
+            )
+    extra = tuple(f"background[{i}]" for i in range(labels.n_images, batch))
+    return Labels(labels.batch_idx, labels.cls, labels.xywhn, labels.origin, labels.images + extra)
+
+
+def labels_from_array(rows: np.ndarray, n_images: int, source: str = "<array>") -> Labels:
+    """Labels from an (n, 6) array of ``batch_idx cls cx cy w h`` rows (no validation: trusted input)."""
+    rows = np.asarray(rows, dtype=np.float32).reshape(-1, 6)
+    origin = [(source, i + 1) for i in range(len(rows))]
+    lab = _assemble(rows.astype(np.float64).tolist(), origin, [f"{source}[{i}]" for i in range(n_images)])
+    return Labels(lab.batch_idx, lab.cls, rows[:, 2:6].copy(), lab.origin, lab.images)

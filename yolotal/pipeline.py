@@ -1,0 +1,191 @@
+"""run(config, labels, heads) -> Trace: every stage of anchors -> decode -> assign -> loss, by name.
+
+Renderers (terminal, export) only read the trace. Stage order and tensor names:
+
+anchors     anchor_points (A,2) grid units, stride_tensor (A,1)
+decode      pred_distri (b,A,4*reg_max) logits, pred_logits (b,A,nc), pred_ltrb (b,A,4) grid units,
+            pred_bboxes_grid (b,A,4) grid xyxy, pred_bboxes (b,A,4) px xyxy, pred_scores (b,A,nc) sigmoid
+gt          gt_labels (b,M,1), gt_bboxes (b,M,4) px xyxy, mask_gt (b,M,1)
+candidates  cand_bboxes (b,M,4) px, mask_in_gts (b,M,A)
+metrics     bbox_scores, overlaps, align_metric (b,M,A)
+topk        topk_idxs (b,M,topk), mask_topk, mask_pos_topk (b,M,A)
+conflicts   mask_multi (b,A), mask_pos (b,M,A)
+targets     fg_mask, target_gt_idx, target_labels (b,A), target_bboxes (b,A,4), target_scores (b,A,nc),
+            pos_align_metrics, pos_overlaps (b,M), norm_align_metric (b,A)
+loss        loss_box, loss_cls, loss_dfl (gain-weighted), target_scores_sum, cls/box/dfl_per_anchor (b,A) ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .assigners.tal import TALParams, assign
+from .config import Config
+from .core.anchors import Level, levels_for, make_anchors
+from .core.boxes import xywh_to_xyxy
+from .core.decode import dfl_distances, ltrb_to_xyxy
+from .errors import InputError
+from .inputs.heads import Heads, check_grids, synthetic_randn, synthetic_trained
+from .inputs.labels import Labels, check_classes, with_batch
+from .loss import detection_loss
+
+
+@dataclass
+class Stage:
+    name: str
+    title: str
+    tensors: dict[str, torch.Tensor]
+
+
+@dataclass
+class Trace:
+    """The recorded pipeline. ``trace["overlaps"]`` finds a tensor in any stage."""
+
+    config: Config
+    levels: list[Level]
+    labels: Labels
+    heads_source: str
+    gt_origin: list[list[tuple[str, int]]]  # per image, per real GT: (file, line)
+    stages: dict[str, Stage] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def add(self, name: str, title: str, **tensors: torch.Tensor) -> None:
+        self.stages[name] = Stage(name, title, tensors)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        for st in self.stages.values():
+            if key in st.tensors:
+                return st.tensors[key]
+        raise KeyError(key)
+
+    def __contains__(self, key: str) -> bool:
+        return any(key in st.tensors for st in self.stages.values())
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """All tensors of all stages, in stage order."""
+        out: dict[str, torch.Tensor] = {}
+        for st in self.stages.values():
+            out.update(st.tensors)
+        return out
+
+    @property
+    def batch(self) -> int:
+        return int(self["pred_scores"].shape[0])
+
+    def n_gts(self, image: int) -> int:
+        return len(self.gt_origin[image])
+
+
+def pad_targets(labels: Labels, batch: int, imgsz: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Labels -> padded (gt_labels (b,M,1), gt_bboxes (b,M,4) px xyxy, mask_gt (b,M,1)), M = most GTs per image.
+
+    Boxes are scaled to pixels first and converted to corners second, like the reference; a padding row is
+    all zeros, and ``mask_gt`` is "xyxy sums to more than 0", the reference's rule.
+    """
+    counts = np.bincount(labels.batch_idx, minlength=batch) if len(labels) else np.zeros(batch, np.int64)
+    m = int(counts.max()) if len(labels) else 0
+    out = torch.zeros(batch, m, 5)
+    slot = np.zeros(batch, np.int64)
+    for i in range(len(labels)):
+        bi = int(labels.batch_idx[i])
+        out[bi, slot[bi], 0] = float(labels.cls[i])
+        out[bi, slot[bi], 1:] = torch.from_numpy(labels.xywhn[i])
+        slot[bi] += 1
+    h, w = imgsz
+    scale = torch.tensor([w, h, w, h], dtype=torch.float32)
+    out[..., 1:5] = xywh_to_xyxy(out[..., 1:5] * scale)
+    gt_labels, gt_bboxes = out.split((1, 4), 2)
+    mask_gt = (gt_bboxes.sum(2, keepdim=True) > 0).float()
+    return gt_labels, gt_bboxes, mask_gt
+
+
+def make_heads(cfg: Config, labels: Labels, heads: Heads | None) -> Heads:
+    """The given heads, or synthetic ones of the configured kind."""
+    if heads is not None:
+        return heads
+    batch = cfg.heads.batch or max(labels.n_images, 1)
+    if cfg.heads.kind == "randn":
+        return synthetic_randn(batch, cfg.num_classes, cfg.reg_max, cfg.grids, cfg.heads.seed)
+    gt = xywh_to_xyxy(torch.from_numpy(labels.xywhn) * torch.tensor([cfg.imgsz[1], cfg.imgsz[0]] * 2)).numpy()
+    return synthetic_trained(
+        batch, cfg.num_classes, cfg.reg_max, cfg.grids, cfg.strides, cfg.heads.seed, labels.batch_idx, labels.cls, gt
+    )
+
+
+def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool = True) -> Trace:
+    """Run the whole pipeline and record every stage."""
+    heads = make_heads(cfg, labels, heads)
+    check_grids(heads, cfg.grids, cfg.imgsz, cfg.strides)
+    nc = heads.nc
+    check_classes(labels, nc)
+    labels = with_batch(labels, heads.batch)
+    a_cfg = cfg.assigner
+    levels = levels_for(list(heads.grids), cfg.strides)
+    n_anchors = levels[-1].stop
+    if a_cfg.topk > n_anchors:
+        raise InputError(f"assigner.topk ({a_cfg.topk}) is larger than the number of anchors ({n_anchors})", "config")
+
+    gt_origin: list[list[tuple[str, int]]] = [[] for _ in range(heads.batch)]
+    for i in range(len(labels)):
+        gt_origin[int(labels.batch_idx[i])].append(labels.origin[i])
+    trace = Trace(cfg, levels, labels, heads.source, gt_origin, warnings=list(cfg.warnings))
+
+    anchor_points, stride_tensor = make_anchors(levels)
+    trace.add("anchors", "Anchor points", anchor_points=anchor_points, stride_tensor=stride_tensor)
+
+    pred_distri = heads.boxes.permute(0, 2, 1).contiguous()  # (b, A, 4R)
+    pred_logits = heads.scores.permute(0, 2, 1).contiguous()  # (b, A, nc)
+    pred_ltrb = dfl_distances(pred_distri, cfg.reg_max)
+    pred_bboxes_grid = ltrb_to_xyxy(pred_ltrb, anchor_points)
+    pred_bboxes = pred_bboxes_grid * stride_tensor
+    pred_scores = pred_logits.sigmoid()
+    trace.add(
+        "decode", "DFL decode of the predictions",
+        pred_distri=pred_distri, pred_logits=pred_logits, pred_ltrb=pred_ltrb,
+        pred_bboxes_grid=pred_bboxes_grid, pred_bboxes=pred_bboxes, pred_scores=pred_scores,
+    )
+
+    gt_labels, gt_bboxes, mask_gt = pad_targets(labels, heads.batch, cfg.imgsz)
+    trace.add("gt", "Padded ground truth", gt_labels=gt_labels, gt_bboxes=gt_bboxes, mask_gt=mask_gt)
+    for bi, origins in enumerate(gt_origin):
+        for j, (f, ln) in enumerate(origins):
+            if not mask_gt[bi, j, 0]:
+                trace.warnings.append(
+                    f"{f}:{ln}: GT {j} of image {bi} has corner coordinates summing to <= 0; the reference "
+                    "trainer treats it as padding, and so does this run"
+                )
+
+    params = TALParams(
+        num_classes=nc, topk=a_cfg.topk, topk2=a_cfg.topk2, alpha=a_cfg.alpha, beta=a_cfg.beta,
+        eps=a_cfg.eps, profile=a_cfg.profile, stride_val=cfg.stride_val,
+    )
+    r = assign(pred_scores, pred_bboxes, anchor_points * stride_tensor, gt_labels, gt_bboxes, mask_gt, params)
+    trace.add("candidates", "Candidates: anchor centres inside each GT", cand_bboxes=r.cand_bboxes, mask_in_gts=r.mask_in_gts)
+    trace.add(
+        "metrics", "Alignment metric t = s^alpha * u^beta",
+        bbox_scores=r.bbox_scores, overlaps=r.overlaps, align_metric=r.align_metric,
+    )
+    trace.add("topk", "Top-k picks", topk_idxs=r.topk_idxs, mask_topk=r.mask_topk, mask_pos_topk=r.mask_pos_topk)
+    trace.add("conflicts", "Conflict resolution", mask_multi=r.mask_multi, mask_pos=r.mask_pos)
+    trace.add(
+        "targets", "Targets",
+        fg_mask=r.fg_mask, target_gt_idx=r.target_gt_idx, target_labels=r.target_labels,
+        target_bboxes=r.target_bboxes, target_scores=r.target_scores, pos_align_metrics=r.pos_align_metrics,
+        pos_overlaps=r.pos_overlaps, norm_align_metric=r.norm_align_metric,
+    )
+    if with_loss:
+        lo = detection_loss(
+            pred_distri, pred_logits, pred_bboxes_grid, anchor_points, stride_tensor, r.fg_mask, r.target_bboxes,
+            r.target_scores, cfg.imgsz, cfg.reg_max, (cfg.loss.box, cfg.loss.cls, cfg.loss.dfl), a_cfg.profile,
+        )
+        trace.add(
+            "loss", "Loss",
+            loss_box=lo.loss_box, loss_cls=lo.loss_cls, loss_dfl=lo.loss_dfl, target_scores_sum=lo.target_scores_sum,
+            raw_box=lo.raw_box, raw_cls=lo.raw_cls, raw_dfl=lo.raw_dfl,
+            cls_per_anchor=lo.cls_per_anchor, box_per_anchor=lo.box_per_anchor, dfl_per_anchor=lo.dfl_per_anchor,
+            ciou=lo.ciou, dfl_target_ltrb=lo.dfl_target_ltrb, dfl_clamped=lo.dfl_clamped,
+        )
+    return trace
