@@ -1,0 +1,306 @@
+"""The yolotal command line. Parses arguments, runs the pipeline, hands the trace to a renderer.
+
+torch is imported inside the commands only, so ``yolotal --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, List, Optional
+
+import typer
+from rich.console import Console
+from typing_extensions import Annotated
+
+from .errors import InputError
+
+if TYPE_CHECKING:
+    from .pipeline import Trace
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    help="Inspect YOLOv8/YOLO11 training: anchors → DFL decode → task-aligned assignment → loss, "
+    "with numbers that match ultralytics to float32.",
+)
+
+# ------------------------------------------------------------------------------------------------ shared options
+LabelsArg = Annotated[
+    Optional[Path],
+    typer.Argument(help="YOLO label file (cls cx cy w h), a directory of them, or a batch file (batch_idx cls cx cy w h)."),
+]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (see configs/default.yaml).")]
+HeadsOpt = Annotated[Optional[Path], typer.Option("--heads", help="Head outputs: .npz (level0, level1, ...) or .pt.")]
+ExportOpt = Annotated[Optional[Path], typer.Option("--export", help="Write every stage tensor to PATH.npz or PATH.json.")]
+FullOpt = Annotated[bool, typer.Option("--full", help="Print big tensors and tables in full.")]
+ProfileOpt = Annotated[Optional[str], typer.Option("--profile", help="ultralytics (8.4) or classic (8.0-8.3, seeds).")]
+TopkOpt = Annotated[Optional[int], typer.Option("--topk", help="Candidates kept per GT.")]
+Topk2Opt = Annotated[Optional[int], typer.Option("--topk2", help="Second filter after conflicts (ultralytics profile).")]
+AlphaOpt = Annotated[Optional[float], typer.Option("--alpha", help="Exponent of the class score in t.")]
+BetaOpt = Annotated[Optional[float], typer.Option("--beta", help="Exponent of the CIoU in t.")]
+NcOpt = Annotated[Optional[int], typer.Option("--nc", help="Number of classes.")]
+RegMaxOpt = Annotated[Optional[int], typer.Option("--reg-max", help="DFL bins per side.")]
+ImgszOpt = Annotated[Optional[List[int]], typer.Option("--imgsz", help="Input size: one value, or h and w (repeat).")]
+StridesOpt = Annotated[Optional[str], typer.Option("--strides", help="Comma-separated strides, e.g. 8,16,32.")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Seed of the synthetic heads.")]
+KindOpt = Annotated[Optional[str], typer.Option("--synthetic", help="Synthetic heads: randn or trained.")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch", help="Images in a synthetic batch.")]
+ImageOpt = Annotated[Optional[List[int]], typer.Option("--image", "-i", help="Image(s) of the batch to show (default: all).")]
+LogOpt = Annotated[Optional[Path], typer.Option("--log", help="Also write the output as plain text to FILE.")]
+
+
+def _console(record: bool = False) -> Console:
+    return Console(record=record, highlight=False, width=None if sys.stdout.isatty() else 120)
+
+
+def _config(config: Path | None, **over):
+    from .config import load_config, with_overrides
+
+    cfg = load_config(config)
+    strides = over.pop("strides", None)
+    if strides is not None:
+        try:
+            over["strides"] = [int(s) for s in strides.split(",") if s.strip()]
+        except ValueError:
+            raise InputError(f"--strides: expected comma-separated integers, got {strides!r}") from None
+    imgsz = over.pop("imgsz", None)
+    if imgsz:
+        if len(imgsz) > 2:
+            raise InputError("--imgsz: give one value or two (h then w)")
+        over["imgsz"] = list(imgsz) * (2 // len(imgsz))
+    return with_overrides(cfg, **over)
+
+
+def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_loss: bool = True, **over) -> "Trace":
+    from .config import replace_nc
+    from .inputs.heads import load_heads
+    from .inputs.labels import load_labels
+    from .pipeline import run
+
+    cfg = _config(config, **over)
+    h = load_heads(heads, cfg.reg_max, cfg.nc) if heads is not None else None
+    if h is not None and cfg.nc is None:
+        cfg = replace_nc(cfg, h.nc)
+    if labels is None:
+        from .inputs.labels import Labels
+        import numpy as np
+
+        lab = Labels(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4), np.float32), (), ("background",))
+    else:
+        lab = load_labels(labels, cfg.num_classes)
+    return run(cfg, lab, h, with_loss=with_loss)
+
+
+def _images(trace: "Trace", image: list[int] | None) -> list[int]:
+    if not image:
+        return list(range(trace.batch))
+    for i in image:
+        if not 0 <= i < trace.batch:
+            raise InputError(f"--image {i}: the batch has images 0..{trace.batch - 1}")
+    return list(image)
+
+
+def _finish(trace: "Trace", con: Console, export: Path | None) -> None:
+    if export is not None:
+        from .render.export import export as do_export
+
+        p = do_export(trace, export)
+        con.print(f"exported {len(trace.tensors())} tensors to {p}")
+
+
+def _warnings(trace: "Trace", con: Console) -> None:
+    from .render.terminal import warn
+
+    for w in trace.warnings:
+        warn(con, w)
+
+
+# ------------------------------------------------------------------------------------------------ commands
+@app.command()
+def anchors(
+    config: ConfigOpt = None,
+    level: Annotated[Optional[int], typer.Option("--level", help="Print this level's anchor grid.")] = None,
+    full: FullOpt = False,
+    export: ExportOpt = None,
+    imgsz: ImgszOpt = None,
+    strides: StridesOpt = None,
+) -> None:
+    """Anchor points per level: stride, grid, count, flat index range, first/last anchor (grid and px)."""
+    from .render.terminal import render_anchors
+
+    trace = _trace(None, config, None, with_loss=False, imgsz=imgsz, strides=strides)
+    if level is not None and not 0 <= level < len(trace.levels):
+        raise InputError(f"--level {level}: there are levels 0..{len(trace.levels) - 1}")
+    con = _console()
+    _warnings(trace, con)
+    render_anchors(trace, con, level, full)
+    _finish(trace, con, export)
+
+
+@app.command()
+def decode(
+    labels: LabelsArg = None,
+    config: ConfigOpt = None,
+    heads: HeadsOpt = None,
+    image: Annotated[int, typer.Option("--image", "-i", help="Image of the batch.")] = 0,
+    anchor: Annotated[Optional[List[int]], typer.Option("--anchor", "-a", help="Flat anchor index (repeat); default: each GT's best positive.")] = None,
+    export: ExportOpt = None,
+    seed: SeedOpt = None,
+    synthetic: KindOpt = None,
+    batch: BatchOpt = None,
+    nc: NcOpt = None,
+    reg_max: RegMaxOpt = None,
+    imgsz: ImgszOpt = None,
+    strides: StridesOpt = None,
+) -> None:
+    """DFL decode of chosen anchors: bin distributions, ltrb distances, decoded box in grid units and px."""
+    from .render.terminal import default_anchors, render_decode
+
+    trace = _trace(labels, config, heads, with_loss=False, seed=seed, kind=synthetic, batch=batch, nc=nc,
+                   reg_max=reg_max, imgsz=imgsz, strides=strides)
+    (image,) = _images(trace, [image])
+    n = trace["anchor_points"].shape[0]
+    for a in anchor or []:
+        if not 0 <= a < n:
+            raise InputError(f"--anchor {a}: anchors are 0..{n - 1}")
+    con = _console()
+    _warnings(trace, con)
+    render_decode(trace, con, image, list(anchor) if anchor else default_anchors(trace, image))
+    _finish(trace, con, export)
+
+
+def _assign_like(labels, config, heads, profile, topk, topk2, alpha, beta, seed, synthetic, batch, nc, reg_max,
+                 imgsz, strides, with_loss: bool) -> "Trace":
+    if labels is None:
+        raise InputError("missing LABELS: give a label file, a directory of label files, or a batch file")
+    return _trace(labels, config, heads, with_loss=with_loss, profile=profile, topk=topk, topk2=topk2, alpha=alpha,
+                  beta=beta, seed=seed, kind=synthetic, batch=batch, nc=nc, reg_max=reg_max, imgsz=imgsz,
+                  strides=strides)
+
+
+@app.command()
+def assign(
+    labels: LabelsArg = None,
+    config: ConfigOpt = None,
+    heads: HeadsOpt = None,
+    image: ImageOpt = None,
+    full: FullOpt = False,
+    export: ExportOpt = None,
+    profile: ProfileOpt = None,
+    topk: TopkOpt = None,
+    topk2: Topk2Opt = None,
+    alpha: AlphaOpt = None,
+    beta: BetaOpt = None,
+    seed: SeedOpt = None,
+    synthetic: KindOpt = None,
+    batch: BatchOpt = None,
+    nc: NcOpt = None,
+    reg_max: RegMaxOpt = None,
+    imgsz: ImgszOpt = None,
+    strides: StridesOpt = None,
+) -> None:
+    """Task-aligned assignment of LABELS, stage by stage, with GTs that get no positives flagged."""
+    from .render.terminal import render_assign
+
+    trace = _assign_like(labels, config, heads, profile, topk, topk2, alpha, beta, seed, synthetic, batch, nc,
+                         reg_max, imgsz, strides, with_loss=True)
+    con = _console()
+    _warnings(trace, con)
+    render_assign(trace, con, _images(trace, image), full)
+    _finish(trace, con, export)
+
+
+@app.command()
+def loss(
+    labels: LabelsArg = None,
+    config: ConfigOpt = None,
+    heads: HeadsOpt = None,
+    image: ImageOpt = None,
+    export: ExportOpt = None,
+    profile: ProfileOpt = None,
+    topk: TopkOpt = None,
+    topk2: Topk2Opt = None,
+    alpha: AlphaOpt = None,
+    beta: BetaOpt = None,
+    seed: SeedOpt = None,
+    synthetic: KindOpt = None,
+    batch: BatchOpt = None,
+    nc: NcOpt = None,
+    reg_max: RegMaxOpt = None,
+    imgsz: ImgszOpt = None,
+    strides: StridesOpt = None,
+) -> None:
+    """Loss terms (BCE, CIoU, DFL): raw and gain-weighted, per image and per GT; warns on clamped DFL targets."""
+    from .render.terminal import render_loss
+
+    trace = _assign_like(labels, config, heads, profile, topk, topk2, alpha, beta, seed, synthetic, batch, nc,
+                         reg_max, imgsz, strides, with_loss=True)
+    con = _console()
+    _warnings(trace, con)
+    render_loss(trace, con, _images(trace, image))
+    _finish(trace, con, export)
+
+
+@app.command()
+def walk(
+    labels: LabelsArg = None,
+    config: ConfigOpt = None,
+    heads: HeadsOpt = None,
+    full: FullOpt = False,
+    export: ExportOpt = None,
+    log: LogOpt = None,
+    profile: ProfileOpt = None,
+    topk: TopkOpt = None,
+    topk2: Topk2Opt = None,
+    alpha: AlphaOpt = None,
+    beta: BetaOpt = None,
+    seed: SeedOpt = None,
+    synthetic: KindOpt = None,
+    batch: BatchOpt = None,
+    nc: NcOpt = None,
+    reg_max: RegMaxOpt = None,
+    imgsz: ImgszOpt = None,
+    strides: StridesOpt = None,
+) -> None:
+    """The whole pipeline stage by stage. With no LABELS and no --config: the seed walkthrough
+    (640 px, 8/4/2 grids, 3 classes, batch 4, seven labels), shipped inside the package."""
+    from .render.walk import render_walk
+
+    if labels is None and config is None:
+        data = Path(__file__).resolve().parent / "data"
+        config, labels = data / "walkthrough.yaml", data / "walkthrough_labels.txt"
+    trace = _assign_like(labels, config, heads, profile, topk, topk2, alpha, beta, seed, synthetic, batch, nc,
+                         reg_max, imgsz, strides, with_loss=True)
+    con = _console(record=log is not None)
+    render_walk(trace, con, full)
+    _finish(trace, con, export)
+    if log is not None:
+        try:
+            log.write_text(con.export_text(styles=False), encoding="utf-8")
+        except OSError as e:
+            raise InputError(f"cannot write log ({e.strerror})", str(log)) from None
+        con.print(f"log written to {log}")
+
+
+def main() -> None:
+    """Console entry point: exit 2 with one line for bad input, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except InputError as e:
+        from rich.markup import escape
+
+        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
+        sys.exit(2)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except Exception as e:  # click usage errors come as ClickException subclasses
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise

@@ -1,0 +1,1 @@
+"""Renderers: they read a Trace and never compute pipeline values."""

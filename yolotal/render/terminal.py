@@ -1,0 +1,447 @@
+"""Rich terminal views of a :class:`~yolotal.pipeline.Trace`. Reads the trace; computes nothing new
+beyond indexing and summaries of what the trace holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.rule import Rule
+from rich.table import Table
+from rich.text import Text
+
+from ..core.anchors import Level, cell_of
+from ..pipeline import Trace
+
+FULL_LIMIT = 1000  # tensors with more elements print as a summary unless --full (torch's own threshold)
+SYMBOLS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+COLORS = ["red", "green", "yellow", "blue", "magenta", "cyan", "bright_red", "bright_green", "bright_yellow",
+          "bright_blue", "bright_magenta", "bright_cyan", "orange1", "purple", "spring_green2", "deep_pink2"]
+
+
+def gt_symbol(j: int) -> str:
+    return SYMBOLS[j] if j < len(SYMBOLS) else "?"
+
+
+def gt_style(j: int) -> str:
+    return COLORS[j % len(COLORS)]
+
+
+def level_name(lv: Level) -> str:
+    return f"L{lv.index}/s{lv.stride}"
+
+
+# ------------------------------------------------------------------------------------------------ tensors
+def tensor_text(t: torch.Tensor, full: bool = False) -> str:
+    """torch's own print for small tensors (so the seed's run.log is reproduced), else a one-line summary."""
+    if full or t.numel() <= FULL_LIMIT:
+        if full:
+            torch.set_printoptions(threshold=10**9)
+        try:
+            return str(t)
+        finally:
+            torch.set_printoptions(profile="default")
+    return summary(t)
+
+
+def summary(t: torch.Tensor) -> str:
+    x = t.float() if t.dtype == torch.bool else t
+    nz = int(torch.count_nonzero(t))
+    if t.numel() == 0:
+        return f"shape {tuple(t.shape)} {str(t.dtype).replace('torch.', '')} (empty)"
+    return (
+        f"shape {tuple(t.shape)} {str(t.dtype).replace('torch.', '')} · nonzero {nz}/{t.numel()} · "
+        f"min {x.min().item():.6g} · max {x.max().item():.6g}  (--full prints it all)"
+    )
+
+
+def print_tensor(con: Console, name: str, t: torch.Tensor, what: str, full: bool) -> None:
+    con.print(Text.assemble((f"{name}", "bold"), f"  {tuple(t.shape)}  ", (what, "dim")))
+    con.print(tensor_text(t, full), markup=False, highlight=False)
+
+
+def fmt_box(b) -> str:
+    return "(" + ", ".join(f"{float(v):.1f}" for v in b) + ")"
+
+
+def warn(con: Console, msg: str) -> None:
+    con.print(Text.assemble(("warning: ", "bold yellow"), msg))
+
+
+# ------------------------------------------------------------------------------------------------ anchors
+def render_anchors(trace: Trace, con: Console, level: int | None = None, full: bool = False) -> None:
+    ap, st = trace["anchor_points"], trace["stride_tensor"]
+    cfg = trace.config
+    con.print(Text(f"imgsz {cfg.imgsz[0]}x{cfg.imgsz[1]} (h x w px), strides {list(cfg.strides)}, "
+                   f"{ap.shape[0]} anchors, one per grid cell, at the cell centre (offset 0.5)"))
+    tab = Table(title="Levels (anchor_points are in grid units of their level; pixels = grid x stride)")
+    for c in ("level", "stride", "grid h×w", "anchors", "flat index", "first (grid)", "first (px)", "last (grid)", "last (px)"):
+        tab.add_column(c, justify="right")
+    for lv in trace.levels:
+        f, l = ap[lv.start], ap[lv.stop - 1]
+        tab.add_row(
+            level_name(lv), str(lv.stride), f"{lv.h}×{lv.w}", str(lv.count), f"{lv.start}–{lv.stop - 1}",
+            f"({f[0]:g}, {f[1]:g})", f"({f[0] * lv.stride:g}, {f[1] * lv.stride:g})",
+            f"({l[0]:g}, {l[1]:g})", f"({l[0] * lv.stride:g}, {l[1] * lv.stride:g})",
+        )
+    con.print(tab)
+    if level is not None:
+        lv = trace.levels[level]
+        pts = ap[lv.start : lv.stop]
+        con.print(Rule(f"{level_name(lv)}: anchor_points[{lv.start}:{lv.stop}] (grid units)"))
+        con.print(tensor_text(pts, full), markup=False, highlight=False)
+        con.print(Rule(f"{level_name(lv)}: stride_tensor[{lv.start}:{lv.stop}]"))
+        con.print(tensor_text(st[lv.start : lv.stop], full), markup=False, highlight=False)
+
+
+# ------------------------------------------------------------------------------------------------ decode
+def default_anchors(trace: Trace, image: int) -> list[int]:
+    """The best positive of each GT of the image (by target score), else the first anchor."""
+    out = []
+    if "mask_pos" in trace and trace.n_gts(image):
+        mp = trace["mask_pos"][image]
+        ns = trace["norm_align_metric"][image]
+        for j in range(trace.n_gts(image)):
+            idx = torch.nonzero(mp[j]).flatten()
+            if idx.numel():
+                out.append(int(idx[ns[idx].argmax()]))
+    return out or [0]
+
+
+def render_decode(trace: Trace, con: Console, image: int, anchors: list[int]) -> None:
+    reg_max = trace.config.reg_max
+    dist = trace["pred_distri"][image]
+    ltrb, grid_box, px_box = trace["pred_ltrb"][image], trace["pred_bboxes_grid"][image], trace["pred_bboxes"][image]
+    ap = trace["anchor_points"]
+    for a in anchors:
+        lv, cx, cy = cell_of(trace.levels, a)
+        con.print(Rule(f"image {image} · anchor {a} · {level_name(lv)} cell (x={cx}, y={cy}) · "
+                       f"centre ({ap[a, 0]:g}, {ap[a, 1]:g}) grid = ({ap[a, 0] * lv.stride:g}, {ap[a, 1] * lv.stride:g}) px"))
+        if reg_max > 1:
+            probs = dist[a].view(4, reg_max).softmax(-1)
+            tab = Table(title=f"DFL: softmax over {reg_max} bins per side; distance = Σ bin·p (grid units)")
+            tab.add_column("side")
+            tab.add_column("distribution (bins 0…" + str(reg_max - 1) + ")")
+            tab.add_column("argmax", justify="right")
+            tab.add_column("distance", justify="right")
+            tab.add_column("px", justify="right")
+            bars = " ▁▂▃▄▅▆▇█"
+            for s, side in enumerate(("left", "top", "right", "bottom")):
+                p = probs[s]
+                top = float(p.max())
+                spark = "".join(bars[min(8, int(round(float(v) / top * 8)))] for v in p)
+                tab.add_row(side, spark, str(int(p.argmax())), f"{float(ltrb[a, s]):.4f}", f"{float(ltrb[a, s]) * lv.stride:.2f}")
+            con.print(tab)
+        else:
+            con.print(f"reg_max = 1: no distribution; ltrb = {[round(float(v), 4) for v in ltrb[a]]} grid units")
+        con.print(f"decoded box xyxy: {fmt_box(grid_box[a])} grid units = {fmt_box(px_box[a])} px; "
+                  f"size {float(px_box[a, 2] - px_box[a, 0]):.1f}×{float(px_box[a, 3] - px_box[a, 1]):.1f} px")
+        sc = trace["pred_scores"][image, a]
+        best = int(sc.argmax())
+        con.print(f"class scores (sigmoid): best class {best} = {float(sc[best]):.4f}; max over classes tells the "
+                  "confidence, there is no objectness channel")
+
+
+# ------------------------------------------------------------------------------------------------ per-GT facts
+@dataclass
+class GTFacts:
+    index: int
+    cls: int
+    box: list[float]
+    origin: tuple[str, int]
+    candidates: int
+    positives: int
+    zero_weight: int
+    levels: dict[str, int]
+    best_iou: float
+    max_metric: float
+    picked_lost: int  # picked by its top-k but given to another GT
+    dfl_clamped: int
+
+    @property
+    def flag(self) -> str:
+        if self.candidates == 0:
+            return "NO CANDIDATES: no anchor centre inside the box"
+        if self.positives == 0:
+            return "NO POSITIVES"
+        if self.zero_weight == self.positives:
+            return "ONLY ZERO-WEIGHT POSITIVES"
+        return ""
+
+
+def gt_facts(trace: Trace, image: int) -> list[GTFacts]:
+    n = trace.n_gts(image)
+    gb, gl = trace["gt_bboxes"][image], trace["gt_labels"][image]
+    inb, mask_gt = trace["mask_in_gts"][image], trace["mask_gt"][image]
+    ov, am = trace["overlaps"][image], trace["align_metric"][image]
+    mp, mpt = trace["mask_pos"][image], trace["mask_pos_topk"][image]
+    clamped = trace["dfl_clamped"][image].any(-1) if "dfl_clamped" in trace else None
+    out = []
+    for j in range(n):
+        cand = inb[j] & mask_gt[j].bool()
+        pos = torch.nonzero(mp[j]).flatten()
+        levels: dict[str, int] = {}
+        for a in pos.tolist():
+            name = level_name(cell_of(trace.levels, a)[0])
+            levels[name] = levels.get(name, 0) + 1
+        out.append(GTFacts(
+            index=j, cls=int(gl[j, 0]), box=[float(v) for v in gb[j]], origin=trace.gt_origin[image][j],
+            candidates=int(cand.sum()), positives=int(pos.numel()),
+            zero_weight=int((am[j, pos] == 0).sum()) if pos.numel() else 0,
+            levels=levels, best_iou=float(ov[j].max()) if cand.any() else 0.0,
+            max_metric=float(am[j].max()) if cand.any() else 0.0,
+            picked_lost=int((mpt[j] & ~mp[j]).sum()),
+            dfl_clamped=int(clamped[pos].sum()) if clamped is not None and pos.numel() else 0,
+        ))
+    return out
+
+
+def summary_table(trace: Trace, image: int, facts: list[GTFacts]) -> Table:
+    tab = Table(title=f"Per-GT summary · image {image} ({trace.labels.images[image]})", title_justify="left")
+    for c, j in (("GT", "right"), ("cls", "right"), ("box x1,y1,x2,y2 (px)", "left"), ("w×h px", "right"),
+                 ("cand", "right"), ("pos", "right"), ("zero-w", "right"), ("levels of pos", "left"),
+                 ("best IoU", "right"), ("max t", "right"), ("flag", "left")):
+        tab.add_column(c, justify=j)
+    for f in facts:
+        style = "bold red" if f.flag else ""
+        w, h = f.box[2] - f.box[0], f.box[3] - f.box[1]
+        tab.add_row(
+            Text(gt_symbol(f.index), style=gt_style(f.index)), str(f.cls), fmt_box(f.box), f"{w:.1f}×{h:.1f}",
+            str(f.candidates), str(f.positives), str(f.zero_weight),
+            " ".join(f"{k}×{v}" for k, v in f.levels.items()) or "—", f"{f.best_iou:.4f}", f"{f.max_metric:.3g}",
+            Text(f.flag, style=style),
+        )
+    return tab
+
+
+# ------------------------------------------------------------------------------------------------ grids
+def level_grid(trace: Trace, image: int, lv: Level, which: str, max_width: int) -> Text | None:
+    """One character per cell: '.' nothing, GT symbol, '+' several GTs (candidates) — None if empty."""
+    n = trace.n_gts(image)
+    if which == "candidates":
+        m = (trace["mask_in_gts"][image, :n] & trace["mask_gt"][image, :n].bool())[:, lv.start : lv.stop]
+    else:
+        m = trace["mask_pos"][image, :n, lv.start : lv.stop]
+    if n == 0 or not m.any():
+        return None
+    m = m.view(n, lv.h, lv.w)
+    anyv = m.any(0)
+    rows = torch.nonzero(anyv.any(1)).flatten()
+    cols = torch.nonzero(anyv.any(0)).flatten()
+    r0, r1 = max(int(rows.min()) - 1, 0), min(int(rows.max()) + 1, lv.h - 1)
+    c0, c1 = max(int(cols.min()) - 1, 0), min(int(cols.max()) + 1, lv.w - 1)
+    if c1 - c0 + 1 > max_width:
+        c1 = c0 + max_width - 1
+    txt = Text()
+    txt.append(f"rows {r0}–{r1}, cols {c0}–{c1} of {lv.h}×{lv.w}\n", style="dim")
+    for y in range(r0, r1 + 1):
+        txt.append(f"{y:>3} ", style="dim")
+        for x in range(c0, c1 + 1):
+            owners = torch.nonzero(m[:, y, x]).flatten().tolist()
+            if not owners:
+                txt.append(".", style="dim")
+            elif len(owners) > 1:
+                txt.append("+", style="bold white on red")
+            else:
+                txt.append(gt_symbol(owners[0]), style=gt_style(owners[0]) + (" bold reverse" if which == "positives" else ""))
+        txt.append("\n")
+    return txt
+
+
+def render_grids(trace: Trace, con: Console, image: int) -> None:
+    width = max(con.width - 8, 20)
+    for lv in trace.levels:
+        cand = level_grid(trace, image, lv, "candidates", width // 2 - 4)
+        pos = level_grid(trace, image, lv, "positives", width // 2 - 4)
+        if cand is None:
+            con.print(Text(f"{level_name(lv)}: no candidates", style="dim"))
+            continue
+        tab = Table(title=f"{level_name(lv)} · grid {lv.h}×{lv.w}", title_justify="left", show_edge=False)
+        tab.add_column("in-box candidates (symbol = GT, + = several GTs)")
+        tab.add_column("final positives (symbol = GT it is assigned to)")
+        tab.add_row(cand, pos if pos is not None else Text("none", style="dim"))
+        con.print(tab)
+
+
+# ------------------------------------------------------------------------------------------------ assignment
+def candidate_table(trace: Trace, image: int, j: int, rows: int) -> Table:
+    a_cfg = trace.config.assigner
+    inb = trace["mask_in_gts"][image, j]
+    s, u, t = trace["bbox_scores"][image, j], trace["overlaps"][image, j], trace["align_metric"][image, j]
+    topk_picked, final = trace["mask_pos_topk"][image, j], trace["mask_pos"][image, j]
+    tgi, fg, ns = trace["target_gt_idx"][image], trace["fg_mask"][image], trace["norm_align_metric"][image]
+    idx = torch.nonzero(inb).flatten()
+    order = idx[torch.argsort(t[idx], descending=True, stable=True)][:rows]
+    tab = Table(
+        title=f"GT {j}: its {idx.numel()} candidates by t = s^{a_cfg.alpha:g} · u^{a_cfg.beta:g} "
+              f"(top {min(rows, idx.numel())} shown)",
+        title_justify="left",
+    )
+    for c in ("#", "anchor", "level", "cell x,y", "s (score)", "u (CIoU)", "t", "top-k", "result", "target score"):
+        tab.add_column(c, justify="right" if c not in ("result", "level") else "left")
+    for r, a in enumerate(order.tolist(), start=1):
+        lv, cx, cy = cell_of(trace.levels, a)
+        if final[a]:
+            res, st = "positive", "green"
+        elif topk_picked[a] and fg[a]:
+            res, st = f"lost to GT {int(tgi[a])}", "red"
+        elif topk_picked[a]:
+            res, st = "dropped by topk2", "red"
+        else:
+            res, st = "not picked", "dim"
+        tab.add_row(
+            str(r), str(a), level_name(lv), f"{cx},{cy}", f"{float(s[a]):.4f}", f"{float(u[a]):.4f}", f"{float(t[a]):.4g}",
+            "✓" if topk_picked[a] else "", Text(res, style=st), f"{float(ns[a]):.4f}" if final[a] else "",
+        )
+    return tab
+
+
+def conflict_table(trace: Trace, image: int) -> Table | None:
+    multi = torch.nonzero(trace["mask_multi"][image]).flatten()
+    if multi.numel() == 0:
+        return None
+    mpt, ov = trace["mask_pos_topk"][image], trace["overlaps"][image]
+    tgi, fg = trace["target_gt_idx"][image], trace["fg_mask"][image]
+    tab = Table(title=f"Anchors claimed by several GTs ({multi.numel()}): the largest CIoU over all GTs wins",
+                title_justify="left")
+    for c in ("anchor", "level", "cell x,y", "claimed by (u)", "winner", "note"):
+        tab.add_column(c)
+    for a in multi.tolist():
+        lv, cx, cy = cell_of(trace.levels, a)
+        claim = torch.nonzero(mpt[:, a]).flatten().tolist()
+        w = int(tgi[a])
+        note = "" if w in claim else "winner had not picked this anchor"
+        if not fg[a]:
+            w_txt, note = "—", "dropped (topk2)"
+        else:
+            w_txt = f"GT {w} (u={float(ov[w, a]):.4f})"
+        tab.add_row(str(a), level_name(lv), f"{cx},{cy}", ", ".join(f"GT {c} ({float(ov[c, a]):.3f})" for c in claim),
+                    w_txt, note)
+    return tab
+
+
+def render_gt_tensors(trace: Trace, con: Console, full: bool) -> None:
+    print_tensor(con, "gt_bboxes", trace["gt_bboxes"], "(b, M, 4) px xyxy, zero rows are padding", full)
+    print_tensor(con, "gt_labels", trace["gt_labels"], "(b, M, 1) class id", full)
+    print_tensor(con, "mask_gt", trace["mask_gt"], "(b, M, 1) 1 = real GT, 0 = padding", full)
+
+
+def render_assign(trace: Trace, con: Console, images: list[int], full: bool, rows: int | None = None) -> None:
+    cfg, a_cfg = trace.config, trace.config.assigner
+    enl = f", GT sides < {cfg.stride_val:g} px enlarged to it for candidate selection" if a_cfg.profile == "ultralytics" else ""
+    topk2 = f", topk2 {a_cfg.topk2}" if a_cfg.topk2 else ""
+    con.print(Panel(
+        f"profile [bold]{a_cfg.profile}[/]{enl}\ntopk {a_cfg.topk}{topk2}, alpha {a_cfg.alpha:g}, beta {a_cfg.beta:g}, "
+        f"eps {a_cfg.eps:g} · heads: {trace.heads_source}",
+        title="Task-aligned assignment", expand=False,
+    ))
+    render_gt_tensors(trace, con, full)
+    rows = rows or a_cfg.topk + 3
+    for i in images:
+        con.print(Rule(f"image {i} · {trace.labels.images[i]}"))
+        n = trace.n_gts(i)
+        fg = trace["fg_mask"][i]
+        if n == 0:
+            con.print(f"background image: no labels; all {fg.numel()} anchors are background "
+                      "(they only add classification loss)")
+            continue
+        if a_cfg.profile == "ultralytics":
+            cb, gb = trace["cand_bboxes"][i, :n], trace["gt_bboxes"][i, :n]
+            for j in range(n):
+                if not torch.equal(cb[j], gb[j]):
+                    con.print(Text(f"GT {j}: candidate box enlarged {fmt_box(gb[j])} → {fmt_box(cb[j])} px", style="cyan"))
+        render_grids(trace, con, i)
+        for j in range(n):
+            con.print(candidate_table(trace, i, j, rows))
+        ct = conflict_table(trace, i)
+        con.print(ct if ct is not None else Text("no anchor was claimed by more than one GT", style="dim"))
+        con.print(f"foreground anchors: {int(fg.sum())} · background: {int((~fg).sum())} "
+                  f"(background has no GT: its target_gt_idx 0 and target label are placeholders)")
+        facts = gt_facts(trace, i)
+        con.print(summary_table(trace, i, facts))
+        for f in facts:
+            if f.flag:
+                con.print(Text.assemble(("✗ ", "bold red"), f"GT {f.index} ({f.origin[0]}:{f.origin[1]}): {f.flag}"
+                                        + explain(trace, f)))
+
+
+def explain(trace: Trace, f: GTFacts) -> str:
+    w, h = f.box[2] - f.box[0], f.box[3] - f.box[1]
+    smin = min(trace.config.strides)
+    if f.candidates == 0:
+        return (f" — the box is {w:.1f}×{h:.1f} px and contains no anchor centre of any level (finest stride {smin}); "
+                "the ultralytics profile enlarges such boxes" if trace.config.assigner.profile == "classic" else "")
+    if f.positives == 0:
+        return f" — all {f.picked_lost} top-k picks went to other GTs"
+    return " — its positives have alignment metric 0 (CIoU or score too small), so they carry no loss weight"
+
+
+# ------------------------------------------------------------------------------------------------ loss
+def render_loss(trace: Trace, con: Console, images: list[int]) -> None:
+    cfg = trace.config
+    b = trace.batch
+    tss = float(trace["target_scores_sum"])
+    con.print(Panel(
+        f"target_scores_sum = max(Σ target_scores, 1) = {tss:.6g}  (every term is divided by it)\n"
+        f"heads: {trace.heads_source}",
+        title="Detection loss", expand=False,
+    ))
+    tab = Table(title="Terms (as ultralytics logs them; the backward pass uses weighted × batch size)")
+    for c in ("term", "what", "raw", "gain", "weighted", f"× batch ({b})"):
+        tab.add_column(c, justify="right" if c not in ("term", "what") else "left")
+    dfl_what = "DFL of the 4 sides × weight" if cfg.reg_max > 1 else (
+        "L1 of image-normalised ltrb × weight" if cfg.assigner.profile == "ultralytics" else "none (reg_max = 1)")
+    for name, what, raw, gain, w in (
+        ("box", "(1 − CIoU) × weight over positives", "raw_box", cfg.loss.box, "loss_box"),
+        ("cls", "BCE over all anchors and classes", "raw_cls", cfg.loss.cls, "loss_cls"),
+        ("dfl", dfl_what, "raw_dfl", cfg.loss.dfl, "loss_dfl"),
+    ):
+        tab.add_row(name, what, f"{float(trace[raw]):.6g}", f"{gain:g}", f"{float(trace[w]):.6g}", f"{float(trace[w]) * b:.6g}")
+    total = sum(float(trace[k]) for k in ("loss_box", "loss_cls", "loss_dfl"))
+    tab.add_row("total", "", "", "", f"{total:.6g}", f"{total * b:.6g}", style="bold")
+    con.print(tab)
+
+    cls_pa, box_pa, dfl_pa, fg = trace["cls_per_anchor"], trace["box_per_anchor"], trace["dfl_per_anchor"], trace["fg_mask"]
+    ts = trace["target_scores"]
+    img = Table(title="Per image (raw contributions; they add up to the raw terms)")
+    for c in ("image", "name", "GTs", "positives", "Σ target score", "cls", "box", "dfl"):
+        img.add_column(c, justify="right" if c != "name" else "left")
+    for i in range(b):
+        img.add_row(str(i), trace.labels.images[i], str(trace.n_gts(i)), str(int(fg[i].sum())), f"{float(ts[i].sum()):.4f}",
+                    f"{float(cls_pa[i].sum()):.5g}", f"{float(box_pa[i].sum()):.5g}", f"{float(dfl_pa[i].sum()):.5g}")
+    con.print(img)
+
+    tgi, ciou, ltrb, clamped = trace["target_gt_idx"], trace["ciou"], trace["dfl_target_ltrb"], trace["dfl_clamped"]
+    rmax = cfg.reg_max - 1 - 0.01
+    for i in images:
+        n = trace.n_gts(i)
+        if n == 0:
+            continue
+        gt = Table(title=f"Per GT · image {i} (raw box/dfl contributions of its positives)", title_justify="left")
+        for c in ("GT", "cls", "pos", "Σ weight", "mean CIoU", "box", "dfl", "cls (pos)", "max ltrb (grid)", "clamped sides"):
+            gt.add_column(c, justify="right")
+        for j in range(n):
+            sel = fg[i] & (tgi[i] == j)
+            k = int(sel.sum())
+            mx = float(ltrb[i][sel].max()) if k else 0.0
+            ncl = int(clamped[i][sel].sum()) if k else 0
+            gt.add_row(
+                Text(gt_symbol(j), style=gt_style(j)), str(int(trace["gt_labels"][i, j, 0])), str(k),
+                f"{float(ts[i][sel].sum()):.4f}", f"{float(ciou[i][sel].mean()):.4f}" if k else "—",
+                f"{float(box_pa[i][sel].sum()):.5g}", f"{float(dfl_pa[i][sel].sum()):.5g}",
+                f"{float(cls_pa[i][sel].sum()):.5g}", f"{mx:.2f}", Text(str(ncl), style="bold red" if ncl else ""),
+            )
+        con.print(gt)
+        if cfg.reg_max > 1:
+            for j in range(n):
+                sel = fg[i] & (tgi[i] == j)
+                hi = clamped[i][sel] & (ltrb[i][sel] > rmax)
+                if hi.any():
+                    mx = float(ltrb[i][sel].max())
+                    strides = sorted({cell_of(trace.levels, a)[0].stride for a in torch.nonzero(sel).flatten().tolist()})
+                    warn(con, f"image {i} GT {j} ({trace.gt_origin[i][j][0]}:{trace.gt_origin[i][j][1]}): "
+                              f"{int(hi.sum())} DFL target side(s) clamped at reg_max − 1.01 = {rmax:.2f} grid units "
+                              f"(largest {mx:.2f} at stride {strides}): the box is too large for its anchors' strides; "
+                              f"the head cannot learn its full extent")
