@@ -52,7 +52,7 @@ LogOpt = Annotated[Optional[Path], typer.Option("--log", help="Also write the ou
 
 
 def _console(record: bool = False) -> Console:
-    return Console(record=record, highlight=False, width=None if sys.stdout.isatty() else 120)
+    return Console(record=record, highlight=False, width=None if sys.stdout.isatty() else 100)
 
 
 def _config(config: Path | None, **over):

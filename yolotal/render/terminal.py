@@ -10,6 +10,7 @@ from rich.console import Console, Group
 from rich.panel import Panel
 from rich.rule import Rule
 from rich.table import Table
+from rich import box as rbox
 from rich.text import Text
 
 from ..core.anchors import Level, cell_of
@@ -63,7 +64,7 @@ def print_tensor(con: Console, name: str, t: torch.Tensor, what: str, full: bool
 
 
 def fmt_box(b) -> str:
-    return "(" + ", ".join(f"{float(v):.1f}" for v in b) + ")"
+    return "(" + ",".join(f"{float(v):.1f}" for v in b) + ")"
 
 
 def warn(con: Console, msg: str) -> None:
@@ -161,6 +162,10 @@ class GTFacts:
     dfl_clamped: int
 
     @property
+    def short_flag(self) -> str:
+        return {"": "", "NO POSITIVES": "NO POS", "ONLY ZERO-WEIGHT POSITIVES": "0-W ONLY"}.get(self.flag, "NO CAND")
+
+    @property
     def flag(self) -> str:
         if self.candidates == 0:
             return "NO CANDIDATES: no anchor centre inside the box"
@@ -184,7 +189,7 @@ def gt_facts(trace: Trace, image: int) -> list[GTFacts]:
         pos = torch.nonzero(mp[j]).flatten()
         levels: dict[str, int] = {}
         for a in pos.tolist():
-            name = level_name(cell_of(trace.levels, a)[0])
+            name = f"s{cell_of(trace.levels, a)[0].stride}"
             levels[name] = levels.get(name, 0) + 1
         out.append(GTFacts(
             index=j, cls=int(gl[j, 0]), box=[float(v) for v in gb[j]], origin=trace.gt_origin[image][j],
@@ -199,70 +204,87 @@ def gt_facts(trace: Trace, image: int) -> list[GTFacts]:
 
 
 def summary_table(trace: Trace, image: int, facts: list[GTFacts]) -> Table:
-    tab = Table(title=f"Per-GT summary · image {image} ({trace.labels.images[image]})", title_justify="left")
-    for c, j in (("GT", "right"), ("cls", "right"), ("box x1,y1,x2,y2 (px)", "left"), ("w×h px", "right"),
-                 ("cand", "right"), ("pos", "right"), ("zero-w", "right"), ("levels of pos", "left"),
-                 ("best IoU", "right"), ("max t", "right"), ("flag", "left")):
-        tab.add_column(c, justify=j)
+    tab = Table(title=f"Per-GT summary · image {image} ({trace.labels.images[image]})", title_justify="left",
+                box=rbox.SIMPLE_HEAD, pad_edge=False)
+    for c, j in (("GT", "right"), ("cls", "right"), ("box px", "left"), ("w×h px", "right"),
+                 ("cand", "right"), ("pos", "right"), ("0-w", "right"), ("pos/stride", "left"),
+                 ("u max", "right"), ("t max", "right"), ("flag", "left")):
+        tab.add_column(c, justify=j, no_wrap=c in ("box px", "w×h px", "pos/stride"))
     for f in facts:
         style = "bold red" if f.flag else ""
         w, h = f.box[2] - f.box[0], f.box[3] - f.box[1]
         tab.add_row(
-            Text(gt_symbol(f.index), style=gt_style(f.index)), str(f.cls), fmt_box(f.box), f"{w:.1f}×{h:.1f}",
+            Text(gt_symbol(f.index), style=gt_style(f.index)), str(f.cls),
+            "(" + ",".join(f"{v:.0f}" for v in f.box) + ")", f"{w:.3g}×{h:.3g}",
             str(f.candidates), str(f.positives), str(f.zero_weight),
-            " ".join(f"{k}×{v}" for k, v in f.levels.items()) or "—", f"{f.best_iou:.4f}", f"{f.max_metric:.3g}",
-            Text(f.flag, style=style),
+            " ".join(f"{k}×{v}" for k, v in f.levels.items()) or "—", f"{f.best_iou:.3f}", f"{f.max_metric:.2g}",
+            Text(f.short_flag, style=style),
         )
     return tab
 
 
 # ------------------------------------------------------------------------------------------------ grids
-def level_grid(trace: Trace, image: int, lv: Level, which: str, max_width: int) -> Text | None:
-    """One character per cell: '.' nothing, GT symbol, '+' several GTs (candidates) — None if empty."""
+def _level_masks(trace: Trace, image: int, lv: Level) -> tuple[torch.Tensor, torch.Tensor]:
+    """(candidates, positives) of the image's real GTs on one level, each (n, h, w) bool."""
     n = trace.n_gts(image)
-    if which == "candidates":
-        m = (trace["mask_in_gts"][image, :n] & trace["mask_gt"][image, :n].bool())[:, lv.start : lv.stop]
-    else:
-        m = trace["mask_pos"][image, :n, lv.start : lv.stop]
-    if n == 0 or not m.any():
-        return None
-    m = m.view(n, lv.h, lv.w)
-    anyv = m.any(0)
-    rows = torch.nonzero(anyv.any(1)).flatten()
-    cols = torch.nonzero(anyv.any(0)).flatten()
-    r0, r1 = max(int(rows.min()) - 1, 0), min(int(rows.max()) + 1, lv.h - 1)
-    c0, c1 = max(int(cols.min()) - 1, 0), min(int(cols.max()) + 1, lv.w - 1)
-    if c1 - c0 + 1 > max_width:
-        c1 = c0 + max_width - 1
+    sl = slice(lv.start, lv.stop)
+    cand = (trace["mask_in_gts"][image, :n] & trace["mask_gt"][image, :n].bool())[:, sl]
+    pos = trace["mask_pos"][image, :n, sl]
+    return cand.reshape(n, lv.h, lv.w), pos.reshape(n, lv.h, lv.w)
+
+
+def grid_text(m: torch.Tensor, window: tuple[int, int, int, int], f: int, positives: bool) -> Text:
+    """Draw (n, h, w) masks inside window (r0, r1, c0, c1): one char per f×f block of cells.
+
+    '.' nothing, the GT's symbol, '+' several GTs.
+    """
+    r0, r1, c0, c1 = window
     txt = Text()
-    txt.append(f"rows {r0}–{r1}, cols {c0}–{c1} of {lv.h}×{lv.w}\n", style="dim")
-    for y in range(r0, r1 + 1):
+    for y in range(r0, r1 + 1, f):
         txt.append(f"{y:>3} ", style="dim")
-        for x in range(c0, c1 + 1):
-            owners = torch.nonzero(m[:, y, x]).flatten().tolist()
+        for x in range(c0, c1 + 1, f):
+            owners = torch.nonzero(m[:, y : y + f, x : x + f].flatten(1).any(1)).flatten().tolist()
             if not owners:
                 txt.append(".", style="dim")
             elif len(owners) > 1:
                 txt.append("+", style="bold white on red")
             else:
-                txt.append(gt_symbol(owners[0]), style=gt_style(owners[0]) + (" bold reverse" if which == "positives" else ""))
+                txt.append(gt_symbol(owners[0]), style=gt_style(owners[0]) + (" bold reverse" if positives else ""))
         txt.append("\n")
     return txt
 
 
 def render_grids(trace: Trace, con: Console, image: int) -> None:
-    width = max(con.width - 8, 20)
+    """Per level: the in-box candidates and the final positives, drawn on the grid (cropped to the GTs)."""
     for lv in trace.levels:
-        cand = level_grid(trace, image, lv, "candidates", width // 2 - 4)
-        pos = level_grid(trace, image, lv, "positives", width // 2 - 4)
-        if cand is None:
+        cand, pos = _level_masks(trace, image, lv)
+        used = (cand | pos).any(0)
+        if not used.any():
             con.print(Text(f"{level_name(lv)}: no candidates", style="dim"))
             continue
-        tab = Table(title=f"{level_name(lv)} · grid {lv.h}×{lv.w}", title_justify="left", show_edge=False)
-        tab.add_column("in-box candidates (symbol = GT, + = several GTs)")
-        tab.add_column("final positives (symbol = GT it is assigned to)")
-        tab.add_row(cand, pos if pos is not None else Text("none", style="dim"))
-        con.print(tab)
+        rows, cols = torch.nonzero(used.any(1)).flatten(), torch.nonzero(used.any(0)).flatten()
+        r0, r1 = max(int(rows.min()) - 1, 0), min(int(rows.max()) + 1, lv.h - 1)
+        c0, c1 = max(int(cols.min()) - 1, 0), min(int(cols.max()) + 1, lv.w - 1)
+        width = c1 - c0 + 1
+        side = 2 * width + 12 <= con.width
+        avail = (con.width - 12) // 2 if side else con.width - 8
+        f = max(1, -(-width // max(avail, 8)))  # ceil: cells per character
+        where = f"rows {r0}–{r1}, cols {c0}–{c1} of {lv.h}×{lv.w}" + (f", 1 char = {f}×{f} cells" if f > 1 else "")
+        a = grid_text(cand, (r0, r1, c0, c1), f, False)
+        b = grid_text(pos, (r0, r1, c0, c1), f, True)
+        title = f"{level_name(lv)} · {where}"
+        if side:
+            tab = Table(title=title, title_justify="left", show_edge=False, box=None, padding=(0, 2))
+            tab.add_column("in-box candidates (symbol = GT, + = several)")
+            tab.add_column("final positives (symbol = assigned GT)")
+            tab.add_row(a, b)
+            con.print(tab)
+        else:
+            con.print(Text(title, style="bold"))
+            con.print(Text("in-box candidates (symbol = GT, + = several GTs)", style="italic"))
+            con.print(a)
+            con.print(Text("final positives (symbol = GT it is assigned to)", style="italic"))
+            con.print(b)
 
 
 # ------------------------------------------------------------------------------------------------ assignment
@@ -277,10 +299,10 @@ def candidate_table(trace: Trace, image: int, j: int, rows: int) -> Table:
     tab = Table(
         title=f"GT {j}: its {idx.numel()} candidates by t = s^{a_cfg.alpha:g} · u^{a_cfg.beta:g} "
               f"(top {min(rows, idx.numel())} shown)",
-        title_justify="left",
+        title_justify="left", box=rbox.SIMPLE_HEAD, pad_edge=False,
     )
     for c in ("#", "anchor", "level", "cell x,y", "s (score)", "u (CIoU)", "t", "top-k", "result", "target score"):
-        tab.add_column(c, justify="right" if c not in ("result", "level") else "left")
+        tab.add_column(c, justify="right" if c not in ("result", "level") else "left", no_wrap=c == "result")
     for r, a in enumerate(order.tolist(), start=1):
         lv, cx, cy = cell_of(trace.levels, a)
         if final[a]:
@@ -349,8 +371,9 @@ def render_assign(trace: Trace, con: Console, images: list[int], full: bool, row
             continue
         if a_cfg.profile == "ultralytics":
             cb, gb = trace["cand_bboxes"][i, :n], trace["gt_bboxes"][i, :n]
+            wh = gb[:, 2:] - gb[:, :2]
             for j in range(n):
-                if not torch.equal(cb[j], gb[j]):
+                if bool((wh[j] < cfg.stride_val).any()):
                     con.print(Text(f"GT {j}: candidate box enlarged {fmt_box(gb[j])} → {fmt_box(cb[j])} px", style="cyan"))
         render_grids(trace, con, i)
         for j in range(n):
@@ -373,8 +396,11 @@ def explain(trace: Trace, f: GTFacts) -> str:
     if f.candidates == 0:
         return (f" — the box is {w:.1f}×{h:.1f} px and contains no anchor centre of any level (finest stride {smin}); "
                 "the ultralytics profile enlarges such boxes" if trace.config.assigner.profile == "classic" else "")
+    if f.positives == 0 and f.picked_lost:
+        return f" — its {f.picked_lost} top-k pick(s) among its candidates went to other GTs (larger CIoU there)"
     if f.positives == 0:
-        return f" — all {f.picked_lost} top-k picks went to other GTs"
+        return (" — every candidate has t = 0 (CIoU clamped to 0, or s^alpha·u^beta underflows float32), so top-k "
+                "over all anchors picked non-candidates (torch's order among ties) and nothing survived the in-box mask")
     return " — its positives have alignment metric 0 (CIoU or score too small), so they carry no loss weight"
 
 
