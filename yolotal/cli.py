@@ -285,22 +285,14 @@ def walk(
 
 
 def main() -> None:
-    """Console entry point: exit 2 with one line for bad input, never a traceback."""
+    """Console entry point: exit 2 with one line for bad input, never a traceback.
+
+    Usage errors are reported by Typer itself (exit 2 as well).
+    """
     try:
-        app(standalone_mode=False)
+        app()
     except InputError as e:
         from rich.markup import escape
 
         Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
         sys.exit(2)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        sys.exit(130)
-    except Exception as e:  # click usage errors come as ClickException subclasses
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise

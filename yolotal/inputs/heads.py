@@ -169,7 +169,7 @@ def synthetic_trained(
     """Heads of a partly trained model: anchors inside a GT predict a noisy version of it.
 
     Every anchor whose centre lies inside a GT box (the smallest one when several) gets DFL logits peaked
-    near that box's true distances (Gaussian, noise 0.3 grid cells) and a class logit near +1 for the GT's
+    near that box's true distances (Gaussian, noise 0.3 grid cells) and a class logit near +2 (sigmoid ~ 0.88) for the GT's
     class; all other class logits sit near -4 (sigmoid ~ 0.02), and other anchors predict small random boxes.
     """
     gen = torch.Generator().manual_seed(seed)
@@ -196,7 +196,7 @@ def synthetic_trained(
             noisy = true + torch.randn(h * w, 4, generator=gen) * 0.3
             dist[bi] = torch.where(hit[:, None], noisy, dist[bi])
             c = torch.from_numpy(cls[sel]).long()[best]
-            boost = torch.randn(h * w, generator=gen) * 0.8 + 5.0
+            boost = torch.randn(h * w, generator=gen) * 0.8 + 6.0
             logit[bi, torch.nonzero(hit).squeeze(1), c[hit]] += boost[hit]
         d = dist.clamp(0, reg_max - 1).unsqueeze(-1)  # [b, h*w, 4, 1]
         dfl = -((bins - d) ** 2) / (2 * 0.6**2) if reg_max > 1 else d  # [b, h*w, 4, reg_max]

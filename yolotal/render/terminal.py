@@ -68,24 +68,25 @@ def fmt_box(b) -> str:
 
 
 def warn(con: Console, msg: str) -> None:
-    con.print(Text.assemble(("warning: ", "bold yellow"), msg))
+    con.print(Text.assemble(("warning: ", "bold yellow"), msg), soft_wrap=True)
 
 
 # ------------------------------------------------------------------------------------------------ anchors
 def render_anchors(trace: Trace, con: Console, level: int | None = None, full: bool = False) -> None:
     ap, st = trace["anchor_points"], trace["stride_tensor"]
     cfg = trace.config
-    con.print(Text(f"imgsz {cfg.imgsz[0]}x{cfg.imgsz[1]} (h x w px), strides {list(cfg.strides)}, "
-                   f"{ap.shape[0]} anchors, one per grid cell, at the cell centre (offset 0.5)"))
-    tab = Table(title="Levels (anchor_points are in grid units of their level; pixels = grid x stride)")
-    for c in ("level", "stride", "grid h×w", "anchors", "flat index", "first (grid)", "first (px)", "last (grid)", "last (px)"):
-        tab.add_column(c, justify="right")
+    con.print(Text(f"imgsz {cfg.imgsz[0]}×{cfg.imgsz[1]} (h×w px) · strides {list(cfg.strides)} · "
+                   f"{ap.shape[0]} anchors, one per grid cell at its centre (offset 0.5)"))
+    con.print(Text("anchor_points are in grid units of their level; pixels = grid × stride", style="italic"))
+    tab = Table(box=rbox.SIMPLE_HEAD, pad_edge=False)
+    for c in ("level/stride", "grid h×w", "anchors", "flat index", "first grid", "first px", "last grid", "last px"):
+        tab.add_column(c, justify="right", no_wrap=True)
     for lv in trace.levels:
         f, l = ap[lv.start], ap[lv.stop - 1]
         tab.add_row(
-            level_name(lv), str(lv.stride), f"{lv.h}×{lv.w}", str(lv.count), f"{lv.start}–{lv.stop - 1}",
-            f"({f[0]:g}, {f[1]:g})", f"({f[0] * lv.stride:g}, {f[1] * lv.stride:g})",
-            f"({l[0]:g}, {l[1]:g})", f"({l[0] * lv.stride:g}, {l[1] * lv.stride:g})",
+            level_name(lv), f"{lv.h}×{lv.w}", str(lv.count), f"{lv.start}–{lv.stop - 1}",
+            f"({f[0]:g},{f[1]:g})", f"({f[0] * lv.stride:g},{f[1] * lv.stride:g})",
+            f"({l[0]:g},{l[1]:g})", f"({l[0] * lv.stride:g},{l[1] * lv.stride:g})",
         )
     con.print(tab)
     if level is not None:
@@ -387,7 +388,7 @@ def render_assign(trace: Trace, con: Console, images: list[int], full: bool, row
         for f in facts:
             if f.flag:
                 con.print(Text.assemble(("✗ ", "bold red"), f"GT {f.index} ({f.origin[0]}:{f.origin[1]}): {f.flag}"
-                                        + explain(trace, f)))
+                                        + explain(trace, f)), soft_wrap=True)
 
 
 def explain(trace: Trace, f: GTFacts) -> str:

@@ -28,7 +28,7 @@ def render_walk(trace: Trace, con: Console, full: bool = False) -> None:
     cfg = trace.config
     b, a_total = trace["pred_scores"].shape[:2]
     nc, r = trace["pred_scores"].shape[2], cfg.reg_max
-    con.print(Text(f"yolotal walk · imgsz {cfg.imgsz[0]}×{cfg.imgsz[1]} · strides {list(cfg.strides)} · "
+    con.print(Text(f"imgsz {cfg.imgsz[0]}×{cfg.imgsz[1]} · strides {list(cfg.strides)} · "
                    f"nc {nc} · reg_max {r} · batch {b} · profile {cfg.assigner.profile}", style="bold"))
     for w in trace.warnings:
         con.print(Text.assemble(("warning: ", "bold yellow"), w))

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import pytest
+
+from yolotal.config import Config, config_from_dict, load_config, with_overrides
+from yolotal.errors import InputError
+
+
+def test_defaults_are_ultralytics_84_training():
+    c = load_config(None)
+    assert c.imgsz == (640, 640) and c.strides == (8, 16, 32) and c.reg_max == 16
+    a = c.assigner
+    assert (a.profile, a.topk, a.topk2, a.alpha, a.beta, a.eps) == ("ultralytics", 10, None, 0.5, 6.0, 1e-9)
+    assert (c.loss.box, c.loss.cls, c.loss.dfl) == (7.5, 0.5, 1.5)
+    assert c.num_classes == 80 and c.stride_val == 16.0
+    assert c.grids == [(80, 80), (40, 40), (20, 20)]
+
+
+def test_every_repo_config_loads(tmp_path):
+    from pathlib import Path
+
+    for p in (Path(__file__).parents[1] / "configs").glob("*.yaml"):
+        load_config(p)
+
+
+@pytest.mark.parametrize(
+    "raw,msg",
+    [
+        ({"imgsz": "big"}, "imgsz: expected an integer or [h, w]"),
+        ({"strides": [32, 16]}, "strides: expected a non-empty increasing list"),
+        ({"nc": 0}, "nc: expected an integer >= 1, got 0"),
+        ({"assigner": {"topk": "ten"}}, "assigner.topk: expected an integer >= 1, got 'ten'"),
+        ({"assigner": {"profile": "v5"}}, "assigner.profile: expected ultralytics or classic, got 'v5'"),
+        ({"assigner": {"alpha": float("nan")}}, "assigner.alpha: expected a number >= 0"),
+        ({"assigner": {"topkk": 3}}, "unknown key 'assigner.topkk'"),
+        ({"lr": 0.01}, "unknown key 'lr'"),
+        ({"loss": {"box": True}}, "loss.box: expected a number >= 0, got True"),
+        ({"heads": {"kind": "real"}}, "heads.kind: expected randn or trained"),
+        ({"assigner": {"profile": "classic", "topk2": 1}}, "assigner.topk2: only the ultralytics profile"),
+        ({"assigner": {"topk": 5, "topk2": 7}}, "assigner.topk2: must be <= assigner.topk (5)"),
+        ([1, 2], "config: expected a mapping"),
+    ],
+)
+def test_bad_values_name_the_key(raw, msg):
+    with pytest.raises(InputError) as e:
+        config_from_dict(raw, "x.yaml")
+    assert msg in str(e.value)
+    assert str(e.value).startswith("x.yaml: ")
+
+
+def test_broken_yaml_names_file_and_line(write):
+    p = write("bad.yaml", "imgsz: [640, 640]\nassigner:\n  topk: [1, 2\n")
+    with pytest.raises(InputError) as e:
+        load_config(p)
+    assert str(e.value).startswith(f"{p}:") and "broken YAML" in str(e.value)
+    assert e.value.line is not None
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(InputError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_imgsz_rounded_up_with_warning():
+    c = config_from_dict({"imgsz": [500, 630]})
+    assert c.imgsz == (512, 640)
+    assert any("rounded up to [512, 640]" in w for w in c.warnings)
+
+
+def test_cli_overrides_validate_and_apply():
+    c = with_overrides(Config(), topk=13, profile="classic", seed=3, imgsz=[320, 320], nc=None)
+    assert c.assigner.topk == 13 and c.assigner.profile == "classic" and c.heads.seed == 3 and c.imgsz == (320, 320)
+    with pytest.raises(InputError, match="command line: assigner.topk"):
+        with_overrides(Config(), topk=0)
