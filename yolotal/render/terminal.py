@@ -383,12 +383,17 @@ def render_assign(trace: Trace, con: Console, images: list[int], full: bool, row
         con.print(ct if ct is not None else Text("no anchor was claimed by more than one GT", style="dim"))
         con.print(f"foreground anchors: {int(fg.sum())} · background: {int((~fg).sum())} "
                   f"(background has no GT: its target_gt_idx 0 and target label are placeholders)")
-        facts = gt_facts(trace, i)
-        con.print(summary_table(trace, i, facts))
-        for f in facts:
-            if f.flag:
-                con.print(Text.assemble(("✗ ", "bold red"), f"GT {f.index} ({f.origin[0]}:{f.origin[1]}): {f.flag}"
-                                        + explain(trace, f)), soft_wrap=True)
+        render_summary(trace, con, i)
+
+
+def render_summary(trace: Trace, con: Console, image: int) -> None:
+    """The per-GT summary table of one image, then one line for each flagged GT saying why."""
+    facts = gt_facts(trace, image)
+    con.print(summary_table(trace, image, facts))
+    for f in facts:
+        if f.flag:
+            con.print(Text.assemble(("✗ ", "bold red"), f"GT {f.index} ({f.origin[0]}:{f.origin[1]}): {f.flag}"
+                                    + explain(trace, f)), soft_wrap=True)
 
 
 def explain(trace: Trace, f: GTFacts) -> str:

@@ -10,10 +10,9 @@ from rich.text import Text
 from ..pipeline import Trace
 from .terminal import (
     conflict_table,
-    gt_facts,
     print_tensor,
     render_loss,
-    summary_table,
+    render_summary,
 )
 
 
@@ -91,7 +90,7 @@ def render_walk(trace: Trace, con: Console, full: bool = False) -> None:
     print_tensor(con, "target_scores", trace["target_scores"], "(b, A, nc) soft one-hot", full)
     for i in range(b):
         if trace.n_gts(i):
-            con.print(summary_table(trace, i, gt_facts(trace, i)))
+            render_summary(trace, con, i)
         else:
             con.print(Text(f"image {i}: background image (no labels)", style="dim"))
 
