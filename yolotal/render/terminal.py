@@ -306,7 +306,9 @@ def candidate_table(trace: Trace, image: int, j: int, rows: int) -> Table:
         tab.add_column(c, justify="right" if c not in ("result", "level") else "left", no_wrap=c == "result")
     for r, a in enumerate(order.tolist(), start=1):
         lv, cx, cy = cell_of(trace.levels, a)
-        if final[a]:
+        if final[a] and not topk_picked[a]:
+            res, st = "positive (won, not picked)", "yellow"
+        elif final[a]:
             res, st = "positive", "green"
         elif topk_picked[a] and fg[a]:
             res, st = f"lost to GT {int(tgi[a])}", "red"
