@@ -439,7 +439,7 @@ def render_loss(trace: Trace, con: Console, images: list[int]) -> None:
 
     cls_pa, box_pa, dfl_pa, fg = trace["cls_per_anchor"], trace["box_per_anchor"], trace["dfl_per_anchor"], trace["fg_mask"]
     ts = trace["target_scores"]
-    img = Table(title="Per image (raw contributions; they add up to the raw terms)")
+    img = Table(title="Per image (raw contributions; they add up to the raw terms)", box=rbox.SIMPLE_HEAD, pad_edge=False)
     for c in ("image", "name", "GTs", "positives", "Σ target score", "cls", "box", "dfl"):
         img.add_column(c, justify="right" if c != "name" else "left")
     for i in range(b):
@@ -453,9 +453,10 @@ def render_loss(trace: Trace, con: Console, images: list[int]) -> None:
         n = trace.n_gts(i)
         if n == 0:
             continue
-        gt = Table(title=f"Per GT · image {i} (raw box/dfl contributions of its positives)", title_justify="left")
-        for c in ("GT", "cls", "pos", "Σ weight", "mean CIoU", "box", "dfl", "cls (pos)", "max ltrb (grid)", "clamped sides"):
-            gt.add_column(c, justify="right")
+        gt = Table(title=f"Per GT · image {i} (raw box/dfl/cls contributions of its positives)", title_justify="left",
+                   box=rbox.SIMPLE_HEAD, pad_edge=False)
+        for c in ("GT", "cls", "pos", "Σ weight", "mean CIoU", "box", "dfl", "cls@pos", "max ltrb grid", "clamped"):
+            gt.add_column(c, justify="right", no_wrap=True)
         for j in range(n):
             sel = fg[i] & (tgi[i] == j)
             k = int(sel.sum())
@@ -464,8 +465,8 @@ def render_loss(trace: Trace, con: Console, images: list[int]) -> None:
             gt.add_row(
                 Text(gt_symbol(j), style=gt_style(j)), str(int(trace["gt_labels"][i, j, 0])), str(k),
                 f"{float(ts[i][sel].sum()):.4f}", f"{float(ciou[i][sel].mean()):.4f}" if k else "—",
-                f"{float(box_pa[i][sel].sum()):.5g}", f"{float(dfl_pa[i][sel].sum()):.5g}",
-                f"{float(cls_pa[i][sel].sum()):.5g}", f"{mx:.2f}", Text(str(ncl), style="bold red" if ncl else ""),
+                f"{float(box_pa[i][sel].sum()):.4g}", f"{float(dfl_pa[i][sel].sum()):.4g}",
+                f"{float(cls_pa[i][sel].sum()):.4g}", f"{mx:.2f}", Text(str(ncl), style="bold red" if ncl else ""),
             )
         con.print(gt)
         if cfg.reg_max > 1:
