@@ -76,20 +76,14 @@ def _config(config: Path | None, **over):
 def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_loss: bool = True, **over) -> "Trace":
     from .config import replace_nc
     from .inputs.heads import load_heads
-    from .inputs.labels import load_labels
+    from .inputs.labels import load_labels, no_labels
     from .pipeline import run
 
     cfg = _config(config, **over)
     h = load_heads(heads, cfg.reg_max, cfg.nc) if heads is not None else None
     if h is not None and cfg.nc is None:
         cfg = replace_nc(cfg, h.nc)
-    if labels is None:
-        from .inputs.labels import Labels
-        import numpy as np
-
-        lab = Labels(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4), np.float32), (), ("background",))
-    else:
-        lab = load_labels(labels, cfg.num_classes)
+    lab = load_labels(labels, cfg.num_classes) if labels is not None else no_labels()
     return run(cfg, lab, h, with_loss=with_loss)
 
 

@@ -161,17 +161,15 @@ def check_classes(labels: Labels, nc: int) -> None:
 
 def with_batch(labels: Labels, batch: int) -> Labels:
     """Widen the batch to ``batch`` images (extra ones are background), or fail if labels need more."""
+    over = np.nonzero(labels.batch_idx >= batch)[0]
+    if over.size:
+        f, ln = labels.origin[int(over[0])]
+        raise InputError(f"batch index {int(labels.batch_idx[over[0]])} but the heads hold only {batch} images", f, ln)
     if labels.n_images > batch:
-        used = int(labels.batch_idx.max()) + 1 if len(labels) else 0
-        if used > batch:
-            i = int(np.nonzero(labels.batch_idx >= batch)[0][0])
-            f, ln = labels.origin[i]
-            raise InputError(f"batch index {int(labels.batch_idx[i])} but the heads hold only {batch} images", f, ln)
-        if labels.n_images > batch:
-            raise InputError(
-                f"the labels describe {labels.n_images} images but the heads hold only {batch}",
-                labels.origin[0][0] if labels.origin else None,
-            )
+        raise InputError(
+            f"the labels describe {labels.n_images} images but the heads hold only {batch}",
+            labels.origin[0][0] if labels.origin else None,
+        )
     extra = tuple(f"background[{i}]" for i in range(labels.n_images, batch))
     return Labels(labels.batch_idx, labels.cls, labels.xywhn, labels.origin, labels.images + extra)
 
@@ -182,3 +180,8 @@ def labels_from_array(rows: np.ndarray, n_images: int, source: str = "<array>") 
     origin = [(source, i + 1) for i in range(len(rows))]
     lab = _assemble(rows.astype(np.float64).tolist(), origin, [f"{source}[{i}]" for i in range(n_images)])
     return Labels(lab.batch_idx, lab.cls, rows[:, 2:6].copy(), lab.origin, lab.images)
+
+
+def no_labels() -> Labels:
+    """One background image (for commands that need no labels)."""
+    return _assemble([], [], ["background"])
