@@ -74,7 +74,8 @@ def _config(config: Path | None, **over):
 
 
 def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_loss: bool = True, **over) -> "Trace":
-    from .config import replace_nc
+    from dataclasses import replace
+
     from .inputs.heads import load_heads
     from .inputs.labels import load_labels, no_labels
     from .pipeline import run
@@ -82,7 +83,7 @@ def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_lo
     cfg = _config(config, **over)
     h = load_heads(heads, cfg.reg_max, cfg.nc) if heads is not None else None
     if h is not None and cfg.nc is None:
-        cfg = replace_nc(cfg, h.nc)
+        cfg = replace(cfg, nc=h.nc)
     lab = load_labels(labels, cfg.num_classes) if labels is not None else no_labels()
     return run(cfg, lab, h, with_loss=with_loss)
 
@@ -166,10 +167,11 @@ def decode(
 
 
 def _assign_like(labels, config, heads, profile, topk, topk2, alpha, beta, seed, synthetic, batch, nc, reg_max,
-                 imgsz, strides, with_loss: bool) -> "Trace":
+                 imgsz, strides) -> "Trace":
+    """The full pipeline (assignment and loss) for the commands that need LABELS."""
     if labels is None:
         raise InputError("missing LABELS: give a label file, a directory of label files, or a batch file")
-    return _trace(labels, config, heads, with_loss=with_loss, profile=profile, topk=topk, topk2=topk2, alpha=alpha,
+    return _trace(labels, config, heads, profile=profile, topk=topk, topk2=topk2, alpha=alpha,
                   beta=beta, seed=seed, kind=synthetic, batch=batch, nc=nc, reg_max=reg_max, imgsz=imgsz,
                   strides=strides)
 
@@ -199,7 +201,7 @@ def assign(
     from .render.terminal import render_assign
 
     trace = _assign_like(labels, config, heads, profile, topk, topk2, alpha, beta, seed, synthetic, batch, nc,
-                         reg_max, imgsz, strides, with_loss=True)
+                         reg_max, imgsz, strides)
     con = _console()
     _warnings(trace, con)
     render_assign(trace, con, _images(trace, image), full)
@@ -230,7 +232,7 @@ def loss(
     from .render.terminal import render_loss
 
     trace = _assign_like(labels, config, heads, profile, topk, topk2, alpha, beta, seed, synthetic, batch, nc,
-                         reg_max, imgsz, strides, with_loss=True)
+                         reg_max, imgsz, strides)
     con = _console()
     _warnings(trace, con)
     render_loss(trace, con, _images(trace, image))
@@ -266,7 +268,7 @@ def walk(
         data = Path(__file__).resolve().parent / "data"
         config, labels = data / "walkthrough.yaml", data / "walkthrough_labels.txt"
     trace = _assign_like(labels, config, heads, profile, topk, topk2, alpha, beta, seed, synthetic, batch, nc,
-                         reg_max, imgsz, strides, with_loss=True)
+                         reg_max, imgsz, strides)
     con = _console(record=log is not None)
     render_walk(trace, con, full)
     _finish(trace, con, export)

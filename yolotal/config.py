@@ -238,8 +238,3 @@ def with_overrides(cfg: Config, **overrides: Any) -> Config:
     if not raw:
         return cfg
     return config_from_dict(raw, "command line", base=cfg)
-
-
-def replace_nc(cfg: Config, nc: int) -> Config:
-    """The config with nc set (e.g. inferred from a heads file)."""
-    return replace(cfg, nc=nc)

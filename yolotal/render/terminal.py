@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from rich.console import Console, Group
+from rich.console import Console
 from rich.panel import Panel
 from rich.rule import Rule
 from rich.table import Table
@@ -160,7 +160,6 @@ class GTFacts:
     best_iou: float
     max_metric: float
     picked_lost: int  # picked by its top-k but given to another GT
-    dfl_clamped: int
 
     @property
     def short_flag(self) -> str:
@@ -183,7 +182,6 @@ def gt_facts(trace: Trace, image: int) -> list[GTFacts]:
     inb, mask_gt = trace["mask_in_gts"][image], trace["mask_gt"][image]
     ov, am = trace["overlaps"][image], trace["align_metric"][image]
     mp, mpt = trace["mask_pos"][image], trace["mask_pos_topk"][image]
-    clamped = trace["dfl_clamped"][image].any(-1) if "dfl_clamped" in trace else None
     out = []
     for j in range(n):
         cand = inb[j] & mask_gt[j].bool()
@@ -199,7 +197,6 @@ def gt_facts(trace: Trace, image: int) -> list[GTFacts]:
             levels=levels, best_iou=float(ov[j].max()) if cand.any() else 0.0,
             max_metric=float(am[j].max()) if cand.any() else 0.0,
             picked_lost=int((mpt[j] & ~mp[j]).sum()),
-            dfl_clamped=int(clamped[pos].sum()) if clamped is not None and pos.numel() else 0,
         ))
     return out
 
@@ -457,6 +454,7 @@ def render_loss(trace: Trace, con: Console, images: list[int]) -> None:
                    box=rbox.SIMPLE_HEAD, pad_edge=False)
         for c in ("GT", "cls", "pos", "Σ weight", "mean CIoU", "box", "dfl", "cls@pos", "max ltrb grid", "clamped"):
             gt.add_column(c, justify="right", no_wrap=True)
+        warnings = []
         for j in range(n):
             sel = fg[i] & (tgi[i] == j)
             k = int(sel.sum())
@@ -468,15 +466,15 @@ def render_loss(trace: Trace, con: Console, images: list[int]) -> None:
                 f"{float(box_pa[i][sel].sum()):.4g}", f"{float(dfl_pa[i][sel].sum()):.4g}",
                 f"{float(cls_pa[i][sel].sum()):.4g}", f"{mx:.2f}", Text(str(ncl), style="bold red" if ncl else ""),
             )
+            hi = clamped[i][sel] & (ltrb[i][sel] > rmax)
+            if cfg.reg_max > 1 and hi.any():
+                strides = sorted({cell_of(trace.levels, a)[0].stride for a in torch.nonzero(sel).flatten().tolist()})
+                warnings.append(
+                    f"image {i} GT {j} ({trace.gt_origin[i][j][0]}:{trace.gt_origin[i][j][1]}): "
+                    f"{int(hi.sum())} DFL target side(s) clamped at reg_max − 1.01 = {rmax:.2f} grid units "
+                    f"(largest {mx:.2f} at stride {strides}): the box is too large for its anchors' strides; "
+                    f"the head cannot learn its full extent"
+                )
         con.print(gt)
-        if cfg.reg_max > 1:
-            for j in range(n):
-                sel = fg[i] & (tgi[i] == j)
-                hi = clamped[i][sel] & (ltrb[i][sel] > rmax)
-                if hi.any():
-                    mx = float(ltrb[i][sel].max())
-                    strides = sorted({cell_of(trace.levels, a)[0].stride for a in torch.nonzero(sel).flatten().tolist()})
-                    warn(con, f"image {i} GT {j} ({trace.gt_origin[i][j][0]}:{trace.gt_origin[i][j][1]}): "
-                              f"{int(hi.sum())} DFL target side(s) clamped at reg_max − 1.01 = {rmax:.2f} grid units "
-                              f"(largest {mx:.2f} at stride {strides}): the box is too large for its anchors' strides; "
-                              f"the head cannot learn its full extent")
+        for w in warnings:
+            warn(con, w)
