@@ -98,6 +98,7 @@ def test_profiles_differ_for_tiny_objects(cli, write):
     _, classic, _ = cli("assign", p, "--nc", "1", "--profile", "classic")
     _, ultra, _ = cli("assign", p, "--nc", "1", "--profile", "ultralytics")
     assert "NO CAND" in classic and "no anchor centre inside the box" in classic
+    assert "contains no anchor centre of any level (finest stride 8); the ultralytics profile enlarges" in classic
     assert "candidate box enlarged" in ultra and "NO CAND" not in ultra
 
 
@@ -144,3 +145,20 @@ def test_python_dash_m(tmp_path):
     r = subprocess.run([sys.executable, "-m", "yolotal", "anchors", "--imgsz", "64"], capture_output=True, text=True,
                        cwd=tmp_path)
     assert r.returncode == 0 and "L2/s32" in r.stdout
+
+
+
+def test_no_candidate_explanation_in_both_profiles(write):
+    """The explanation names the box and the finest stride; only classic adds the enlargement hint."""
+    from yolotal.config import config_from_dict
+    from yolotal.inputs.labels import load_labels
+    from yolotal.pipeline import run
+    from yolotal.render.terminal import GTFacts, explain
+
+    lab = load_labels(write("one.txt", "0 0.5 0.5 0.1 0.1\n"), 1)
+    facts = GTFacts(0, 0, [10.0, 10.0, 12.5, 13.0], ("one.txt", 1), 0, 0, 0, {}, 0.0, 0.0, 0)
+    for profile, hint in (("classic", True), ("ultralytics", False)):
+        t = run(config_from_dict({"nc": 1, "imgsz": 64, "assigner": {"profile": profile}}), lab)
+        text = explain(t, facts)
+        assert text.startswith(" — the box is 2.5×3.0 px and contains no anchor centre of any level (finest stride 8)")
+        assert ("the ultralytics profile enlarges such boxes" in text) is hint

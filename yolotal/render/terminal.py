@@ -399,8 +399,8 @@ def explain(trace: Trace, f: GTFacts) -> str:
     w, h = f.box[2] - f.box[0], f.box[3] - f.box[1]
     smin = min(trace.config.strides)
     if f.candidates == 0:
-        return (f" — the box is {w:.1f}×{h:.1f} px and contains no anchor centre of any level (finest stride {smin}); "
-                "the ultralytics profile enlarges such boxes" if trace.config.assigner.profile == "classic" else "")
+        hint = "; the ultralytics profile enlarges such boxes" if trace.config.assigner.profile == "classic" else ""
+        return f" — the box is {w:.1f}×{h:.1f} px and contains no anchor centre of any level (finest stride {smin}){hint}"
     if f.positives == 0 and f.picked_lost:
         return f" — its {f.picked_lost} top-k pick(s) among its candidates went to other GTs (larger CIoU there)"
     if f.positives == 0:
