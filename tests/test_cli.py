@@ -20,9 +20,15 @@ CONTRACT = {
 
 
 def test_help_does_not_import_torch():
-    code = "import sys; import yolotal.cli; print('torch' in sys.modules)"
+    code = "import sys; import yolotal.cli; print('torch' in sys.modules, 'rich.console' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    assert out.split() == ["False", "False"]
+    code = "import sys, yolotal; a = 'torch' in sys.modules; yolotal.TaskAlignedAssigner; print(a, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]  # the package is light; the assigner brings torch when asked for
+    code = "import yolotal; yolotal.nope"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "module 'yolotal' has no attribute 'nope'" in proc.stderr
 
 
 def test_help_lists_commands(cli):

@@ -69,3 +69,38 @@ def complete_box_iou_pairs(b1: torch.Tensor, b2: torch.Tensor, eps: float = _CIO
     with torch.no_grad():
         a = v / (1 - iou + v + eps)
     return iou - (rho2 / c2 + v * a)
+
+
+def complete_box_iou_gathered(
+    b1: torch.Tensor, idx1: torch.Tensor, b2: torch.Tensor, idx2: torch.Tensor, chunk: int = 1 << 18, eps: float = _CIOU_EPS
+) -> torch.Tensor:
+    """``complete_box_iou_pairs(b1[idx1], b2[idx2])`` bit for bit, without materialising the P pairs' temporaries.
+
+    b1: (N1, 4), b2: (N2, 4) xyxy; idx1, idx2: (P,) int64 -> (P,). The arithmetic runs in blocks of ``chunk``
+    pairs (+ - * / give the same bits wherever they run); the two ``atan`` calls run once over all P values, as
+    in the one-shot version, because a vectorised transcendental can differ in the last bit between an element
+    in a SIMD block and one in a loop tail or at a thread boundary. Peak memory: about 5 P floats.
+    """
+    c1, c2_ = b1.T.contiguous(), b2.T.contiguous()  # (4, N): each coordinate contiguous
+    n = idx1.numel()
+    iou = torch.empty(n, dtype=b1.dtype, device=b1.device)
+    dist = torch.empty_like(iou)  # rho^2 / c^2
+    r1, r2 = torch.empty_like(iou), torch.empty_like(iou)  # aspect ratios w / h
+    for i in range(0, n, chunk):
+        sl = slice(i, i + chunk)
+        p1 = c1.index_select(1, idx1[sl]).T  # (p, 4) view of (4, p)
+        p2 = c2_.index_select(1, idx2[sl]).T
+        inter, union, w1, h1, w2, h2 = _inter_union(p1, p2, eps)
+        iou[sl] = inter / union
+        rho2, cc = _diou_terms(p1, p2, eps)
+        dist[sl] = rho2 / cc
+        r1[sl], r2[sl] = w1 / h1, w2 / h2
+    at1, at2 = r1.atan(), r2.atan()
+    del r1, r2
+    out = torch.empty_like(iou)
+    for i in range(0, n, chunk):
+        sl = slice(i, i + chunk)
+        v = (4 / math.pi**2) * (at2[sl] - at1[sl]).pow(2)
+        a = v / (1 - iou[sl] + v + eps)
+        out[sl] = iou[sl] - (dist[sl] + v * a)
+    return out

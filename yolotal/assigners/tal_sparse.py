@@ -1,0 +1,406 @@
+"""Task-aligned assignment on candidate pairs only: time and memory bounded by the pairs, not by b*M*A.
+
+Only an anchor whose centre lies inside a GT's candidate box can become that GT's positive, so every stage
+works on the list of candidate pairs (image, GT, anchor): P pairs, a few per cent of b*M*A at most.
+
+* candidates: per GT and level, the rectangle of grid cells whose centres pass the strict in-box test is
+  computed from the box corners (the test is separable in x and y; the two end cells of each range are
+  tested exactly, with the anchors' own coordinates), then enumerated. Anchors that are not cell-centre grids
+  fall back to the dense test in blocks of GTs. The pairs come out in ``mask.nonzero()`` order.
+* metrics: s, u (CIoU clamped at 0) and t = s^alpha * u^beta per pair, in that same order, bit-identical to
+  the dense computation (see ``complete_box_iou_gathered``).
+* top-k: each GT's pairs are contiguous; GTs with more than topk pairs are grouped by length, padded into
+  blocks and passed to torch.topk. A pair of t = 0 is never picked here (but see below).
+* conflicts: an anchor picked by several GTs goes to the GT with the largest CIoU there among all candidate
+  GTs (lowest GT index on ties), found with two scatter reductions.
+* topk2: a sort of the surviving positives only.
+
+The reference's top-k runs over all A anchors, so a GT with fewer than topk candidates of t > 0 also "picks"
+anchors of t = 0, in an order torch leaves unspecified. Those that are candidates become positives without
+weight (soft score 0: they add nothing to any loss term), except that such a pick can make an anchor
+multiply claimed and hand it, with weight, to another GT with a larger CIoU there. For the few GTs where that
+can happen, the dense row is rebuilt and given to the same torch.topk, so those picks are the reference's.
+Result: every positive that carries weight, every soft target score and every loss value is the reference's;
+``fg_mask`` can differ only at positives of weight 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..core.boxes import complete_box_iou_gathered
+from .tal import IN_BOX_EPS, TALParams, candidate_boxes
+
+DENSE_CHUNK = 1 << 24  # GT x anchor cells per block in the fallback in-box test
+
+
+@dataclass(frozen=True)
+class GridLevel:
+    start: int
+    w: int
+    h: int
+    stride: float
+
+
+@dataclass(frozen=True)
+class SparseTAL:
+    """The result of a candidate-pair assignment: P candidate pairs in (image, GT, anchor) order.
+
+    pair_gt, pair_key       (P,) i64   flat GT id (image * M + slot) and flat anchor id (image * A + anchor)
+    pair_s, pair_u, pair_t  (P,)       class score, CIoU (>= 0) and alignment metric
+    pair_topk               (P,) bool  picked by its GT's top-k
+    pair_pos                (P,) bool  final positive (after conflicts and topk2)
+    multi                   (b, A) bool anchors picked by more than one GT
+    fg_mask, target_gt_idx, target_labels (b, A); target_bboxes (b, A, 4); target_scores (b, A, nc)
+    pos_align_metrics, pos_overlaps (b, M)
+    """
+
+    n_gt_slots: int  # M
+    n_anchors: int  # A
+    pair_gt: torch.Tensor
+    pair_key: torch.Tensor
+    pair_s: torch.Tensor
+    pair_u: torch.Tensor
+    pair_t: torch.Tensor
+    pair_topk: torch.Tensor
+    pair_pos: torch.Tensor
+    multi: torch.Tensor
+    fg_mask: torch.Tensor
+    target_gt_idx: torch.Tensor
+    target_labels: torch.Tensor
+    target_bboxes: torch.Tensor
+    target_scores: torch.Tensor
+    pos_align_metrics: torch.Tensor
+    pos_overlaps: torch.Tensor
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.pair_gt.numel())
+
+    @property
+    def pair_b(self) -> torch.Tensor:
+        return torch.div(self.pair_gt, max(self.n_gt_slots, 1), rounding_mode="floor")
+
+    @property
+    def pair_m(self) -> torch.Tensor:
+        return self.pair_gt % max(self.n_gt_slots, 1)
+
+    @property
+    def pair_a(self) -> torch.Tensor:
+        return self.pair_key % self.n_anchors
+
+
+def grid_structure(anc_points: torch.Tensor) -> list[GridLevel] | None:
+    """Recognise anchors laid out as cell-centre grids, level after level, row-major, (i + 0.5) * stride.
+
+    Returns the levels, or None when the anchors are laid out any other way.
+    """
+    pts = anc_points.detach().float().cpu()
+    n = pts.shape[0]
+    levels: list[GridLevel] = []
+    start = 0
+    while start < n:
+        s = float(pts[start, 0]) * 2
+        if s <= 0 or float(pts[start, 1]) != s / 2:
+            return None
+        rest = pts[start:]
+        k = torch.arange(rest.shape[0])
+        row_change = (rest[:, 1] != rest[0, 1]).nonzero()
+        w = int(row_change[0]) if row_change.numel() else rest.shape[0]
+        ex = ((k % w).float() + 0.5) * s
+        ey = ((k // w).float() + 0.5) * s
+        bad = ((rest[:, 0] != ex) | (rest[:, 1] != ey)).nonzero()
+        end = int(bad[0]) if bad.numel() else rest.shape[0]
+        h = end // w
+        if h == 0:
+            return None
+        levels.append(GridLevel(start, w, h, s))
+        start += h * w
+    return levels
+
+
+RANGE_MARGIN = 0.01  # cells; far above the float error of x / s - 0.5, so the ranges are supersets
+
+
+def _ranges(lo: torch.Tensor, hi: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cell index ranges [first, first + count) holding every cell i with lo < i < hi (cell units), clipped.
+
+    A cell near an edge may be included and then fail the exact in-box test; none that passes it is left out.
+    """
+    first = (lo + (1 - RANGE_MARGIN)).floor().clamp(0, size).long()
+    last = (hi - (1 - RANGE_MARGIN)).ceil().clamp(-1, size - 1).long()
+    return first, (last - first + 1).clamp(min=0)
+
+
+def candidate_pairs(anc_points: torch.Tensor, cand_bboxes: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(GT, anchor) pairs with the anchor centre strictly inside the candidate box.
+
+    Args:
+        anc_points: (A, 2) anchor centres, px.
+        cand_bboxes: (b, M, 4) candidate boxes, px xyxy.
+        valid: (b, M) bool real GTs.
+    Returns:
+        pair_gt (image * M + slot), pair_key (image * A + anchor): (P,) int64 each, in the order of
+        ``mask.nonzero()`` on the dense (b, M, A) mask. The order matters: torch's vectorised pow/atan can
+        differ in the last bit between an element in a SIMD block and one in a tail, so the metrics are
+        bit-identical to the dense ones only when computed in the same order.
+    """
+    dev = cand_bboxes.device
+    m, n_anc = valid.shape[1], anc_points.shape[0]
+    gb, gm = valid.nonzero(as_tuple=True)  # (G,)
+    gseg, gbase = gb * m + gm, gb * n_anc  # (G,) flat GT id, first flat anchor id of its image
+    boxes = cand_bboxes[gb, gm]  # (G, 4)
+    n_gt = boxes.shape[0]
+    levels = grid_structure(anc_points)
+    empty = torch.zeros(0, dtype=torch.int64, device=dev)
+    if levels is None:  # any anchor layout: the exact test in blocks of GTs
+        step = max(1, DENSE_CHUNK // max(anc_points.shape[0], 1))
+        g_parts, a_parts = [empty], [empty]
+        for i in range(0, n_gt, step):
+            gi, ai = _inside(anc_points, boxes[i : i + step]).nonzero(as_tuple=True)  # (g, A) -> pairs
+            g_parts.append(gi + i)
+            a_parts.append(ai)
+        g, a = torch.cat(g_parts), torch.cat(a_parts)
+        return gseg[g], gbase[g] + a
+    # per GT and level, the rectangle of cells inside the box (the test is separable in x and y); enumerated
+    # GT-major, level by level, row by row: ascending anchor order within each GT, as nonzero() gives
+    n_lv = len(levels)
+    x0, nx, y0, ny = (torch.stack(v, 1).reshape(-1) for v in zip(*(_cell_rect(boxes, lv) for lv in levels)))
+    starts = torch.tensor([lv.start for lv in levels], device=dev).repeat(n_gt)  # (G * L,)
+    widths = torch.tensor([lv.w for lv in levels], device=dev).repeat(n_gt)
+    nx = torch.where(ny > 0, nx, torch.zeros_like(nx))
+    ny = torch.where(nx > 0, ny, torch.zeros_like(ny))
+    total = int((nx * ny).sum())
+    if total == 0:
+        return empty, empty
+    row_rect = torch.repeat_interleave(torch.arange(n_gt * n_lv, device=dev), ny)  # (R,) rectangle of each row
+    row_no = torch.arange(row_rect.numel(), device=dev) - torch.repeat_interleave(ny.cumsum(0) - ny, ny)
+    row_gt = torch.div(row_rect, n_lv, rounding_mode="floor")
+    row_first = gbase[row_gt] + starts[row_rect] + (y0[row_rect] + row_no) * widths[row_rect] + x0[row_rect]
+    row_len = nx[row_rect]
+    done = row_len.cumsum(0) - row_len  # cells enumerated before each row
+    key = torch.repeat_interleave(row_first - done, row_len) + torch.arange(total, device=dev)
+    return torch.repeat_interleave(gseg[row_gt], row_len), key
+
+
+def _cell_rect(boxes: torch.Tensor, lv: GridLevel) -> tuple[torch.Tensor, ...]:
+    """(G, 4) px boxes -> first column, column count, first row, row count of the cells of one level whose
+    centres pass the strict in-box test, each (G,) int64.
+
+    A coarse range from x / s - 0.5 (the centre of cell i is (i + 0.5) * s) is a superset missing nothing;
+    the test is monotone along a row, so only its two end cells can fail, and those are tested exactly, with
+    the anchor coordinates and comparisons of the dense rule.
+    """
+    out = []
+    for lo_i, hi_i, size in ((0, 2, lv.w), (1, 3, lv.h)):
+        lo, hi = boxes[:, lo_i], boxes[:, hi_i]
+        first, count = _ranges(lo / lv.stride - 0.5, hi / lv.stride - 0.5, size)
+        last = first + count - 1
+        centre_first = (first.to(boxes.dtype) + 0.5) * lv.stride
+        centre_last = (last.to(boxes.dtype) + 0.5) * lv.stride
+        first = first + (~(centre_first - lo > IN_BOX_EPS)).long()
+        last = last - (~(hi - centre_last > IN_BOX_EPS)).long()
+        out += [first, (last - first + 1).clamp(min=0)]
+    return out[0], out[1], out[2], out[3]
+
+
+def _inside(points: torch.Tensor, boxes: torch.Tensor, eps: float = IN_BOX_EPS) -> torch.Tensor:
+    """(A, 2) points, (g, 4) boxes -> (g, A) strictly inside, the dense rule."""
+    x, y = points[:, 0], points[:, 1]
+    x1, y1, x2, y2 = (boxes[:, i : i + 1] for i in range(4))
+    return (x - x1 > eps) & (y - y1 > eps) & (x2 - x > eps) & (y2 - y > eps)
+
+
+def _rank_order(seg: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Permutation sorting pairs by GT, then t descending; equal t keep their input (anchor) order."""
+    if t.dtype == torch.float32 and bool((t >= 0).all()):
+        # non-negative float32 values sort like their bit patterns: one int64 sort on (GT, ~t)
+        bits = t.view(torch.int32).long()
+        return torch.sort(seg * (1 << 31) + ((1 << 31) - 1 - bits), stable=True).indices
+    order = torch.sort(t, descending=True, stable=True).indices
+    return order[torch.sort(seg[order], stable=True).indices]
+
+
+def _segment_rank(seg: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
+    """Rank of each selected element among the selected elements of its segment (seg sorted ascending)."""
+    cs = selected.long().cumsum(0)
+    before = cs - selected.long()  # selected elements strictly before this one, globally
+    n = seg.numel()
+    is_start = torch.ones(n, dtype=torch.bool, device=seg.device)
+    if n > 1:
+        is_start[1:] = seg[1:] != seg[:-1]
+    start_idx = torch.nonzero(is_start).squeeze(1)
+    seg_no = is_start.long().cumsum(0) - 1
+    return before - before[start_idx][seg_no]
+
+
+def _segment_topk(seg: torch.Tensor, t: torch.Tensor, n_seg: int, k: int) -> torch.Tensor:
+    """(P,) bool: the k pairs of largest t > 0 of each segment (pairs of a segment are contiguous).
+
+    Segments of at most k pairs keep all their pairs of t > 0. Longer ones are grouped by length into powers
+    of two, padded into (rows, 2^j) blocks and passed to torch.topk: at most 2P values are read in all.
+    """
+    picked = t > 0
+    counts = torch.bincount(seg, minlength=n_seg)  # (n_seg,)
+    first = counts.cumsum(0) - counts
+    long_segs = (counts > k).nonzero().squeeze(1)
+    if not long_segs.numel():
+        return picked
+    picked[(counts[seg] > k)] = False
+    width_exp = torch.ceil(torch.log2(counts[long_segs].double())).long()
+    for e in torch.unique(width_exp).tolist():
+        rows = long_segs[width_exp == e]
+        width = 1 << e
+        col = torch.arange(width, device=t.device)
+        idx = first[rows].unsqueeze(1) + col  # (r, width)
+        inside = col < counts[rows].unsqueeze(1)
+        vals = torch.where(inside, t.take(idx.clamp(max=t.numel() - 1)), torch.full((), -1.0, dtype=t.dtype))
+        top_vals, top_cols = torch.topk(vals, k, dim=1)
+        chosen = first[rows].unsqueeze(1) + top_cols
+        picked[chosen[top_vals > 0]] = True
+    return picked
+
+
+def _zero_picks_that_matter(
+    seg: torch.Tensor,
+    key: torch.Tensor,
+    t: torch.Tensor,
+    u: torch.Tensor,
+    positive_t: torch.Tensor,
+    weighted_picks: torch.Tensor,
+    n_seg: int,
+    n_keys: int,
+    n_anc: int,
+    k: int,
+) -> torch.Tensor:
+    """Zero-metric candidates the dense top-k would pick where that can change who wins an anchor.
+
+    A GT with fewer than k candidates of t > 0 fills its top-k list with anchors of t = 0, in torch's
+    (unspecified) tie order. Such a pick is harmless unless it makes its anchor multiply claimed while another
+    GT has u > 0 there: then the anchor may go to that GT, with weight. That needs another claimant: a weighted
+    pick of another GT, or a second such zero pick. For exactly the GTs with a candidate in that position the
+    dense row (t at candidates, 0 elsewhere) is rebuilt and passed to the same torch.topk, in blocks, so the
+    picks are the reference's. Returns a (P,) bool mask of the zero-metric pairs picked.
+    """
+    out = torch.zeros_like(positive_t)
+    if not t.numel():
+        return out
+    dev = t.device
+    n_weighted = torch.bincount(seg[positive_t], minlength=n_seg)
+    needy = ~positive_t & (n_weighted[seg] < k)  # zero-metric pairs of GTs whose top-k reaches zeros
+    if not bool(needy.any()):
+        return out
+
+    def per_anchor(mask: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(n_keys, dtype=torch.int64, device=dev).index_add_(0, key, mask.long())[key]
+
+    # count claimants only at anchors a needy pair touches
+    touched = torch.zeros(n_keys, dtype=torch.bool, device=dev)
+    touched[key[needy]] = True
+    near = touched[key].nonzero().squeeze(1)  # pairs at those anchors
+    k_near = key[near]
+
+    def per_anchor(mask: torch.Tensor) -> torch.Tensor:  # (len(near),) count of mask over pairs at the anchor
+        return torch.zeros(n_keys, dtype=torch.int64, device=dev).index_add_(0, k_near, mask.long())[k_near]
+
+    u_pos = u[near] > 0
+    others_u = per_anchor(u_pos) - u_pos.long()  # other candidate GTs with u > 0 at the anchor
+    nd = needy[near]
+    needs = nd & (others_u > 0) & ((per_anchor(weighted_picks[near]) > 0) | (per_anchor(nd) > 1))
+    if not bool(needs.any()):
+        return out
+    gts = torch.unique(seg[near[needs]])  # sorted GT ids
+    counts = torch.bincount(seg, minlength=n_seg)
+    first = counts.cumsum(0) - counts  # pairs of a GT are contiguous
+    rows_per_block = max(1, DENSE_CHUNK // 4 // max(n_anc, 1))
+    for i in range(0, gts.numel(), rows_per_block):
+        block = gts[i : i + rows_per_block]
+        n_pairs = counts[block]
+        r = torch.repeat_interleave(torch.arange(block.numel(), device=dev), n_pairs)
+        sel = torch.repeat_interleave(first[block] - (n_pairs.cumsum(0) - n_pairs), n_pairs)
+        sel = sel + torch.arange(sel.numel(), device=dev)  # the pairs of the block's GTs
+        col = key[sel] % n_anc
+        rows = torch.zeros(block.numel(), n_anc, dtype=t.dtype, device=dev)
+        rows[r, col] = t[sel]
+        idx = torch.topk(rows, k, dim=-1, largest=True).indices
+        picked = torch.zeros(rows.shape, dtype=torch.bool, device=dev).scatter_(1, idx, True)
+        out[sel] = picked[r, col]
+    return out & ~positive_t
+
+
+def assign_sparse(
+    pd_scores: torch.Tensor,
+    pd_bboxes: torch.Tensor,
+    anc_points: torch.Tensor,
+    gt_labels: torch.Tensor,
+    gt_bboxes: torch.Tensor,
+    mask_gt: torch.Tensor,
+    p: TALParams,
+) -> SparseTAL:
+    """Task-aligned assignment of one batch on candidate pairs. Inputs as ``tal.assign``."""
+    dev = pd_scores.device
+    b, n_anc, nc = pd_scores.shape
+    m = gt_bboxes.shape[1]
+    cand = candidate_boxes(gt_bboxes, mask_gt, p)
+    seg, key = candidate_pairs(anc_points, cand, mask_gt[..., 0].bool())  # (P,) flat GT, flat anchor
+
+    labels = gt_labels[..., 0].long().reshape(-1)  # (b * M,)
+    s = pd_scores.reshape(-1).take(key * nc + labels.take(seg))
+    u = complete_box_iou_gathered(gt_bboxes.reshape(-1, 4), seg, pd_bboxes.reshape(-1, 4), key).clamp_(min=0)
+    t = s.pow(p.alpha) * u.pow(p.beta)
+
+    positive_t = t > 0
+    pos_topk = _segment_topk(seg, t, b * m, p.topk)
+    pos_topk |= _zero_picks_that_matter(seg, key, t, u, positive_t, pos_topk, b * m, b * n_anc, n_anc, p.topk)
+
+    # conflicts: anchors picked more than once go to the largest CIoU among all candidate GTs there
+    claims = torch.bincount(key[pos_topk], minlength=b * n_anc)
+    multi_flat = claims > 1
+    pos = pos_topk.clone()
+    at_multi = multi_flat.take(key).nonzero().squeeze(1)
+    if at_multi.numel():
+        km, um, sm = key[at_multi], u[at_multi], seg[at_multi]
+        best_u = torch.zeros(b * n_anc, dtype=u.dtype, device=dev).scatter_reduce_(0, km, um, "amax")
+        cand_gt = torch.where(um == best_u[km], sm, torch.full_like(sm, b * m))
+        winner = torch.full((b * n_anc,), b * m, dtype=torch.int64, device=dev).scatter_reduce_(0, km, cand_gt, "amin")
+        pos[at_multi] = sm == winner[km]
+
+    if p.topk2 and p.topk2 != p.topk:  # keep each GT's topk2 best surviving positives
+        idx = pos.nonzero().squeeze(1)
+        order = idx[_rank_order(seg[idx], t[idx])]
+        pos[order[_segment_rank(seg[order], torch.ones_like(order, dtype=torch.bool)) >= p.topk2]] = False
+
+    # per-GT maxima over the final positives, and the per-anchor outputs
+    idx = pos.nonzero().squeeze(1)
+    gid, kid, tp, up = seg[idx], key[idx], t[idx], u[idx]
+    pos_align = torch.zeros(b * m, dtype=t.dtype, device=dev).scatter_reduce_(0, gid, tp, "amax")
+    pos_ov = torch.zeros(b * m, dtype=u.dtype, device=dev).scatter_reduce_(0, gid, up, "amax")
+    norm_vals = tp * pos_ov[gid] / (pos_align[gid] + p.eps)  # the reference's order of operations
+
+    fg = torch.zeros(b * n_anc, dtype=torch.bool, device=dev)
+    fg[kid] = True
+    gt_idx = torch.zeros(b * n_anc, dtype=torch.int64, device=dev)
+    gt_idx[kid] = gid % max(m, 1)
+    norm = torch.zeros(b * n_anc, dtype=t.dtype, device=dev)
+    norm[kid] = norm_vals
+    fg, gt_idx, norm = fg.view(b, n_anc), gt_idx.view(b, n_anc), norm.view(b, n_anc)
+
+    if m:
+        bidx = torch.arange(b, device=dev).unsqueeze(1)
+        target_labels = labels.view(b, m)[bidx, gt_idx].clamp(min=0)  # (b, A)
+        target_bboxes = gt_bboxes[bidx, gt_idx]  # (b, A, 4)
+    else:
+        target_labels = torch.full((b, n_anc), nc, dtype=torch.int64, device=dev)
+        target_bboxes = torch.zeros(b, n_anc, 4, dtype=gt_bboxes.dtype, device=dev)
+    target_scores = torch.zeros(b, n_anc, nc, dtype=norm.dtype, device=dev)
+    if m:
+        target_scores.scatter_(2, target_labels.unsqueeze(-1), norm.unsqueeze(-1))  # norm is 0 off fg
+
+    return SparseTAL(
+        n_gt_slots=m, n_anchors=n_anc, pair_gt=seg, pair_key=key, pair_s=s, pair_u=u, pair_t=t,
+        pair_topk=pos_topk, pair_pos=pos, multi=multi_flat.view(b, n_anc), fg_mask=fg,
+        target_gt_idx=gt_idx, target_labels=target_labels, target_bboxes=target_bboxes,
+        target_scores=target_scores, pos_align_metrics=pos_align.view(b, m), pos_overlaps=pos_ov.view(b, m),
+    )
