@@ -5,6 +5,8 @@ torch is imported inside the commands only, so ``yolotal --help`` stays fast.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, List, Optional
@@ -49,6 +51,34 @@ KindOpt = Annotated[Optional[str], typer.Option("--synthetic", help="Synthetic h
 BatchOpt = Annotated[Optional[int], typer.Option("--batch", help="Images in a synthetic batch.")]
 ImageOpt = Annotated[Optional[List[int]], typer.Option("--image", "-i", help="Image(s) of the batch to show (default: all).")]
 LogOpt = Annotated[Optional[Path], typer.Option("--log", help="Also write the output as plain text to FILE.")]
+BudgetOpt = Annotated[Optional[int], typer.Option("--budget-mb", help="Memory for the dense (b, M, A) display tensors; above it: pairs and summaries (default 512).")]
+
+# options of every command that runs the assignment, in help order: name -> (annotation, config key)
+RUN_OPTIONS = {
+    "profile": (ProfileOpt, "profile"), "topk": (TopkOpt, "topk"), "topk2": (Topk2Opt, "topk2"),
+    "alpha": (AlphaOpt, "alpha"), "beta": (BetaOpt, "beta"), "seed": (SeedOpt, "seed"),
+    "synthetic": (KindOpt, "kind"), "batch": (BatchOpt, "batch"), "nc": (NcOpt, "nc"),
+    "reg_max": (RegMaxOpt, "reg_max"), "imgsz": (ImgszOpt, "imgsz"), "strides": (StridesOpt, "strides"),
+    "budget_mb": (BudgetOpt, "dense_budget_mb"),
+}
+
+
+def run_options(fn):
+    """Give a command the RUN_OPTIONS (after its own parameters); it receives them as ``run: dict`` of config
+    overrides (None = not given). Typer reads the signature this builds."""
+    sig = inspect.signature(fn, eval_str=True)
+    own = [p for p in sig.parameters.values() if p.name != "run"]
+    extra = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=ann)
+             for n, (ann, _) in RUN_OPTIONS.items()]
+
+    @functools.wraps(fn)
+    def wrapper(**kw):
+        run = {key: kw.pop(n) for n, (_, key) in RUN_OPTIONS.items()}
+        return fn(**kw, run=run)
+
+    wrapper.__signature__ = sig.replace(parameters=own + extra)
+    wrapper.__annotations__ = {p.name: p.annotation for p in own + extra}
+    return wrapper
 
 
 def _console(record: bool = False) -> "Console":
@@ -137,6 +167,7 @@ def anchors(
 
 
 @app.command()
+@run_options
 def decode(
     labels: LabelsArg = None,
     config: ConfigOpt = None,
@@ -144,19 +175,12 @@ def decode(
     image: Annotated[int, typer.Option("--image", "-i", help="Image of the batch.")] = 0,
     anchor: Annotated[Optional[List[int]], typer.Option("--anchor", "-a", help="Flat anchor index (repeat); default: each GT's best positive.")] = None,
     export: ExportOpt = None,
-    seed: SeedOpt = None,
-    synthetic: KindOpt = None,
-    batch: BatchOpt = None,
-    nc: NcOpt = None,
-    reg_max: RegMaxOpt = None,
-    imgsz: ImgszOpt = None,
-    strides: StridesOpt = None,
+    run: dict = None,
 ) -> None:
     """DFL decode of chosen anchors: bin distributions, ltrb distances, decoded box in grid units and px."""
     from .render.terminal import default_anchors, render_decode
 
-    trace = _trace(labels, config, heads, with_loss=False, seed=seed, kind=synthetic, batch=batch, nc=nc,
-                   reg_max=reg_max, imgsz=imgsz, strides=strides)
+    trace = _trace(labels, config, heads, with_loss=False, **run)
     (image,) = _images(trace, [image])
     n = trace["anchor_points"].shape[0]
     for a in anchor or []:
@@ -168,17 +192,15 @@ def decode(
     _finish(trace, con, export)
 
 
-def _assign_like(labels, config, heads, profile, topk, topk2, alpha, beta, seed, synthetic, batch, nc, reg_max,
-                 imgsz, strides) -> "Trace":
+def _assign_like(labels: Path | None, config: Path | None, heads: Path | None, run: dict) -> "Trace":
     """The full pipeline (assignment and loss) for the commands that need LABELS."""
     if labels is None:
         raise InputError("missing LABELS: give a label file, a directory of label files, or a batch file")
-    return _trace(labels, config, heads, profile=profile, topk=topk, topk2=topk2, alpha=alpha,
-                  beta=beta, seed=seed, kind=synthetic, batch=batch, nc=nc, reg_max=reg_max, imgsz=imgsz,
-                  strides=strides)
+    return _trace(labels, config, heads, **run)
 
 
 @app.command()
+@run_options
 def assign(
     labels: LabelsArg = None,
     config: ConfigOpt = None,
@@ -186,24 +208,12 @@ def assign(
     image: ImageOpt = None,
     full: FullOpt = False,
     export: ExportOpt = None,
-    profile: ProfileOpt = None,
-    topk: TopkOpt = None,
-    topk2: Topk2Opt = None,
-    alpha: AlphaOpt = None,
-    beta: BetaOpt = None,
-    seed: SeedOpt = None,
-    synthetic: KindOpt = None,
-    batch: BatchOpt = None,
-    nc: NcOpt = None,
-    reg_max: RegMaxOpt = None,
-    imgsz: ImgszOpt = None,
-    strides: StridesOpt = None,
+    run: dict = None,
 ) -> None:
     """Task-aligned assignment of LABELS, stage by stage, with GTs that get no positives flagged."""
     from .render.terminal import render_assign
 
-    trace = _assign_like(labels, config, heads, profile, topk, topk2, alpha, beta, seed, synthetic, batch, nc,
-                         reg_max, imgsz, strides)
+    trace = _assign_like(labels, config, heads, run)
     con = _console()
     _warnings(trace, con)
     render_assign(trace, con, _images(trace, image), full)
@@ -211,30 +221,19 @@ def assign(
 
 
 @app.command()
+@run_options
 def loss(
     labels: LabelsArg = None,
     config: ConfigOpt = None,
     heads: HeadsOpt = None,
     image: ImageOpt = None,
     export: ExportOpt = None,
-    profile: ProfileOpt = None,
-    topk: TopkOpt = None,
-    topk2: Topk2Opt = None,
-    alpha: AlphaOpt = None,
-    beta: BetaOpt = None,
-    seed: SeedOpt = None,
-    synthetic: KindOpt = None,
-    batch: BatchOpt = None,
-    nc: NcOpt = None,
-    reg_max: RegMaxOpt = None,
-    imgsz: ImgszOpt = None,
-    strides: StridesOpt = None,
+    run: dict = None,
 ) -> None:
     """Loss terms (BCE, CIoU, DFL): raw and gain-weighted, per image and per GT; warns on clamped DFL targets."""
     from .render.terminal import render_loss
 
-    trace = _assign_like(labels, config, heads, profile, topk, topk2, alpha, beta, seed, synthetic, batch, nc,
-                         reg_max, imgsz, strides)
+    trace = _assign_like(labels, config, heads, run)
     con = _console()
     _warnings(trace, con)
     render_loss(trace, con, _images(trace, image))
@@ -242,6 +241,7 @@ def loss(
 
 
 @app.command()
+@run_options
 def walk(
     labels: LabelsArg = None,
     config: ConfigOpt = None,
@@ -249,18 +249,7 @@ def walk(
     full: FullOpt = False,
     export: ExportOpt = None,
     log: LogOpt = None,
-    profile: ProfileOpt = None,
-    topk: TopkOpt = None,
-    topk2: Topk2Opt = None,
-    alpha: AlphaOpt = None,
-    beta: BetaOpt = None,
-    seed: SeedOpt = None,
-    synthetic: KindOpt = None,
-    batch: BatchOpt = None,
-    nc: NcOpt = None,
-    reg_max: RegMaxOpt = None,
-    imgsz: ImgszOpt = None,
-    strides: StridesOpt = None,
+    run: dict = None,
 ) -> None:
     """The whole pipeline stage by stage. With no LABELS and no --config: the seed walkthrough
     (640 px, 8/4/2 grids, 3 classes, batch 4, seven labels), shipped inside the package."""
@@ -269,8 +258,7 @@ def walk(
     if labels is None and config is None:
         data = Path(__file__).resolve().parent / "data"
         config, labels = data / "walkthrough.yaml", data / "walkthrough_labels.txt"
-    trace = _assign_like(labels, config, heads, profile, topk, topk2, alpha, beta, seed, synthetic, batch, nc,
-                         reg_max, imgsz, strides)
+    trace = _assign_like(labels, config, heads, run)
     con = _console(record=log is not None)
     render_walk(trace, con, full)
     _finish(trace, con, export)

@@ -62,6 +62,7 @@ class Config:
     assigner: AssignerConfig = field(default_factory=AssignerConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     heads: HeadsConfig = field(default_factory=HeadsConfig)
+    dense_budget_mb: int = 512  # above this, the (b, M, A) display tensors are not built (see pipeline.run)
     warnings: tuple[str, ...] = ()  # things the user should see (e.g. imgsz rounded up)
 
     @property
@@ -120,7 +121,9 @@ def _num(d: dict, key: str, full: str, src: str | None, positive: bool = False) 
 def config_from_dict(raw: Any, src: str | None = None, base: Config | None = None) -> Config:
     """Validate a parsed YAML mapping on top of ``base`` (defaults when None)."""
     cfg = base or Config()
-    top = _check_keys(raw, {"imgsz", "strides", "nc", "reg_max", "assigner", "loss", "heads"}, "", src)
+    top = _check_keys(
+        raw, {"imgsz", "strides", "nc", "reg_max", "assigner", "loss", "heads", "dense_budget_mb"}, "", src
+    )
     kw: dict[str, Any] = {}
     if "imgsz" in top:
         v = top["imgsz"]
@@ -143,6 +146,8 @@ def config_from_dict(raw: Any, src: str | None = None, base: Config | None = Non
         kw["nc"] = None if top["nc"] is None else _pos_int(top, "nc", "nc", src)
     if "reg_max" in top:
         kw["reg_max"] = _pos_int(top, "reg_max", "reg_max", src)
+    if "dense_budget_mb" in top:
+        kw["dense_budget_mb"] = _pos_int(top, "dense_budget_mb", "dense_budget_mb", src)
     if "assigner" in top:
         a = _check_keys(top["assigner"], {f.name for f in fields(AssignerConfig)}, "assigner.", src)
         akw: dict[str, Any] = {}

@@ -10,6 +10,9 @@ candidates  cand_bboxes (b,M,4) px, mask_in_gts (b,M,A)
 metrics     bbox_scores, overlaps, align_metric (b,M,A)
 topk        topk_idxs (b,M,topk), mask_topk, mask_pos_topk (b,M,A)
 conflicts   mask_multi (b,A), mask_pos (b,M,A)
+  -- or, when the dense (b,M,A) tensors would exceed config.dense_budget_mb (trace.summarised says so):
+pairs       pair_b, pair_m, pair_a (P,) candidate pairs; pair_s, pair_u, pair_t (P,); pair_topk, pair_pos (P,);
+            mask_multi (b,A)
 targets     fg_mask, target_gt_idx, target_labels (b,A), target_bboxes (b,A,4), target_scores (b,A,nc),
             pos_align_metrics, pos_overlaps (b,M), norm_align_metric (b,A)
 loss        loss_box, loss_cls, loss_dfl (gain-weighted), target_scores_sum, cls/box/dfl_per_anchor (b,A) ...
@@ -22,7 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .assigners.tal import TALParams, assign
+from .assigners.tal import TALParams, assign, candidate_boxes
+from .assigners.tal_sparse import assign_sparse
 from .config import Config
 from .core.anchors import Level, levels_for, make_anchors
 from .core.boxes import xywh_to_xyxy
@@ -31,6 +35,9 @@ from .errors import InputError
 from .inputs.heads import Heads, check_grids, synthetic_randn, synthetic_trained
 from .inputs.labels import Labels, check_classes, with_batch
 from .loss import detection_loss
+
+
+DENSE_BYTES_PER_CELL = 32  # peak bytes per (image, GT, anchor) cell of the dense assignment and its stages
 
 
 @dataclass
@@ -51,6 +58,7 @@ class Trace:
     gt_origin: list[list[tuple[str, int]]]  # per image, per real GT: (file, line)
     stages: dict[str, Stage] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    summarised: str = ""  # why the dense (b, M, A) stages were not built, when they were not
 
     def add(self, name: str, title: str, **tensors: torch.Tensor) -> None:
         self.stages[name] = Stage(name, title, tensors)
@@ -162,7 +170,35 @@ def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool
         num_classes=nc, topk=a_cfg.topk, topk2=a_cfg.topk2, alpha=a_cfg.alpha, beta=a_cfg.beta,
         eps=a_cfg.eps, profile=a_cfg.profile, stride_val=cfg.stride_val,
     )
-    r = assign(pred_scores, pred_bboxes, anchor_points * stride_tensor, gt_labels, gt_bboxes, mask_gt, params)
+    inputs = (pred_scores, pred_bboxes, anchor_points * stride_tensor, gt_labels, gt_bboxes, mask_gt)
+    cells = heads.batch * gt_bboxes.shape[1] * n_anchors
+    need_mb = cells * DENSE_BYTES_PER_CELL / 2**20
+    if need_mb > cfg.dense_budget_mb:
+        trace.summarised = (
+            f"the dense (b, M, A) = ({heads.batch}, {gt_bboxes.shape[1]}, {n_anchors}) assignment tensors would take "
+            f"about {need_mb:,.0f} MB, over the {cfg.dense_budget_mb} MB budget (--budget-mb, config "
+            "dense_budget_mb): assigned on candidate pairs instead, with the same targets and loss; shown: per-GT "
+            "summaries, not the in-box grids, candidate and conflict tables or (b, M, A) tensors"
+        )
+        sp = assign_sparse(*inputs, params)
+        trace.add("candidates", "Candidates: anchor centres inside each GT",
+                  cand_bboxes=candidate_boxes(gt_bboxes, mask_gt, params))
+        trace.add(
+            "pairs", "Candidate pairs (image, GT, anchor)",
+            pair_b=sp.pair_b, pair_m=sp.pair_m, pair_a=sp.pair_a, pair_s=sp.pair_s, pair_u=sp.pair_u,
+            pair_t=sp.pair_t, pair_topk=sp.pair_topk, pair_pos=sp.pair_pos, mask_multi=sp.multi,
+        )
+        norm = sp.target_scores.amax(-1)
+        trace.add(
+            "targets", "Targets",
+            fg_mask=sp.fg_mask, target_gt_idx=sp.target_gt_idx, target_labels=sp.target_labels,
+            target_bboxes=sp.target_bboxes, target_scores=sp.target_scores, pos_align_metrics=sp.pos_align_metrics,
+            pos_overlaps=sp.pos_overlaps, norm_align_metric=norm,
+        )
+        if with_loss:
+            _add_loss(trace, cfg, pred_distri, pred_logits, pred_bboxes_grid, anchor_points, stride_tensor)
+        return trace
+    r = assign(*inputs, params)
     trace.add("candidates", "Candidates: anchor centres inside each GT", cand_bboxes=r.cand_bboxes, mask_in_gts=r.mask_in_gts)
     trace.add(
         "metrics", "Alignment metric t = s^alpha * u^beta",
@@ -177,15 +213,21 @@ def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool
         pos_overlaps=r.pos_overlaps, norm_align_metric=r.norm_align_metric,
     )
     if with_loss:
-        lo = detection_loss(
-            pred_distri, pred_logits, pred_bboxes_grid, anchor_points, stride_tensor, r.fg_mask, r.target_bboxes,
-            r.target_scores, cfg.imgsz, cfg.reg_max, (cfg.loss.box, cfg.loss.cls, cfg.loss.dfl), a_cfg.profile,
-        )
-        trace.add(
-            "loss", "Loss",
-            loss_box=lo.loss_box, loss_cls=lo.loss_cls, loss_dfl=lo.loss_dfl, target_scores_sum=lo.target_scores_sum,
-            raw_box=lo.raw_box, raw_cls=lo.raw_cls, raw_dfl=lo.raw_dfl,
-            cls_per_anchor=lo.cls_per_anchor, box_per_anchor=lo.box_per_anchor, dfl_per_anchor=lo.dfl_per_anchor,
-            ciou=lo.ciou, dfl_target_ltrb=lo.dfl_target_ltrb, dfl_clamped=lo.dfl_clamped,
-        )
+        _add_loss(trace, cfg, pred_distri, pred_logits, pred_bboxes_grid, anchor_points, stride_tensor)
     return trace
+
+
+def _add_loss(trace: Trace, cfg: Config, pred_distri, pred_logits, pred_bboxes_grid, anchor_points, stride_tensor) -> None:
+    """The loss stage, from the targets already in the trace."""
+    lo = detection_loss(
+        pred_distri, pred_logits, pred_bboxes_grid, anchor_points, stride_tensor, trace["fg_mask"],
+        trace["target_bboxes"], trace["target_scores"], cfg.imgsz, cfg.reg_max,
+        (cfg.loss.box, cfg.loss.cls, cfg.loss.dfl), cfg.assigner.profile,
+    )
+    trace.add(
+        "loss", "Loss",
+        loss_box=lo.loss_box, loss_cls=lo.loss_cls, loss_dfl=lo.loss_dfl, target_scores_sum=lo.target_scores_sum,
+        raw_box=lo.raw_box, raw_cls=lo.raw_cls, raw_dfl=lo.raw_dfl,
+        cls_per_anchor=lo.cls_per_anchor, box_per_anchor=lo.box_per_anchor, dfl_per_anchor=lo.dfl_per_anchor,
+        ciou=lo.ciou, dfl_target_ltrb=lo.dfl_target_ltrb, dfl_clamped=lo.dfl_clamped,
+    )

@@ -367,7 +367,10 @@ def assign_sparse(
         winner = torch.full((b * n_anc,), b * m, dtype=torch.int64, device=dev).scatter_reduce_(0, km, cand_gt, "amin")
         pos[at_multi] = sm == winner[km]
 
-    if p.topk2 and p.topk2 != p.topk:  # keep each GT's topk2 best surviving positives
+    if p.topk2 and p.topk2 != p.topk:  # keep each GT's topk2 best surviving positives of t > 0
+        # (the reference's second top-k also runs over all anchors, so a positive of t = 0 survives it only by
+        # torch's tie order; dropping them keeps our positives a subset of the reference's)
+        pos &= positive_t
         idx = pos.nonzero().squeeze(1)
         order = idx[_rank_order(seg[idx], t[idx])]
         pos[order[_segment_rank(seg[order], torch.ones_like(order, dtype=torch.bool)) >= p.topk2]] = False

@@ -17,13 +17,16 @@ from ..core.anchors import Level, cell_of
 from ..pipeline import Trace
 
 FULL_LIMIT = 1000  # tensors with more elements print as a summary unless --full (torch's own threshold)
+PRINT_LIMIT = 2_000_000  # not even --full prints more elements than this
+SUMMARY_ROWS = 40  # per-GT rows shown when the dense stages were summarised (flagged GTs first)
 SYMBOLS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 COLORS = ["red", "green", "yellow", "blue", "magenta", "cyan", "bright_red", "bright_green", "bright_yellow",
           "bright_blue", "bright_magenta", "bright_cyan", "orange1", "purple", "spring_green2", "deep_pink2"]
 
 
 def gt_symbol(j: int) -> str:
-    return SYMBOLS[j] if j < len(SYMBOLS) else "?"
+    """One character per GT in the grids (0-9 a-z A-Z); past 62 GTs, the index itself."""
+    return SYMBOLS[j] if j < len(SYMBOLS) else str(j)
 
 
 def gt_style(j: int) -> str:
@@ -36,7 +39,14 @@ def level_name(lv: Level) -> str:
 
 # ------------------------------------------------------------------------------------------------ tensors
 def tensor_text(t: torch.Tensor, full: bool = False) -> str:
-    """torch's own print for small tensors (so the seed's run.log is reproduced), else a one-line summary."""
+    """torch's own print for small tensors (so the seed's run.log is reproduced), else a one-line summary.
+
+    ``full`` prints bigger tensors whole, up to PRINT_LIMIT elements; beyond that only the summary (use
+    --export to get the numbers).
+    """
+    if full and t.numel() > PRINT_LIMIT:
+        return summary(t).replace("(--full prints it all)", f"(over {PRINT_LIMIT:,} elements: not printed in full; "
+                                  "--export writes it)")
     if full or t.numel() <= FULL_LIMIT:
         if full:
             torch.set_printoptions(threshold=10**9)
@@ -102,11 +112,11 @@ def render_anchors(trace: Trace, con: Console, level: int | None = None, full: b
 def default_anchors(trace: Trace, image: int) -> list[int]:
     """The best positive of each GT of the image (by target score), else the first anchor."""
     out = []
-    if "mask_pos" in trace and trace.n_gts(image):
-        mp = trace["mask_pos"][image]
+    if "fg_mask" in trace and trace.n_gts(image):
+        fg, tgi = trace["fg_mask"][image], trace["target_gt_idx"][image]
         ns = trace["norm_align_metric"][image]
         for j in range(trace.n_gts(image)):
-            idx = torch.nonzero(mp[j]).flatten()
+            idx = torch.nonzero(fg & (tgi == j)).flatten()
             if idx.numel():
                 out.append(int(idx[ns[idx].argmax()]))
     return out or [0]
@@ -177,6 +187,8 @@ class GTFacts:
 
 
 def gt_facts(trace: Trace, image: int) -> list[GTFacts]:
+    if trace.summarised:
+        return _gt_facts_from_pairs(trace, image)
     n = trace.n_gts(image)
     gb, gl = trace["gt_bboxes"][image], trace["gt_labels"][image]
     inb, mask_gt = trace["mask_in_gts"][image], trace["mask_gt"][image]
@@ -201,19 +213,52 @@ def gt_facts(trace: Trace, image: int) -> list[GTFacts]:
     return out
 
 
+def _gt_facts_from_pairs(trace: Trace, image: int) -> list[GTFacts]:
+    """The same facts from the candidate pairs (when the dense tensors were not built)."""
+    n = trace.n_gts(image)
+    gb, gl = trace["gt_bboxes"][image], trace["gt_labels"][image]
+    sel = trace["pair_b"] == image
+    pm, pa = trace["pair_m"][sel], trace["pair_a"][sel]
+    pu, pt = trace["pair_u"][sel], trace["pair_t"][sel]
+    ptk, pp = trace["pair_topk"][sel], trace["pair_pos"][sel]
+    level_of = torch.zeros(trace.levels[-1].stop, dtype=torch.int64)
+    for lv in trace.levels:
+        level_of[lv.start : lv.stop] = lv.index
+
+    def per_gt(values: torch.Tensor, reduce: str) -> list[float]:  # values (pairs,) -> one per GT
+        return torch.zeros(n, dtype=torch.float64).scatter_reduce_(0, pm, values.double(), reduce).tolist()
+
+    cands = torch.bincount(pm, minlength=n).tolist() if n else []
+    pos = torch.bincount(pm[pp], minlength=n).tolist() if n else []
+    zero_w = torch.bincount(pm[pp & (pt == 0)], minlength=n).tolist() if n else []
+    lost = torch.bincount(pm[ptk & ~pp], minlength=n).tolist() if n else []
+    best_u, max_t = per_gt(pu, "amax"), per_gt(pt, "amax")
+    out = []
+    for j in range(n):
+        levels: dict[str, int] = {}
+        for lv_i, c in zip(*torch.unique(level_of[pa[pp & (pm == j)]], return_counts=True)):
+            levels[f"s{trace.levels[int(lv_i)].stride}"] = int(c)
+        out.append(GTFacts(
+            index=j, cls=int(gl[j, 0]), box=[float(v) for v in gb[j]], origin=trace.gt_origin[image][j],
+            candidates=cands[j], positives=pos[j], zero_weight=zero_w[j], levels=levels,
+            best_iou=best_u[j], max_metric=max_t[j], picked_lost=lost[j],
+        ))
+    return out
+
+
 def summary_table(trace: Trace, image: int, facts: list[GTFacts]) -> Table:
     tab = Table(title=f"Per-GT summary · image {image} ({trace.labels.images[image]})", title_justify="left",
                 box=rbox.SIMPLE_HEAD, pad_edge=False)
     for c, j in (("GT", "right"), ("cls", "right"), ("box px", "left"), ("w×h px", "right"),
                  ("cand", "right"), ("pos", "right"), ("0-w", "right"), ("pos/stride", "left"),
                  ("u max", "right"), ("t max", "right"), ("flag", "left")):
-        tab.add_column(c, justify=j, no_wrap=c in ("box px", "w×h px", "pos/stride"))
+        tab.add_column(c, justify=j, no_wrap=c not in ("box px", "pos/stride"), overflow="fold")
     for f in facts:
         style = "bold red" if f.flag else ""
         w, h = f.box[2] - f.box[0], f.box[3] - f.box[1]
         tab.add_row(
             Text(gt_symbol(f.index), style=gt_style(f.index)), str(f.cls),
-            "(" + ",".join(f"{v:.0f}" for v in f.box) + ")", f"{w:.3g}×{h:.3g}",
+            f"({f.box[0]:.0f},{f.box[1]:.0f} {f.box[2]:.0f},{f.box[3]:.0f})", f"{w:.3g}×{h:.3g}",
             str(f.candidates), str(f.positives), str(f.zero_weight),
             " ".join(f"{k}×{v}" for k, v in f.levels.items()) or "—", f"{f.best_iou:.3f}", f"{f.max_metric:.2g}",
             Text(f.short_flag, style=style),
@@ -345,9 +390,12 @@ def conflict_table(trace: Trace, image: int) -> Table | None:
 
 
 def render_gt_tensors(trace: Trace, con: Console, full: bool) -> None:
-    print_tensor(con, "gt_bboxes", trace["gt_bboxes"], "(b, M, 4) px xyxy, zero rows are padding", full)
-    print_tensor(con, "gt_labels", trace["gt_labels"], "(b, M, 1) class id", full)
-    print_tensor(con, "mask_gt", trace["mask_gt"], "(b, M, 1) 1 = real GT, 0 = padding", full)
+    for name, what in (("gt_bboxes", "(b, M, 4) px xyxy, zero rows are padding"), ("gt_labels", "(b, M, 1) class id"),
+                       ("mask_gt", "(b, M, 1) 1 = real GT, 0 = padding")):
+        if trace.summarised and not full:  # a big scene: one line each
+            con.print(Text.assemble((name, "bold"), "  ", (what, "dim"), "  ", summary(trace[name])))
+        else:
+            print_tensor(con, name, trace[name], what, full)
 
 
 def render_assign(trace: Trace, con: Console, images: list[int], full: bool, rows: int | None = None) -> None:
@@ -360,6 +408,8 @@ def render_assign(trace: Trace, con: Console, images: list[int], full: bool, row
         title="Task-aligned assignment", expand=False,
     ))
     render_gt_tensors(trace, con, full)
+    if trace.summarised:
+        warn(con, trace.summarised)
     rows = rows or a_cfg.topk + 3
     for i in images:
         con.print(Rule(f"image {i} · {trace.labels.images[i]}"))
@@ -368,6 +418,13 @@ def render_assign(trace: Trace, con: Console, images: list[int], full: bool, row
         if n == 0:
             con.print(f"background image: no labels; all {fg.numel()} anchors are background "
                       "(they only add classification loss)")
+            continue
+        if trace.summarised:
+            sel = trace["pair_b"] == i
+            con.print(f"{int(sel.sum())} candidate pairs · {int(trace['pair_topk'][sel].sum())} top-k picks · "
+                      f"{int(trace['mask_multi'][i].sum())} anchors claimed by more than one GT · "
+                      f"foreground anchors: {int(fg.sum())} · background: {int((~fg).sum())}")
+            render_summary(trace, con, i)
             continue
         if a_cfg.profile == "ultralytics":
             cb, gb = trace["cand_bboxes"][i, :n], trace["gt_bboxes"][i, :n]
@@ -388,8 +445,18 @@ def render_assign(trace: Trace, con: Console, images: list[int], full: bool, row
 def render_summary(trace: Trace, con: Console, image: int) -> None:
     """The per-GT summary table of one image, then one line for each flagged GT saying why."""
     facts = gt_facts(trace, image)
-    con.print(summary_table(trace, image, facts))
-    for f in facts:
+    shown = facts
+    if trace.summarised and len(facts) > SUMMARY_ROWS:
+        flagged = [f for f in facts if f.flag]
+        shown = sorted((flagged + [f for f in facts if not f.flag])[:SUMMARY_ROWS], key=lambda f: f.index)
+        counts = {}
+        for f in flagged:
+            counts[f.short_flag] = counts.get(f.short_flag, 0) + 1
+        con.print(f"{len(facts)} GTs, {len(flagged)} flagged ("
+                  + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none")
+                  + f"); the table shows {SUMMARY_ROWS} of them, flagged first; --export has every pair")
+    con.print(summary_table(trace, image, shown))
+    for f in shown:
         if f.flag:
             con.print(Text.assemble(("✗ ", "bold red"), f"GT {f.index} ({f.origin[0]}:{f.origin[1]}): {f.flag}"
                                     + explain(trace, f)), soft_wrap=True)

@@ -62,6 +62,9 @@ def render_walk(trace: Trace, con: Console, full: bool = False) -> None:
     ):
         con.print(f"  {name} {shape}: {what}")
 
+    if trace.summarised:
+        _walk_summarised(trace, con, full)
+        return
     step(con, "6a. Candidates: anchor centres inside each GT",
          "an anchor is a candidate when its centre lies strictly inside the (candidate) box: min(ltrb) > eps"
          + (f"; ultralytics 8.4 first enlarges GT sides < {cfg.stride_val:g} px to {cfg.stride_val:g} px"
@@ -83,6 +86,20 @@ def render_walk(trace: Trace, con: Console, full: bool = False) -> None:
             con.print(ct)
     print_tensor(con, "mask_pos", trace["mask_pos"].float(), "(b, M, A) final positives", full)
 
+    _walk_targets(trace, con, full)
+
+
+def _walk_summarised(trace: Trace, con: Console, full: bool) -> None:
+    """Steps 6-8 when the dense (b, M, A) tensors were not built: the pair lists instead."""
+    step(con, "6. Assignment on candidate pairs", trace.summarised)
+    for name, what in (("pair_b", "image"), ("pair_m", "GT slot"), ("pair_a", "anchor"),
+                       ("pair_t", "alignment metric t"), ("pair_pos", "final positive")):
+        print_tensor(con, name, trace[name], f"(P,) {what} of each candidate pair", full)
+    _walk_targets(trace, con, full)
+
+
+def _walk_targets(trace: Trace, con: Console, full: bool) -> None:
+    b = trace.batch
     step(con, "7. Targets", "fg_mask marks anchors with a GT; background anchors keep placeholders (GT 0)")
     print_tensor(con, "fg_mask", trace["fg_mask"].float(), "(b, A)", full)
     print_tensor(con, "target_gt_idx", trace["target_gt_idx"], "(b, A), meaningful where fg_mask", full)
