@@ -12,7 +12,6 @@ Channel layout per anchor: 4*reg_max DFL logits (l, t, r, b sides, reg_max bins 
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,15 +86,17 @@ def load_heads(path: str | Path, reg_max: int, nc: int | None) -> Heads:
         raise InputError("heads file not found", src)
     if p.suffix == ".npz":
         try:
-            with np.load(p, allow_pickle=False) as z:
+            with open(p, "rb") as fh, np.load(fh, allow_pickle=False) as z:  # fh closes even if np.load fails
                 keys = sorted((k for k in z.files if k.startswith("level")), key=lambda k: int(k[5:] or -1))
                 if not keys or keys != [f"level{i}" for i in range(len(keys))]:
                     raise InputError(f"expected arrays level0, level1, ...; found {sorted(z.files)}", src)
                 levels = [torch.from_numpy(np.ascontiguousarray(z[k])) for k in keys]
         except InputError:
             raise
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
-            raise InputError(f"corrupt .npz file ({e.__class__.__name__}: {e})", src) from None
+        except Exception as e:  # numpy raises many types for a damaged archive or header (fuzzing found
+            # zipfile.BadZipFile, ValueError, EOFError, KeyError, SyntaxError, tokenize.TokenError, zlib.error)
+            detail = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
+            raise InputError(f"corrupt .npz file ({e.__class__.__name__}{': ' + detail if detail else ''})", src) from None
         _check_levels(levels, src, reg_max, nc)
         return from_levels(levels, reg_max, src)
     if p.suffix == ".pt":
