@@ -1,0 +1,462 @@
+"""Dataset audit: every label file of a dataset, every GT's geometric fate, without stopping at a problem.
+
+Per file, the lines are parsed with the core checks; a bad line becomes an error record (file, line,
+reason) and the rest of the file is still read. Per GT, on a square ``imgsz`` canvas:
+
+* candidates per level under both profiles: anchor centres strictly inside the box (``classic``) or inside
+  the box enlarged to ``stride_val`` (``ultralytics``) -- the same arithmetic as the assigner. A GT with
+  no classic candidate can never be a positive under ultralytics 8.0-8.3.
+* tiny: a side shorter than the smallest stride.
+* clamped: at every level where some anchor centre lies inside the box, even the best-placed one (nearest
+  the box centre) is farther than ``reg_max - 1.01`` strides from a side, so every DFL target of the GT is
+  clamped (ultralytics issue #11634's silent failure).
+
+Parsing is per file (parallel with ``workers``); the geometry runs vectorised over all GTs at once.
+``simulate`` adds the full assignment with synthetic partly-trained heads, on candidate pairs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import InputError
+
+IMAGE_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic"}
+SIZE_BINS = (0, 8, 16, 32, 64, 128, 256, 512, math.inf)  # sqrt(w*h) px bins of the size histogram
+CHUNK = 256  # files per worker task
+
+
+@dataclass
+class LabelSet:
+    """Where the label files of a dataset are, and its class names."""
+
+    files: list[Path]  # label files (a missing file for an image is listed too: background)
+    names: list[str] | None
+    source: str
+    splits: dict[str, int] = field(default_factory=dict)  # split -> number of files
+
+
+@dataclass
+class Parsed:
+    """Rows of a group of files. rows (n, 5) float32 cls cx cy w h; file (n,) and line (n,) int."""
+
+    rows: np.ndarray
+    file: np.ndarray
+    line: np.ndarray
+    errors: list[tuple[int, int, str]]  # (file index, line, reason)
+    empty: np.ndarray  # (files,) bool: file holds no labels
+
+
+# ------------------------------------------------------------------------------------------------ finding files
+def _label_for_image(img: Path) -> Path:
+    """ultralytics' rule: the last /images/ path component becomes /labels/, the suffix .txt."""
+    parts = list(img.parts)
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            break
+    return Path(*parts).with_suffix(".txt")
+
+
+def _split_files(entry: Path, src: str) -> list[Path]:
+    if entry.is_file() and entry.suffix == ".txt":  # a list of image paths
+        base = entry.parent
+        out = []
+        for ln in entry.read_text(encoding="utf-8", errors="replace").splitlines():
+            ln = ln.strip()
+            if ln:
+                p = Path(ln)
+                out.append(_label_for_image(p if p.is_absolute() else base / p))
+        return out
+    if not entry.is_dir():
+        raise InputError(f"dataset split not found: {entry}", src)
+    images = sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if images:
+        return [_label_for_image(p) for p in images]
+    labels = _label_for_image(entry / "x.jpg").parent if entry.name == "images" else entry
+    return sorted(labels.rglob("*.txt")) if labels.is_dir() else []
+
+
+def find_labels(data: str | Path) -> LabelSet:
+    """An ultralytics dataset YAML (path, train, val, test, names) or a directory of label files."""
+    p = Path(data)
+    if p.is_dir():
+        files = sorted(p.rglob("*.txt"))
+        if not files:
+            raise InputError("no *.txt label files under this directory", str(p))
+        return LabelSet(files, None, str(p), {"all": len(files)})
+    if not p.is_file():
+        raise InputError("dataset not found (give a dataset YAML or a directory of label files)", str(p))
+    import yaml
+
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        mark = getattr(e, "problem_mark", None)
+        raise InputError(f"broken YAML: {getattr(e, 'problem', None) or 'invalid YAML'}", str(p),
+                         mark.line + 1 if mark is not None else None) from None
+    if not isinstance(raw, dict) or not any(k in raw for k in ("train", "val", "test")):
+        raise InputError("a dataset YAML needs 'train' and/or 'val' (and 'path', 'names')", str(p))
+    root = Path(raw.get("path") or ".")
+    root = root if root.is_absolute() else (p.parent / root)
+    names = raw.get("names")
+    if isinstance(names, dict):
+        names = [str(names[k]) for k in sorted(names)]
+    elif isinstance(names, list):
+        names = [str(x) for x in names]
+    elif names is not None:
+        raise InputError(f"names: expected a list or a mapping, got {names!r}", str(p))
+    files: list[Path] = []
+    splits: dict[str, int] = {}
+    for split in ("train", "val", "test"):
+        entries = raw.get(split)
+        if not entries:
+            continue
+        n0 = len(files)
+        for e in entries if isinstance(entries, list) else [entries]:
+            ep = Path(str(e))
+            files += _split_files(ep if ep.is_absolute() else root / ep, str(p))
+        splits[split] = len(files) - n0
+    if not files:
+        raise InputError("the dataset's splits hold no images or label files", str(p))
+    return LabelSet(files, names, str(p), splits)
+
+
+# ------------------------------------------------------------------------------------------------ parsing
+def _parse_file(path: str, nc: int | None) -> tuple[list[list[float]], list[int], list[tuple[int, str]]]:
+    """Tolerant parse of one label file: (rows, line numbers, [(line, reason)]). A missing file is background."""
+    try:
+        data = open(path, "rb").read()
+    except FileNotFoundError:
+        return [], [], []
+    except OSError as e:
+        return [], [], [(0, f"cannot read ({e.strerror or e.__class__.__name__})")]
+    if b"\x00" in data:
+        return [], [], [(0, "not a text label file (binary data)")]
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return [], [], [(0, "not a text label file (not UTF-8)")]
+    rows, lines, errs = [], [], []
+    for i, raw in enumerate(text.splitlines(), 1):
+        parts = raw.split()
+        if not parts:
+            continue
+        if len(parts) != 5:
+            errs.append((i, f"expected 5 columns (cls cx cy w h), got {len(parts)}"))
+            continue
+        try:
+            c, cx, cy, w, h = map(float, parts)
+        except ValueError:
+            errs.append((i, f"not a number: {next(p for p in parts if not _is_float(p))!r}"))
+            continue
+        reason = _row_problem(c, cx, cy, w, h, nc)
+        if reason:
+            errs.append((i, reason))
+            continue
+        rows.append([c, cx, cy, w, h])
+        lines.append(i)
+    return rows, lines, errs
+
+
+def _is_float(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _row_problem(c: float, cx: float, cy: float, w: float, h: float, nc: int | None) -> str:
+    if not all(math.isfinite(v) for v in (c, cx, cy, w, h)):
+        return "NaN or infinite value"
+    if c != int(c) or c < 0 or (nc is not None and c >= nc):
+        return f"class id must be an integer in {f'[0, {nc})' if nc is not None else '>= 0'}, got {c:g}"
+    if w < 0 or h < 0:
+        return f"negative box size w={w:g} h={h:g}"
+    for name, x in (("cx", cx), ("cy", cy), ("w", w), ("h", h)):
+        if not 0.0 <= x <= 1.0:
+            return f"{name}={x:g} is outside [0, 1] (labels must be normalised)"
+    return ""
+
+
+def _parse_chunk(args: tuple[list[str], int, int | None]) -> Parsed:
+    paths, first, nc = args
+    rows, files, lines, errors = [], [], [], []
+    empty = np.zeros(len(paths), bool)
+    for k, path in enumerate(paths):
+        r, ln, er = _parse_file(path, nc)
+        rows += r
+        files += [first + k] * len(r)
+        lines += ln
+        errors += [(first + k, line, why) for line, why in er]
+        empty[k] = not r
+    return Parsed(np.array(rows, np.float32).reshape(-1, 5), np.array(files, np.int64), np.array(lines, np.int64),
+                  errors, empty)
+
+
+def parse_all(files: list[Path], nc: int | None, workers: int = 1,
+              progress: Callable[[int], None] | None = None) -> Parsed:
+    """Parse every file; ``workers`` > 1 spreads chunks of files over processes."""
+    chunks = [([str(f) for f in files[i : i + CHUNK]], i, nc) for i in range(0, len(files), CHUNK)]
+    parts: list[Parsed] = []
+    if workers > 1 and len(chunks) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as ex:
+            for part, ch in zip(ex.map(_parse_chunk, chunks), chunks):
+                parts.append(part)
+                if progress:
+                    progress(len(ch[0]))
+    else:
+        for ch in chunks:
+            parts.append(_parse_chunk(ch))
+            if progress:
+                progress(len(ch[0]))
+    if not parts:
+        return Parsed(np.zeros((0, 5), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64), [], np.zeros(0, bool))
+    return Parsed(
+        np.concatenate([p.rows for p in parts]), np.concatenate([p.file for p in parts]),
+        np.concatenate([p.line for p in parts]), [e for p in parts for e in p.errors],
+        np.concatenate([p.empty for p in parts]),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ geometry
+@dataclass
+class Geometry:
+    """Per-GT facts, each (G,) or (G, L).
+
+    box_px (G, 4) xyxy on the imgsz canvas; cand_classic, cand_ultra (G, L) in-box anchors per level;
+    clamped_at (G, L) bool: even the best anchor inside clamps a DFL target; tiny (G,) bool.
+    """
+
+    box_px: np.ndarray
+    cand_classic: np.ndarray
+    cand_ultra: np.ndarray
+    clamped_at: np.ndarray
+    tiny: np.ndarray
+
+    @property
+    def starved_classic(self) -> np.ndarray:
+        return self.cand_classic.sum(1) == 0
+
+    @property
+    def starved_ultra(self) -> np.ndarray:
+        return self.cand_ultra.sum(1) == 0
+
+    @property
+    def clamped(self) -> np.ndarray:
+        """Clamped at every level where an anchor centre lies inside the box (and inside at one level at least)."""
+        inside = self.cand_classic > 0
+        return inside.any(1) & ~(inside & ~self.clamped_at).any(1)
+
+
+def geometry(rows: np.ndarray, imgsz: tuple[int, int], strides: tuple[int, ...], reg_max: int) -> Geometry:
+    """Per-GT candidate counts (both profiles), tiny and clamped flags, vectorised over all GTs."""
+    import torch
+
+    from .assigners.tal_sparse import GridLevel, _cell_rect
+    from .core.boxes import xywh_to_xyxy
+
+    h, w = imgsz
+    xywh = torch.from_numpy(rows[:, 1:5].copy()) * torch.tensor([w, h, w, h], dtype=torch.float32)
+    box = xywh_to_xyxy(xywh)  # the assigner's pixel boxes: scale, then corners
+    stride_val = float(strides[1] if len(strides) > 1 else strides[0])
+    wh = box[:, 2:] - box[:, :2]
+    small = wh < stride_val
+    centre = (box[:, :2] + box[:, 2:]) / 2
+    ewh = torch.where(small, torch.tensor(stride_val), wh)
+    enlarged = torch.cat((centre - ewh / 2, centre + ewh / 2), 1)
+    cand_c, cand_u, clamp = [], [], []
+    limit = reg_max - 1 - 0.01
+    for s in strides:
+        lv = GridLevel(0, w // s, h // s, float(s))
+        x0, nx, y0, ny = _cell_rect(box, lv)
+        cand_c.append((nx * ny).numpy())
+        _, nxu, _, nyu = _cell_rect(enlarged, lv)
+        cand_u.append((nxu * nyu).numpy())
+        # the anchor inside nearest the centre minimises the largest side distance, separably in x and y
+        ix = torch.clamp(torch.round(centre[:, 0] / s - 0.5), x0.float(), (x0 + nx - 1).float())
+        iy = torch.clamp(torch.round(centre[:, 1] / s - 0.5), y0.float(), (y0 + ny - 1).float())
+        ax, ay = (ix + 0.5) * s, (iy + 0.5) * s
+        far = torch.maximum(torch.maximum(ax - box[:, 0], box[:, 2] - ax), torch.maximum(ay - box[:, 1], box[:, 3] - ay))
+        clamp.append(((far / s > limit) & (nx * ny > 0)).numpy())
+    return Geometry(
+        box_px=box.numpy(), cand_classic=np.stack(cand_c, 1), cand_ultra=np.stack(cand_u, 1),
+        clamped_at=np.stack(clamp, 1), tiny=(wh.min(1).values < min(strides)).numpy(),
+    )
+
+
+def simulate(rows: np.ndarray, file: np.ndarray, n_files: int, imgsz: tuple[int, int], strides: tuple[int, ...],
+             reg_max: int, nc: int, profile: str, topk: int, seed: int = 0, batch: int = 16,
+             progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Positives per GT and level (G, L) from the full assignment with synthetic partly-trained heads."""
+    import torch
+
+    from .assigners.tal import TALParams
+    from .assigners.tal_sparse import assign_sparse
+    from .config import Config
+    from .core.anchors import levels_for, make_anchors
+    from .core.boxes import xywh_to_xyxy
+    from .core.decode import dfl_distances, ltrb_to_xyxy
+    from .inputs.heads import synthetic_trained
+    from .inputs.labels import labels_from_array
+    from .pipeline import pad_targets
+
+    cfg = Config(imgsz=imgsz, strides=strides, nc=nc, reg_max=reg_max)
+    levels = levels_for(cfg.grids, strides)
+    pts, st = make_anchors(levels)
+    level_of = np.concatenate([np.full(lv.count, lv.index) for lv in levels])
+    p = TALParams(num_classes=nc, topk=topk, profile=profile, stride_val=cfg.stride_val)
+    out = np.zeros((len(rows), len(strides)), np.int64)
+    order = np.argsort(file, kind="stable")
+    bounds = np.searchsorted(file[order], np.arange(0, n_files + batch, batch))
+    for k in range(0, n_files, batch):
+        sel = order[bounds[k // batch] : bounds[k // batch + 1]]
+        if not len(sel):
+            if progress:
+                progress(min(batch, n_files - k))
+            continue
+        b_idx = (file[sel] - k).astype(np.float32)
+        nb = int(b_idx.max()) + 1
+        lab = labels_from_array(np.concatenate([b_idx[:, None], rows[sel]], 1), nb)
+        gt = xywh_to_xyxy(torch.from_numpy(lab.xywhn) * torch.tensor([imgsz[1], imgsz[0]] * 2)).numpy()
+        heads = synthetic_trained(nb, nc, reg_max, cfg.grids, strides, seed + k, lab.batch_idx, lab.cls, gt)
+        distri, logits = heads.boxes.permute(0, 2, 1), heads.scores.permute(0, 2, 1)
+        pred = ltrb_to_xyxy(dfl_distances(distri, reg_max), pts) * st
+        gl, gb, mg = pad_targets(lab, nb, imgsz)
+        r = assign_sparse(logits.sigmoid(), pred, pts * st, gl, gb, mg, p)
+        pos = r.pair_pos
+        # slot m of image b is the m-th GT of that image in file order: map back to rows
+        slot_rows = {}
+        for j, (bi, rid) in enumerate(zip(lab.batch_idx.tolist(), sel.tolist())):
+            slot_rows.setdefault(bi, []).append(rid)
+        pb, pm, pa = r.pair_b[pos].numpy(), r.pair_m[pos].numpy(), r.pair_a[pos].numpy()
+        for bi, m, a in zip(pb, pm, pa):
+            out[slot_rows[int(bi)][int(m)], level_of[a]] += 1
+        if progress:
+            progress(min(batch, n_files - k))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ report
+@dataclass
+class ScanResult:
+    labels: LabelSet
+    imgsz: tuple[int, int]
+    strides: tuple[int, ...]
+    reg_max: int
+    parsed: Parsed
+    geo: Geometry
+    positives: np.ndarray | None  # (G, L) with --simulate
+
+    @property
+    def n_files(self) -> int:
+        return len(self.labels.files)
+
+    def flags(self) -> dict[str, np.ndarray]:
+        """Each flag as a (G,) bool array."""
+        out = {
+            "starved_classic": self.geo.starved_classic,
+            "starved_ultralytics": self.geo.starved_ultra,
+            "tiny": self.geo.tiny,
+            "clamped": self.geo.clamped,
+        }
+        if self.positives is not None:
+            out["no_positives_simulated"] = self.positives.sum(1) == 0
+        return out
+
+
+def scan(data: str | Path, imgsz: tuple[int, int], strides: tuple[int, ...], reg_max: int, nc: int | None = None,
+         workers: int = 1, do_simulate: bool = False, profile: str = "ultralytics", topk: int = 10,
+         progress: Callable[[str, int, int], None] | None = None) -> ScanResult:
+    """Audit a dataset. ``progress(stage, advance, total)`` is called as files are done."""
+    ls = find_labels(data)
+    if nc is None and ls.names is not None:
+        nc = len(ls.names)
+    n = len(ls.files)
+    parsed = parse_all(ls.files, nc, max(1, workers), (lambda k: progress("parse", k, n)) if progress else None)
+    geo = geometry(parsed.rows, imgsz, strides, reg_max)
+    positives = None
+    if do_simulate:
+        n_cls = nc if nc is not None else int(parsed.rows[:, 0].max()) + 1 if len(parsed.rows) else 1
+        positives = simulate(parsed.rows, parsed.file, n, imgsz, strides, reg_max, n_cls, profile, topk,
+                             progress=(lambda k: progress("simulate", k, n)) if progress else None)
+    return ScanResult(ls, imgsz, strides, reg_max, parsed, geo, positives)
+
+
+def report(res: ScanResult, top: int = 20) -> dict:
+    """Everything the terminal summary shows, plus every flagged GT and every label error (JSON-ready)."""
+    rows, geo = res.parsed.rows, res.geo
+    flags = res.flags()
+    names = res.labels.names
+    g = len(rows)
+    any_flag = np.zeros(g, bool)
+    for k in ("starved_classic", "starved_ultralytics", "clamped", "no_positives_simulated"):
+        if k in flags:
+            any_flag |= flags[k]
+    side = np.sqrt(np.maximum((geo.box_px[:, 2] - geo.box_px[:, 0]) * (geo.box_px[:, 3] - geo.box_px[:, 1]), 0))
+    size_hist = np.histogram(side, bins=np.array(SIZE_BINS[:-1] + (1e9,)))[0]
+    cls = rows[:, 0].astype(np.int64)
+    cls_counts = np.bincount(cls) if g else np.zeros(0, np.int64)
+    per_file = np.bincount(res.parsed.file[any_flag], minlength=res.n_files) if g else np.zeros(res.n_files, np.int64)
+    per_file_errors = np.bincount([e[0] for e in res.parsed.errors], minlength=res.n_files) if res.parsed.errors \
+        else np.zeros(res.n_files, np.int64)
+    badness = per_file + per_file_errors
+    worst = [int(i) for i in np.argsort(-badness, kind="stable")[:top] if badness[i] > 0]
+    files = [str(f) for f in res.labels.files]
+    flagged = []
+    for i in np.nonzero(any_flag | flags["tiny"])[0]:
+        flagged.append({
+            "file": files[res.parsed.file[i]], "line": int(res.parsed.line[i]), "cls": int(cls[i]),
+            "box_px": [round(float(v), 2) for v in geo.box_px[i]],
+            "flags": [k for k, v in flags.items() if v[i]],
+            "candidates_classic": geo.cand_classic[i].tolist(), "candidates_ultralytics": geo.cand_ultra[i].tolist(),
+            **({"positives_simulated": res.positives[i].tolist()} if res.positives is not None else {}),
+        })
+    return {
+        "dataset": res.labels.source,
+        "settings": {"imgsz": list(res.imgsz), "strides": list(res.strides), "reg_max": res.reg_max,
+                     "canvas": "square imgsz: normalised boxes scaled by imgsz, as the other commands do"},
+        "files": {"total": res.n_files, "splits": res.labels.splits,
+                  "background": int(res.parsed.empty.sum()) if res.n_files else 0,
+                  "with_errors": int((per_file_errors > 0).sum())},
+        "gts": g,
+        "flag_counts": {k: int(v.sum()) for k, v in flags.items()},
+        "size_histogram_px": {f"{SIZE_BINS[i]}-{SIZE_BINS[i + 1]}": int(c) for i, c in enumerate(size_hist)},
+        "class_counts": {(names[c] if names and c < len(names) else str(c)): int(n) for c, n in enumerate(cls_counts) if n},
+        "candidates_per_level": {
+            "classic": geo.cand_classic.sum(0).tolist(), "ultralytics": geo.cand_ultra.sum(0).tolist(),
+        },
+        **({"positives_per_level_simulated": res.positives.sum(0).tolist()} if res.positives is not None else {}),
+        "worst_files": [{"file": files[i], "flagged_gts": int(per_file[i]), "errors": int(per_file_errors[i])}
+                        for i in worst],
+        "errors": [{"file": files[f], "line": ln, "reason": why} for f, ln, why in res.parsed.errors],
+        "flagged": flagged,
+    }
+
+
+def write_report(doc: dict, path: str | Path) -> Path:
+    """Atomic JSON write (temp file + rename)."""
+    import json
+    import tempfile
+
+    p = Path(path)
+    if not p.parent.is_dir():
+        raise InputError("report directory does not exist", str(p.parent))
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=1)
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return p
