@@ -270,6 +270,72 @@ def walk(
         con.print(f"log written to {log}")
 
 
+@app.command()
+def scan(
+    data: Annotated[Path, typer.Argument(help="Dataset YAML (path, train, val, names) or a directory of label files.")],
+    config: ConfigOpt = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write every flagged GT and label error to OUT.json.")] = None,
+    simulate: Annotated[bool, typer.Option("--simulate", help="Also run the full assignment with synthetic partly-trained heads.")] = False,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Processes parsing label files.")] = 1,
+    imgsz: ImgszOpt = None,
+    strides: StridesOpt = None,
+    reg_max: RegMaxOpt = None,
+    nc: NcOpt = None,
+    profile: ProfileOpt = None,
+    topk: TopkOpt = None,
+) -> None:
+    """Audit every label file of a dataset: label errors, GTs with no candidate anchor, tiny GTs, GTs whose DFL
+    targets are clamped at every level; with --simulate, positives per GT from the full assignment."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    from .render.scan import render_scan
+    from .scan import report as make_report
+    from .scan import scan as do_scan
+    from .scan import write_report
+
+    if workers < 1:
+        raise InputError(f"--workers must be >= 1, got {workers}")
+    cfg = _config(config, imgsz=imgsz, strides=strides, reg_max=reg_max, nc=nc, profile=profile, topk=topk)
+    con = _console()
+    _warnings_cfg(cfg, con)
+    t0 = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=_console_err(), transient=True, disable=not sys.stderr.isatty()) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, advance: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.advance(tasks[stage], advance)
+
+        res = do_scan(data, cfg.imgsz, cfg.strides, cfg.reg_max, cfg.nc, workers, simulate, cfg.assigner.profile,
+                      cfg.assigner.topk, progress)
+    doc = make_report(res)
+    doc["seconds"] = round(time.perf_counter() - t0, 3)
+    render_scan(doc, con)
+    con.print(Text(f"{res.n_files} files in {doc['seconds']:.2f} s ({res.n_files / max(doc['seconds'], 1e-9):,.0f} "
+                   "files/s)", style="dim"))
+    if report is not None:
+        p = write_report(doc, report)
+        con.print(f"report: {len(doc['flagged'])} flagged GTs and {len(doc['errors'])} label errors written to {p}")
+
+
+def _console_err() -> "Console":
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _warnings_cfg(cfg, con: "Console") -> None:
+    from .render.terminal import warn
+
+    for w in cfg.warnings:
+        warn(con, w)
+
+
 def main() -> None:
     """Console entry point: exit 2 with one line for bad input, never a traceback.
 

@@ -1,0 +1,136 @@
+"""`yolotal scan`: dataset discovery, tolerant parsing, geometry that agrees with the assigner, the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from yolotal.config import config_from_dict
+from yolotal.inputs.labels import load_labels
+from yolotal.pipeline import run
+from yolotal.scan import find_labels, geometry, report, scan
+
+ROOT = Path(__file__).resolve().parents[1]
+COCO8 = ROOT / "samples" / "coco8" / "labels"
+
+
+def make_dataset(root: Path) -> Path:
+    """images/{train,val} + labels/{train,val}, one image without a label file, a names mapping."""
+    for split, files in {"train": {"a": "0 0.5 0.5 0.2 0.2\n1 0.1 0.1 0.004 0.004\n", "b": ""},
+                         "val": {"c": "2 0.5 0.5 0.9 0.9\n", "d": None}}.items():
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for stem, text in files.items():
+            (root / "images" / split / f"{stem}.jpg").write_bytes(b"\xff\xd8")
+            if text is not None:
+                (root / "labels" / split / f"{stem}.txt").write_text(text)
+    y = root / "data.yaml"
+    y.write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames: {{0: person, 1: bike, 2: car}}\n")
+    return y
+
+
+def test_dataset_yaml_layout_and_names(tmp_path):
+    ls = find_labels(make_dataset(tmp_path))
+    assert ls.names == ["person", "bike", "car"] and ls.splits == {"train": 2, "val": 2}
+    assert [f.relative_to(tmp_path).as_posix() for f in ls.files] == [
+        "labels/train/a.txt", "labels/train/b.txt", "labels/val/c.txt", "labels/val/d.txt"]
+    doc = report(scan(tmp_path / "data.yaml", (640, 640), (8, 16, 32), 16))
+    assert doc["gts"] == 3 and doc["files"]["background"] == 2  # b.txt is empty, d has no label file
+    assert doc["class_counts"] == {"person": 1, "bike": 1, "car": 1}
+    assert doc["flag_counts"]["starved_classic"] == 1 and doc["flag_counts"]["tiny"] == 1  # the 2.6 px box
+    (bad,) = [x for x in doc["flagged"] if "starved_classic" in x["flags"]]
+    assert bad["file"].endswith("labels/train/a.txt") and bad["line"] == 2 and bad["cls"] == 1
+
+
+def test_errors_are_collected_without_stopping(tmp_path):
+    (tmp_path / "x.txt").write_text("0 0.5 0.5 0.1 0.1\n0 0.5 0.5 0.1\n9 0.5 0.5 0.1 0.1\n1 0.2 0.2 0.1 0.1\n")
+    (tmp_path / "y.txt").write_bytes(b"\x00\x01binary")
+    (tmp_path / "z.txt").write_text("0 0.5 nan 0.1 0.1\n0 1.5 0.5 0.1 0.1\n0 0.3 0.3 0.2 0.2\n")
+    doc = report(scan(tmp_path, (320, 320), (8, 16, 32), 16, nc=3))
+    errs = [(Path(e["file"]).name, e["line"], e["reason"]) for e in doc["errors"]]
+    assert errs == [
+        ("x.txt", 2, "expected 5 columns (cls cx cy w h), got 4"),
+        ("x.txt", 3, "class id must be an integer in [0, 3), got 9"),
+        ("y.txt", 0, "not a text label file (binary data)"),
+        ("z.txt", 1, "NaN or infinite value"),
+        ("z.txt", 2, "cx=1.5 is outside [0, 1] (labels must be normalised)"),
+    ]
+    assert doc["gts"] == 3 and doc["files"]["with_errors"] == 3  # the good lines are still audited
+    assert [Path(w["file"]).name for w in doc["worst_files"]] == ["x.txt", "z.txt", "y.txt"]
+
+
+@pytest.mark.parametrize("profile,key", [("classic", "cand_classic"), ("ultralytics", "cand_ultra")])
+def test_candidate_counts_agree_with_the_assigner(profile, key):
+    labels = load_labels(COCO8, 80)
+    rows = np.concatenate([labels.cls[:, None].astype(np.float32), labels.xywhn], 1)
+    geo = geometry(rows, (640, 640), (8, 16, 32), 16)
+    t = run(config_from_dict({"imgsz": 640, "nc": 80, "assigner": {"profile": profile}}), labels, with_loss=False)
+    for k in range(len(labels)):
+        b = int(labels.batch_idx[k])
+        m = sum(1 for j in range(k) if labels.batch_idx[j] == b)
+        inb = t["mask_in_gts"][b, m]
+        per_level = [int(inb[lv.start : lv.stop].sum()) for lv in t.levels]
+        assert getattr(geo, key)[k].tolist() == per_level
+
+
+def test_clamped_flag_matches_the_loss():
+    # a 600 px box at reg_max 4: every anchor inside is > 2.99 strides from some side at every level
+    rows = np.array([[0, 0.5, 0.5, 0.94, 0.94], [1, 0.3, 0.3, 0.05, 0.05]], np.float32)
+    geo = geometry(rows, (640, 640), (8, 16, 32), 4)
+    assert geo.clamped.tolist() == [True, False]
+    from yolotal.inputs.labels import labels_from_array
+
+    labels = labels_from_array(np.concatenate([np.zeros((2, 1), np.float32), rows], 1), 1)
+    t = run(config_from_dict({"imgsz": 640, "nc": 2, "reg_max": 4, "heads": {"kind": "trained"}}), labels)
+    fg, tgi, cl = t["fg_mask"][0], t["target_gt_idx"][0], t["dfl_clamped"][0]
+    assert fg[tgi == 0].any() and cl[fg & (tgi == 0)].any(-1).all()  # every positive of GT 0 is clamped
+    assert not cl[fg & (tgi == 1)].any(-1).all()  # GT 1 has anchors that represent it unclamped
+
+
+def test_simulate_matches_the_pipeline():
+    res = scan(COCO8, (640, 640), (8, 16, 32), 16, nc=80, do_simulate=True)
+    labels = load_labels(COCO8, 80)
+    t = run(config_from_dict({"imgsz": 640, "nc": 80, "heads": {"kind": "trained"}}), labels, with_loss=False)
+    for k in range(len(labels)):
+        b = int(labels.batch_idx[k])
+        m = sum(1 for j in range(k) if labels.batch_idx[j] == b)
+        w = t["fg_mask"][b] & (t["target_gt_idx"][b] == m) & (t["target_scores"][b].sum(-1) > 0)
+        assert int(res.positives[k].sum()) == int(w.sum())
+    assert res.positives.sum() > 0
+
+
+def test_workers_give_the_same_report(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(600):  # more than two chunks of 256
+        n = int(rng.integers(0, 5))
+        text = "".join(f"{rng.integers(0, 3)} {rng.uniform(.2, .8):.4f} {rng.uniform(.2, .8):.4f} "
+                       f"{rng.uniform(0, .3):.4f} {rng.uniform(0, .3):.4f}\n" for _ in range(n))
+        (tmp_path / f"{i:04d}.txt").write_text(text if i != 77 else text + "oops\n")
+    one = report(scan(tmp_path, (640, 640), (8, 16, 32), 16, nc=3, workers=1))
+    two = report(scan(tmp_path, (640, 640), (8, 16, 32), 16, nc=3, workers=2))
+    assert one == two and one["files"]["total"] == 600 and len(one["errors"]) == 1
+
+
+def test_cli_scan_report_and_errors(cli, tmp_path):
+    y = make_dataset(tmp_path)
+    out_json = tmp_path / "r.json"
+    code, out, err = cli("scan", y, "--report", out_json, "--simulate")
+    assert code == 0, err
+    out = " ".join(out.split())  # the console wraps at 100 columns
+    assert "4 label files (train 2, val 2) · 3 GTs · 2 background · 0 with errors" in out
+    assert "no candidate (classic)" in out and "positives (simulated)" in out
+    assert "labels/train/a.txt:2: class 1 box" in out
+    doc = json.loads(out_json.read_text())
+    assert doc["flag_counts"]["starved_classic"] == 1 and "positives_simulated" in doc["flagged"][0]
+    code, _, err = cli("scan", tmp_path / "nope")
+    assert code == 2 and "dataset not found" in err
+    code, _, err = cli("scan", y, "--workers", "0")
+    assert code == 2 and "--workers must be >= 1" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [a, b\n")
+    code, _, err = cli("scan", bad)
+    assert code == 2 and f"{bad}:2: broken YAML" in err

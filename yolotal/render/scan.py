@@ -1,0 +1,103 @@
+"""Terminal summary of `yolotal scan`: reads the report dict only."""
+
+from __future__ import annotations
+
+from rich import box as rbox
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+FLAG_TEXT = {
+    "starved_classic": ("no candidate (classic)", "no anchor centre inside the box: never a positive under 8.0-8.3"),
+    "starved_ultralytics": ("no candidate (ultralytics)", "not even after 8.4's enlargement to stride_val"),
+    "tiny": ("tiny", "a side shorter than the smallest stride"),
+    "clamped": ("DFL clamped", "farther than (reg_max - 1.01) strides from a side at every level it reaches"),
+    "no_positives_simulated": ("no positives (simulated)", "the full assignment with partly-trained heads gives none"),
+}
+
+
+def _pct(n: int, total: int) -> str:
+    return f"{100 * n / total:.2f}%" if total else "—"
+
+
+def _bar(n: int, top: int, width: int = 30) -> str:
+    return "█" * max(1 if n else 0, round(width * n / top)) if top else ""
+
+
+def render_scan(doc: dict, con: Console, errors_shown: int = 10) -> None:
+    f, g, s = doc["files"], doc["gts"], doc["settings"]
+    splits = ", ".join(f"{k} {v}" for k, v in f["splits"].items())
+    con.print(Text(f"{doc['dataset']}: {f['total']} label files ({splits}) · {g} GTs · "
+                   f"{f['background']} background · {f['with_errors']} with errors", style="bold"))
+    con.print(Text(f"imgsz {s['imgsz'][0]}×{s['imgsz'][1]} (normalised boxes scaled to a square canvas) · strides "
+                   f"{s['strides']} · reg_max {s['reg_max']}", style="dim"))
+
+    tab = Table(title="GT fate, from geometry alone", title_justify="left", box=rbox.SIMPLE_HEAD, pad_edge=False)
+    for c, j in (("flag", "left"), ("GTs", "right"), ("share", "right"), ("meaning", "left")):
+        tab.add_column(c, justify=j)
+    for k, n in doc["flag_counts"].items():
+        name, meaning = FLAG_TEXT[k]
+        tab.add_row(Text(name, style="bold red" if n and k != "tiny" else ""), str(n), _pct(n, g), meaning)
+    con.print(tab)
+
+    sizes = doc["size_histogram_px"]
+    top = max(sizes.values(), default=0)
+    tab = Table(title="Sizes: sqrt(w·h) in px", title_justify="left", box=rbox.SIMPLE_HEAD, pad_edge=False)
+    for c, j in (("px", "right"), ("GTs", "right"), ("share", "right"), ("", "left")):
+        tab.add_column(c, justify=j)
+    for k, n in sizes.items():
+        tab.add_row(k, str(n), _pct(n, g), _bar(n, top))
+    con.print(tab)
+
+    classes = sorted(doc["class_counts"].items(), key=lambda kv: -kv[1])
+    tab = Table(title=f"Classes ({len(classes)} used; the 15 most frequent)", title_justify="left",
+                box=rbox.SIMPLE_HEAD, pad_edge=False)
+    for c, j in (("class", "left"), ("GTs", "right"), ("share", "right"), ("", "left")):
+        tab.add_column(c, justify=j)
+    top = classes[0][1] if classes else 0
+    for name, n in classes[:15]:
+        tab.add_row(name, str(n), _pct(n, g), _bar(n, top))
+    con.print(tab)
+
+    tab = Table(title="Per level", title_justify="left", box=rbox.SIMPLE_HEAD, pad_edge=False)
+    tab.add_column("stride", justify="right")
+    tab.add_column("candidates classic", justify="right")
+    tab.add_column("candidates ultralytics", justify="right")
+    sim = doc.get("positives_per_level_simulated")
+    if sim is not None:
+        tab.add_column("positives (simulated)", justify="right")
+        tab.add_column("share", justify="right")
+    for i, st in enumerate(s["strides"]):
+        row = [str(st), str(doc["candidates_per_level"]["classic"][i]), str(doc["candidates_per_level"]["ultralytics"][i])]
+        if sim is not None:
+            row += [str(sim[i]), _pct(sim[i], sum(sim))]
+        tab.add_row(*row)
+    con.print(tab)
+
+    if doc["worst_files"]:
+        tab = Table(title="Worst files (flagged GTs + label errors)", title_justify="left", box=rbox.SIMPLE_HEAD,
+                    pad_edge=False)
+        for c, j in (("file", "left"), ("flagged GTs", "right"), ("errors", "right")):
+            tab.add_column(c, justify=j, overflow="fold")
+        for w in doc["worst_files"][:10]:
+            tab.add_row(w["file"], str(w["flagged_gts"]), str(w["errors"]))
+        con.print(tab)
+
+    serious = [x for x in doc["flagged"] if set(x["flags"]) - {"tiny"}]
+    if serious:
+        con.print(Text(f"{len(serious)} GTs flagged beyond 'tiny'; the first {min(10, len(serious))}:", style="bold"))
+        for x in serious[:10]:
+            box = ",".join(f"{v:.0f}" for v in x["box_px"])
+            names = ", ".join(FLAG_TEXT[k][0] for k in x["flags"])
+            con.print(f"  {x['file']}:{x['line']}: class {x['cls']} box ({box}) px: {names}", soft_wrap=True,
+                      markup=False)
+    errs = doc["errors"]
+    if errs:
+        con.print(Text(f"{len(errs)} label errors (the lines were skipped; the rest of each file was read):",
+                       style="bold red"))
+        for e in errs[:errors_shown]:
+            con.print(f"  {e['file']}:{e['line']}: {e['reason']}", soft_wrap=True, markup=False)
+        if len(errs) > errors_shown:
+            con.print(Text(f"  … and {len(errs) - errors_shown} more (all in --report)", style="dim"))
+    else:
+        con.print(Text("no label errors", style="green"))
