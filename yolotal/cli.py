@@ -50,6 +50,8 @@ SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Seed of the synt
 KindOpt = Annotated[Optional[str], typer.Option("--synthetic", help="Synthetic heads: randn or trained.")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch", help="Images in a synthetic batch.")]
 ImageOpt = Annotated[Optional[List[int]], typer.Option("--image", "-i", help="Image(s) of the batch to show (default: all).")]
+PngOpt = Annotated[Optional[Path], typer.Option("--png", help="Also draw the assignment: one panel per level, to OUT.png.")]
+ImageFileOpt = Annotated[Optional[List[Path]], typer.Option("--image-file", help="Picture of each image (repeat, batch order); default with --png: found next to the labels (images/ <-> labels/).")]
 LogOpt = Annotated[Optional[Path], typer.Option("--log", help="Also write the output as plain text to FILE.")]
 BudgetOpt = Annotated[Optional[int], typer.Option("--budget-mb", help="Memory for the dense (b, M, A) display tensors; above it: pairs and summaries (default 512).")]
 
@@ -105,7 +107,9 @@ def _config(config: Path | None, **over):
     return with_overrides(cfg, **over)
 
 
-def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_loss: bool = True, **over) -> "Trace":
+def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_loss: bool = True,
+           pictures: "list[Path] | str | None" = None, **over) -> "Trace":
+    """pictures: None, "auto" (find each label file's image), or explicit image files in batch order."""
     from dataclasses import replace
 
     from .inputs.heads import load_heads
@@ -117,7 +121,18 @@ def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_lo
     if h is not None and cfg.nc is None:
         cfg = replace(cfg, nc=h.nc)
     lab = load_labels(labels, cfg.num_classes) if labels is not None else no_labels()
-    return run(cfg, lab, h, with_loss=with_loss)
+    pics = None
+    if pictures == "auto":
+        from .inputs.pictures import image_for_label
+
+        pics = [image_for_label(f) if f else None for f in lab.files] or None
+        if pics is not None and all(p is None for p in pics):
+            pics = None
+    elif pictures:
+        if len(pictures) > max(lab.n_images, 1):
+            raise InputError(f"--image-file given {len(pictures)} times but the labels describe {lab.n_images} image(s)")
+        pics = list(pictures)
+    return run(cfg, lab, h, with_loss=with_loss, pictures=pics)
 
 
 def _images(trace: "Trace", image: list[int] | None) -> list[int]:
@@ -192,11 +207,24 @@ def decode(
     _finish(trace, con, export)
 
 
-def _assign_like(labels: Path | None, config: Path | None, heads: Path | None, run: dict) -> "Trace":
+def _assign_like(labels: Path | None, config: Path | None, heads: Path | None, run: dict,
+                 png: Path | None = None, image_file: "list[Path] | None" = None) -> "Trace":
     """The full pipeline (assignment and loss) for the commands that need LABELS."""
     if labels is None:
         raise InputError("missing LABELS: give a label file, a directory of label files, or a batch file")
-    return _trace(labels, config, heads, **run)
+    if png is not None and png.suffix.lower() != ".png":
+        raise InputError("--png path must end in .png", str(png))
+    return _trace(labels, config, heads, pictures=image_file or ("auto" if png is not None else None), **run)
+
+
+def _png(trace: "Trace", images: list[int], png: Path | None, con: "Console") -> None:
+    if png is not None:
+        from .render.png import render_png
+
+        p = render_png(trace, images, png)
+        shown = sum(1 for i in images if i < len(trace.pictures) and trace.pictures[i] is not None)
+        con.print(f"PNG written to {p} ({len(images)} image(s) × {len(trace.levels)} levels; "
+                  f"{shown} on their picture, {len(images) - shown} on a blank canvas)")
 
 
 @app.command()
@@ -208,15 +236,19 @@ def assign(
     image: ImageOpt = None,
     full: FullOpt = False,
     export: ExportOpt = None,
+    png: PngOpt = None,
+    image_file: ImageFileOpt = None,
     run: dict = None,
 ) -> None:
     """Task-aligned assignment of LABELS, stage by stage, with GTs that get no positives flagged."""
     from .render.terminal import render_assign
 
-    trace = _assign_like(labels, config, heads, run)
+    trace = _assign_like(labels, config, heads, run, png, image_file)
     con = _console()
     _warnings(trace, con)
-    render_assign(trace, con, _images(trace, image), full)
+    images = _images(trace, image)
+    render_assign(trace, con, images, full)
+    _png(trace, images, png, con)
     _finish(trace, con, export)
 
 
@@ -249,6 +281,8 @@ def walk(
     full: FullOpt = False,
     export: ExportOpt = None,
     log: LogOpt = None,
+    png: PngOpt = None,
+    image_file: ImageFileOpt = None,
     run: dict = None,
 ) -> None:
     """The whole pipeline stage by stage. With no LABELS and no --config: the seed walkthrough
@@ -258,9 +292,10 @@ def walk(
     if labels is None and config is None:
         data = Path(__file__).resolve().parent / "data"
         config, labels = data / "walkthrough.yaml", data / "walkthrough_labels.txt"
-    trace = _assign_like(labels, config, heads, run)
+    trace = _assign_like(labels, config, heads, run, png, image_file)
     con = _console(record=log is not None)
     render_walk(trace, con, full)
+    _png(trace, list(range(trace.batch)), png, con)
     _finish(trace, con, export)
     if log is not None:
         try:

@@ -59,6 +59,7 @@ class Trace:
     stages: dict[str, Stage] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     summarised: str = ""  # why the dense (b, M, A) stages were not built, when they were not
+    pictures: list = field(default_factory=list)  # per image: (path, Letterbox) of its picture, or None
 
     def add(self, name: str, title: str, **tensors: torch.Tensor) -> None:
         self.stages[name] = Stage(name, title, tensors)
@@ -123,8 +124,20 @@ def make_heads(cfg: Config, labels: Labels, heads: Heads | None) -> Heads:
     )
 
 
-def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool = True) -> Trace:
-    """Run the whole pipeline and record every stage."""
+def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool = True,
+        pictures: list | None = None) -> Trace:
+    """Run the whole pipeline and record every stage.
+
+    pictures: per image, the path of its picture or None. A picture's labels are first mapped through
+    ultralytics' letterbox onto the imgsz canvas, so the numbers describe the pixels drawn.
+    """
+    boxes: list = []
+    if pictures:
+        from .inputs.pictures import apply_letterbox, image_size, letterbox_for
+
+        for pic in pictures:
+            boxes.append(None if pic is None else letterbox_for(*image_size(pic), cfg.imgsz))
+        labels = apply_letterbox(labels, boxes, cfg.imgsz)
     heads = make_heads(cfg, labels, heads)
     check_grids(heads, cfg.grids, cfg.imgsz, cfg.strides)
     nc = heads.nc
@@ -140,6 +153,14 @@ def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool
     for i in range(len(labels)):
         gt_origin[int(labels.batch_idx[i])].append(labels.origin[i])
     trace = Trace(cfg, levels, labels, heads.source, gt_origin, warnings=list(cfg.warnings))
+    for i, (pic, lb) in enumerate(zip(pictures or [], boxes)):
+        trace.pictures.append(None if pic is None else (str(pic), lb))
+        if pic is not None and not lb.identity:
+            trace.warnings.append(
+                f"image {i} ({pic}): {lb.w0}×{lb.h0} letterboxed to {lb.new_w}×{lb.new_h} at ({lb.left}, {lb.top}) on "
+                f"the {cfg.imgsz[1]}×{cfg.imgsz[0]} canvas, as ultralytics does; its labels are mapped the same way"
+            )
+    trace.pictures += [None] * (heads.batch - len(trace.pictures))
 
     anchor_points, stride_tensor = make_anchors(levels)
     trace.add("anchors", "Anchor points", anchor_points=anchor_points, stride_tensor=stride_tensor)

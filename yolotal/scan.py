@@ -18,7 +18,6 @@ Parsing is per file (parallel with ``workers``); the geometry runs vectorised ov
 from __future__ import annotations
 
 import math
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -445,18 +444,10 @@ def report(res: ScanResult, top: int = 20) -> dict:
 def write_report(doc: dict, path: str | Path) -> Path:
     """Atomic JSON write (temp file + rename)."""
     import json
-    import tempfile
+
+    from .atomic import atomic_write
 
     p = Path(path)
     if not p.parent.is_dir():
         raise InputError("report directory does not exist", str(p.parent))
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=1)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return p
+    return atomic_write(p, lambda fh: fh.write(json.dumps(doc, indent=1).encode()))

@@ -10,7 +10,7 @@ Values are parsed to float32 like ultralytics' dataset loader does.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ class Labels:
         xywhn: (n, 4) float32 normalised centre x, centre y, width, height.
         origin: n (file, line) pairs, where each label came from.
         images: names of the images (one per batch position), e.g. label file stems.
+        files: the label file of each image, where there is one per image (empty for a batch file).
     """
 
     batch_idx: np.ndarray
@@ -35,6 +36,7 @@ class Labels:
     xywhn: np.ndarray
     origin: tuple[tuple[str, int], ...]
     images: tuple[str, ...]
+    files: tuple[str | None, ...] = ()
 
     @property
     def n_images(self) -> int:
@@ -141,14 +143,14 @@ def load_labels(path: str | Path, nc: int | None = None) -> Labels:
             rows += [[b, *x] for x in r]
             origin += [(str(f), ln) for ln in lines]
             images.append(f.stem)
-        return _assemble(rows, origin, images)
+        return replace(_assemble(rows, origin, images), files=tuple(str(f) for f in files))
     if not p.exists():
         raise InputError("label file not found", str(p))
     r, lines, ncols = _parse_rows(p, _read_text(p), nc)
     if ncols == 6:
         n = int(max(x[0] for x in r)) + 1
         return _assemble(r, [(str(p), ln) for ln in lines], [f"{p.stem}[{i}]" for i in range(n)])
-    return _assemble([[0, *x] for x in r], [(str(p), ln) for ln in lines], [p.stem])
+    return replace(_assemble([[0, *x] for x in r], [(str(p), ln) for ln in lines], [p.stem]), files=(str(p),))
 
 
 def check_classes(labels: Labels, nc: int) -> None:
@@ -171,7 +173,8 @@ def with_batch(labels: Labels, batch: int) -> Labels:
             labels.origin[0][0] if labels.origin else None,
         )
     extra = tuple(f"background[{i}]" for i in range(labels.n_images, batch))
-    return Labels(labels.batch_idx, labels.cls, labels.xywhn, labels.origin, labels.images + extra)
+    files = labels.files + (None,) * len(extra) if labels.files else ()
+    return Labels(labels.batch_idx, labels.cls, labels.xywhn, labels.origin, labels.images + extra, files)
 
 
 def labels_from_array(rows: np.ndarray, n_images: int, source: str = "<array>") -> Labels:

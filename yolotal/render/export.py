@@ -9,12 +9,11 @@ the trace is written too, under its trace name.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write
 from ..errors import InputError
 from ..pipeline import Trace
 
@@ -32,24 +31,19 @@ def export(trace: Trace, path: str | Path) -> Path:
     directory = p.parent if str(p.parent) else Path(".")
     if not directory.is_dir():
         raise InputError("export directory does not exist", str(directory))
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if p.suffix == ".npz":
-                np.savez_compressed(fh, **arrays)
-            else:
-                meta = {
-                    "config": {"imgsz": list(trace.config.imgsz), "strides": list(trace.config.strides),
-                               "reg_max": trace.config.reg_max, "assigner": trace.config.assigner.__dict__},
-                    "images": list(trace.labels.images),
-                    "heads": trace.heads_source,
-                }
-                doc = {"meta": meta, "tensors": {k: {"shape": list(v.shape), "dtype": str(v.dtype), "data": v.tolist()}
-                                                 for k, v in arrays.items()}}
-                fh.write(json.dumps(doc).encode())
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    def write(fh) -> None:
+        if p.suffix == ".npz":
+            np.savez_compressed(fh, **arrays)
+        else:
+            meta = {
+                "config": {"imgsz": list(trace.config.imgsz), "strides": list(trace.config.strides),
+                           "reg_max": trace.config.reg_max, "assigner": trace.config.assigner.__dict__},
+                "images": list(trace.labels.images),
+                "heads": trace.heads_source,
+            }
+            doc = {"meta": meta, "tensors": {k: {"shape": list(v.shape), "dtype": str(v.dtype), "data": v.tolist()}
+                                             for k, v in arrays.items()}}
+            fh.write(json.dumps(doc).encode())
+
+    atomic_write(p, write)
     return p

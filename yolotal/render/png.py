@@ -1,0 +1,204 @@
+"""PNG overlays of the assignment: one panel per level for each image, read from the trace only.
+
+Each panel is the imgsz canvas (the letterboxed picture, or white) with the level's stride grid drawn
+faintly; each GT box in its own colour with "index:class"; its positive anchors as filled dots at their
+centres (radius by target score, relative to the GT's best); its candidates that did not become its
+positives as rings; under the ultralytics profile the enlarged candidate box of a small GT dashed; a GT
+without any positive in red with a label saying so. A legend runs along the bottom.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..atomic import atomic_write
+from ..errors import InputError
+from ..pipeline import Trace
+
+RED = (220, 20, 20)
+WHITE = (255, 255, 255)
+GRID = (200, 200, 200)
+TEXT = (20, 20, 20)
+# distinct, none of them red (red means "no positive")
+PALETTE = [(31, 119, 180), (44, 160, 44), (148, 103, 189), (255, 127, 14), (23, 190, 207), (140, 86, 75),
+           (188, 189, 34), (227, 119, 194), (0, 90, 50), (90, 60, 160), (0, 130, 200), (160, 120, 0)]
+HEADER, FOOTER, GAP = 22, 46, 8
+
+
+def gt_colour(j: int) -> tuple[int, int, int]:
+    return PALETTE[j % len(PALETTE)]
+
+
+@dataclass
+class PanelData:
+    """What one image shows: positives (anchor, GT, relative score), candidates (anchor, GT), GT facts."""
+
+    pos: list[tuple[int, int, float]]
+    cand: list[tuple[int, int]]
+    boxes: np.ndarray  # (n, 4) px
+    cand_boxes: np.ndarray  # (n, 4) px
+    classes: list[int]
+    has_pos: list[bool]
+
+
+def panel_data(trace: Trace, image: int) -> PanelData:
+    n = trace.n_gts(image)
+    fg, tgi = trace["fg_mask"][image], trace["target_gt_idx"][image]
+    score = trace["target_scores"][image].amax(-1)
+    pos_anchors = torch.nonzero(fg).flatten()
+    best = torch.zeros(max(n, 1))
+    if pos_anchors.numel():
+        best = best.scatter_reduce(0, tgi[pos_anchors], score[pos_anchors], "amax")
+    pos = [(int(a), int(tgi[a]), float(score[a] / best[tgi[a]]) if best[tgi[a]] > 0 else 0.0)
+           for a in pos_anchors.tolist() if int(tgi[a]) < n]
+    if "mask_in_gts" in trace:
+        ms = trace["mask_in_gts"][image, :n] & trace["mask_gt"][image, :n].bool()
+        cand = [(int(a), int(m)) for m, a in torch.nonzero(ms).tolist()]
+    else:  # summarised run: the candidate pairs
+        sel = trace["pair_b"] == image
+        cand = list(zip(trace["pair_a"][sel].tolist(), trace["pair_m"][sel].tolist()))
+    owner = {a: m for a, m, _ in pos}
+    cand = [(a, m) for a, m in cand if owner.get(a) != m]
+    has = [False] * n
+    for _, m, _ in pos:
+        has[m] = True
+    return PanelData(pos, cand, trace["gt_bboxes"][image, :n].numpy(), trace["cand_bboxes"][image, :n].numpy(),
+                     [int(c) for c in trace["gt_labels"][image, :n, 0].tolist()], has)
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def _dashed_rect(draw, box, colour, dash: int = 4) -> None:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    for (ax, ay, bx, by) in ((x1, y1, x2, y1), (x2, y1, x2, y2), (x2, y2, x1, y2), (x1, y2, x1, y1)):
+        length = max(abs(bx - ax), abs(by - ay))
+        steps = max(int(length // (2 * dash)), 1)
+        for k in range(steps):
+            t0, t1 = (2 * k * dash) / max(length, 1e-9), ((2 * k + 1) * dash) / max(length, 1e-9)
+            t1 = min(t1, 1.0)
+            draw.line([(ax + (bx - ax) * t0, ay + (by - ay) * t0), (ax + (bx - ax) * t1, ay + (by - ay) * t1)],
+                      fill=colour, width=1)
+
+
+def render_panel(trace: Trace, image: int, level: int, data: PanelData, background: np.ndarray | None):
+    """One level of one image: a PIL image of size imgsz."""
+    from PIL import Image, ImageDraw
+
+    h, w = trace.config.imgsz
+    lv = trace.levels[level]
+    s = lv.stride
+    base = Image.fromarray(background) if background is not None else Image.new("RGB", (w, h), WHITE)
+    grid = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    g = ImageDraw.Draw(grid)
+    for x in range(0, w + 1, s):
+        g.line([(x, 0), (x, h)], fill=GRID + (90,), width=1)
+    for y in range(0, h + 1, s):
+        g.line([(0, y), (w, y)], fill=GRID + (90,), width=1)
+    img = Image.alpha_composite(base.convert("RGBA"), grid).convert("RGB")
+    d = ImageDraw.Draw(img)
+    font = _font(11)
+    ap = (trace["anchor_points"] * trace["stride_tensor"]).numpy()
+    r_max = max(2.0, s * 0.42)
+    enlarge = trace.config.assigner.profile == "ultralytics"
+    colours = [gt_colour(j) if data.has_pos[j] else RED for j in range(len(data.boxes))]
+    for j, box in enumerate(data.boxes):  # boxes first: dots and rings at anchor centres stay visible on top
+        if enlarge and not np.allclose(data.cand_boxes[j], box):
+            _dashed_rect(d, data.cand_boxes[j], colours[j])
+        d.rectangle([float(v) for v in box], outline=colours[j], width=2)
+    for a, m in data.cand:
+        if lv.start <= a < lv.stop:
+            x, y = ap[a]
+            r = max(2.0, s * 0.3)
+            d.ellipse([x - r, y - r, x + r, y + r], outline=gt_colour(m), width=1)
+    for a, m, rel in data.pos:
+        if lv.start <= a < lv.stop:
+            x, y = ap[a]
+            r = max(1.5, r_max * (0.45 + 0.55 * rel))
+            d.ellipse([x - r, y - r, x + r, y + r], fill=gt_colour(m))
+    for j, box in enumerate(data.boxes):  # labels last
+        label = f"{j}:{data.classes[j]}" + ("" if data.has_pos[j] else " no positives")
+        tx, ty = float(box[0]) + 2, max(float(box[1]) - 13, 0)
+        d.rectangle(d.textbbox((tx, ty), label, font=font), fill=WHITE)
+        d.text((tx, ty), label, fill=colours[j], font=font)
+    return img
+
+
+def _legend(width: int, profile: str):
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (width, FOOTER), WHITE)
+    d = ImageDraw.Draw(img)
+    font = _font(12)
+    x, y = 10, 8
+    items = [("dot", "positive (size: target score / the GT's best)"), ("ring", "candidate, not its positive"),
+             ("box", "GT box, index:class")]
+    if profile == "ultralytics":
+        items.append(("dash", "enlarged candidate box (sides < stride_val)"))
+    items.append(("red", "GT with no positive"))
+    for kind, text in items:
+        c = PALETTE[0]
+        if kind == "dot":
+            d.ellipse([x, y + 2, x + 10, y + 12], fill=c)
+        elif kind == "ring":
+            d.ellipse([x, y + 2, x + 10, y + 12], outline=c, width=1)
+        elif kind == "box":
+            d.rectangle([x, y + 1, x + 12, y + 13], outline=c, width=2)
+        elif kind == "dash":
+            _dashed_rect(d, (x, y + 1, x + 12, y + 13), c, dash=2)
+        else:
+            d.rectangle([x, y + 1, x + 12, y + 13], outline=RED, width=2)
+        d.text((x + 18, y), text, fill=TEXT, font=font)
+        x += 30 + int(d.textlength(text, font=font))
+        if x > width - 200:
+            x, y = 10, y + 20
+    return img
+
+
+def render_png(trace: Trace, images: list[int], path: str | Path) -> Path:
+    """Rows of level panels, one row per image, with headers and a legend; written atomically."""
+    from PIL import Image, ImageDraw
+
+    from ..inputs.pictures import load_letterboxed
+
+    p = Path(path)
+    if p.suffix.lower() != ".png":
+        raise InputError("--png path must end in .png", str(p))
+    if not (p.parent if str(p.parent) else Path(".")).is_dir():
+        raise InputError("PNG directory does not exist", str(p.parent))
+    h, w = trace.config.imgsz
+    n_lv = len(trace.levels)
+    width = n_lv * w + (n_lv + 1) * GAP
+    row_h = HEADER + h + GAP
+    out = Image.new("RGB", (width, len(images) * row_h + FOOTER + GAP), WHITE)
+    d = ImageDraw.Draw(out)
+    font = _font(13)
+    for r, i in enumerate(images):
+        pic = trace.pictures[i] if i < len(trace.pictures) else None
+        bg = load_letterboxed(pic[0], pic[1], (h, w)) if pic is not None else None
+        data = panel_data(trace, i)
+        y0 = r * row_h
+        for lvi, lv in enumerate(trace.levels):
+            x0 = GAP + lvi * (w + GAP)
+            d.text((x0, y0 + 4), f"image {i} · {trace.labels.images[i]} · level {lvi}: stride {lv.stride}, "
+                   f"{lv.h}x{lv.w} anchors", fill=TEXT, font=font)
+            out.paste(render_panel(trace, i, lvi, data, bg), (x0, y0 + HEADER))
+    out.paste(_legend(width, trace.config.assigner.profile), (0, len(images) * row_h + GAP // 2))
+    atomic_write(p, lambda fh: out.save(fh, format="PNG"))
+    return p
+
+
+def panel_origin(trace: Trace, row: int, level: int) -> tuple[int, int]:
+    """Top-left pixel of a panel in the PNG (for tests and tools that read the picture back)."""
+    h, w = trace.config.imgsz
+    return GAP + level * (w + GAP), row * (HEADER + h + GAP) + HEADER
