@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import InputError
+from .inputs.labels import is_float, row_problem
 
 IMAGE_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic"}
 SIZE_BINS = (0, 8, 16, 32, 64, 128, 256, 512, math.inf)  # sqrt(w*h) px bins of the size histogram
@@ -154,36 +155,15 @@ def _parse_file(path: str, nc: int | None) -> tuple[list[list[float]], list[int]
         try:
             c, cx, cy, w, h = map(float, parts)
         except ValueError:
-            errs.append((i, f"not a number: {next(p for p in parts if not _is_float(p))!r}"))
+            errs.append((i, f"not a number: {next(p for p in parts if not is_float(p))!r}"))
             continue
-        reason = _row_problem(c, cx, cy, w, h, nc)
+        reason = row_problem(c, cx, cy, w, h, nc)
         if reason:
             errs.append((i, reason))
             continue
         rows.append([c, cx, cy, w, h])
         lines.append(i)
     return rows, lines, errs
-
-
-def _is_float(s: str) -> bool:
-    try:
-        float(s)
-        return True
-    except ValueError:
-        return False
-
-
-def _row_problem(c: float, cx: float, cy: float, w: float, h: float, nc: int | None) -> str:
-    if not all(math.isfinite(v) for v in (c, cx, cy, w, h)):
-        return "NaN or infinite value"
-    if c != int(c) or c < 0 or (nc is not None and c >= nc):
-        return f"class id must be an integer in {f'[0, {nc})' if nc is not None else '>= 0'}, got {c:g}"
-    if w < 0 or h < 0:
-        return f"negative box size w={w:g} h={h:g}"
-    for name, x in (("cx", cx), ("cy", cy), ("w", w), ("h", h)):
-        if not 0.0 <= x <= 1.0:
-            return f"{name}={x:g} is outside [0, 1] (labels must be normalised)"
-    return ""
 
 
 def _parse_chunk(args: tuple[list[str], int, int | None]) -> Parsed:

@@ -81,11 +81,11 @@ def _parse_rows(path: Path, text: str, nc: int | None) -> tuple[list[list[float]
         try:
             vals = [float(p) for p in parts]
         except ValueError:
-            bad = next(p for p in parts if not _is_float(p))
+            bad = next(p for p in parts if not is_float(p))
             raise InputError(f"not a number: {bad!r}", str(path), i) from None
-        if not all(math.isfinite(v) for v in vals):
-            raise InputError("NaN or infinite value", str(path), i)
-        _check_row(vals[-5:], path, i, nc)
+        problem = row_problem(*vals[-5:], nc)
+        if problem:
+            raise InputError(problem, str(path), i)
         if ncols == 6 and (vals[0] < 0 or vals[0] != int(vals[0])):
             raise InputError(f"batch index must be an integer >= 0, got {parts[0]}", str(path), i)
         rows.append(vals)
@@ -93,7 +93,7 @@ def _parse_rows(path: Path, text: str, nc: int | None) -> tuple[list[list[float]
     return rows, lines, ncols
 
 
-def _is_float(s: str) -> bool:
+def is_float(s: str) -> bool:
     try:
         float(s)
         return True
@@ -101,16 +101,18 @@ def _is_float(s: str) -> bool:
         return False
 
 
-def _check_row(v: list[float], path: Path, line: int, nc: int | None) -> None:
-    c, cx, cy, w, h = v
+def row_problem(c: float, cx: float, cy: float, w: float, h: float, nc: int | None) -> str:
+    """Why a ``cls cx cy w h`` row is invalid, or "" (the checks every reader of labels applies)."""
+    if not all(math.isfinite(v) for v in (c, cx, cy, w, h)):
+        return "NaN or infinite value"
     if c != int(c) or c < 0 or (nc is not None and c >= nc):
-        rng = f"[0, {nc})" if nc is not None else ">= 0"
-        raise InputError(f"class id must be an integer in {rng}, got {c:g}", str(path), line)
+        return f"class id must be an integer in {f'[0, {nc})' if nc is not None else '>= 0'}, got {c:g}"
     if w < 0 or h < 0:
-        raise InputError(f"negative box size w={w:g} h={h:g}", str(path), line)
+        return f"negative box size w={w:g} h={h:g}"
     for name, x in (("cx", cx), ("cy", cy), ("w", w), ("h", h)):
         if not 0.0 <= x <= 1.0:
-            raise InputError(f"{name}={x:g} is outside [0, 1] (labels must be normalised)", str(path), line)
+            return f"{name}={x:g} is outside [0, 1] (labels must be normalised)"
+    return ""
 
 
 def _assemble(rows: list[list[float]], origin: list[tuple[str, int]], images: list[str]) -> Labels:
