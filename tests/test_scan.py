@@ -44,6 +44,7 @@ def test_dataset_yaml_layout_and_names(tmp_path):
     assert doc["flag_counts"]["starved_classic"] == 1 and doc["flag_counts"]["tiny"] == 1  # the 2.6 px box
     (bad,) = [x for x in doc["flagged"] if "starved_classic" in x["flags"]]
     assert bad["file"].endswith("labels/train/a.txt") and bad["line"] == 2 and bad["cls"] == 1
+    assert bad["smaller_than_strides"] == [8, 16, 32] and bad["candidates_ultralytics"] == [4, 0, 0]
 
 
 def test_errors_are_collected_without_stopping(tmp_path):

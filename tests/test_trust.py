@@ -106,16 +106,26 @@ def _valid_npz() -> bytes:
     return buf.getvalue()
 
 
+def _valid_pt() -> bytes:
+    g = torch.Generator().manual_seed(0)
+    buf = io.BytesIO()
+    torch.save([torch.randn(1, 67, 8 // 2**i, 8 // 2**i, generator=g) for i in range(3)], buf)
+    return buf.getvalue()
+
+
 @FUZZ
 @given(st.data())
 def test_heads_loader_fuzz(tmp_path, data):
-    kind = data.draw(st.sampled_from(["bytes", "mutated", "arrays"]))
+    kind = data.draw(st.sampled_from(["bytes", "mutated", "mutated_pt", "arrays"]))
     p = tmp_path / data.draw(st.sampled_from(["h.npz", "h.pt"]))
     if kind == "bytes":
         p.write_bytes(data.draw(st.binary(max_size=300)))
     elif kind == "mutated":
         p = p.with_suffix(".npz")
         p.write_bytes(mutate(_valid_npz(), data))
+    elif kind == "mutated_pt":
+        p = p.with_suffix(".pt")
+        p.write_bytes(mutate(_valid_pt(), data))
     else:  # well-formed files with hostile contents: shapes, dtypes, NaN/inf, missing levels
         p = p.with_suffix(".npz")
         arrays = {}

@@ -396,6 +396,8 @@ def report(res: ScanResult, top: int = 20) -> dict:
             "file": files[res.parsed.file[i]], "line": int(res.parsed.line[i]), "cls": int(cls[i]),
             "box_px": [round(float(v), 2) for v in geo.box_px[i]],
             "flags": [k for k, v in flags.items() if v[i]],
+            "smaller_than_strides": [s for s in res.strides if min(geo.box_px[i, 2] - geo.box_px[i, 0],
+                                                                  geo.box_px[i, 3] - geo.box_px[i, 1]) < s],
             "candidates_classic": geo.cand_classic[i].tolist(), "candidates_ultralytics": geo.cand_ultra[i].tolist(),
             **({"positives_simulated": res.positives[i].tolist()} if res.positives is not None else {}),
         })
