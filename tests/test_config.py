@@ -30,7 +30,7 @@ def test_every_repo_config_loads(tmp_path):
         ({"strides": [32, 16]}, "strides: expected a non-empty increasing list"),
         ({"nc": 0}, "nc: expected an integer >= 1, got 0"),
         ({"assigner": {"topk": "ten"}}, "assigner.topk: expected an integer >= 1, got 'ten'"),
-        ({"assigner": {"profile": "v5"}}, "assigner.profile: expected ultralytics or classic, got 'v5'"),
+        ({"assigner": {"profile": "v5"}}, "assigner.profile: the tal assigner has profiles ultralytics or classic, got 'v5'"),
         ({"assigner": {"alpha": float("nan")}}, "assigner.alpha: expected a number >= 0"),
         ({"assigner": {"topkk": 3}}, "unknown key 'assigner.topkk'"),
         ({"lr": 0.01}, "unknown key 'lr'"),

@@ -37,7 +37,8 @@ ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML 
 HeadsOpt = Annotated[Optional[Path], typer.Option("--heads", help="Head outputs: .npz (level0, level1, ...) or .pt.")]
 ExportOpt = Annotated[Optional[Path], typer.Option("--export", help="Write every stage tensor to PATH.npz or PATH.json.")]
 FullOpt = Annotated[bool, typer.Option("--full", help="Print big tensors and tables in full.")]
-ProfileOpt = Annotated[Optional[str], typer.Option("--profile", help="ultralytics (8.4) or classic (8.0-8.3, seeds).")]
+ProfileOpt = Annotated[Optional[str], typer.Option("--profile", help="tal: ultralytics (8.4) or classic (8.0-8.3, seeds); simota: yolox or yolox-0.3.")]
+AssignerOpt = Annotated[Optional[str], typer.Option("--assigner", help="tal (default), tal-o2o, simota, atss or yolov5.")]
 TopkOpt = Annotated[Optional[int], typer.Option("--topk", help="Candidates kept per GT.")]
 Topk2Opt = Annotated[Optional[int], typer.Option("--topk2", help="Second filter after conflicts (ultralytics profile).")]
 AlphaOpt = Annotated[Optional[float], typer.Option("--alpha", help="Exponent of the class score in t.")]
@@ -57,7 +58,7 @@ BudgetOpt = Annotated[Optional[int], typer.Option("--budget-mb", help="Memory fo
 
 # options of every command that runs the assignment, in help order: name -> (annotation, config key)
 RUN_OPTIONS = {
-    "profile": (ProfileOpt, "profile"), "topk": (TopkOpt, "topk"), "topk2": (Topk2Opt, "topk2"),
+    "assigner": (AssignerOpt, "name"), "profile": (ProfileOpt, "profile"), "topk": (TopkOpt, "topk"), "topk2": (Topk2Opt, "topk2"),
     "alpha": (AlphaOpt, "alpha"), "beta": (BetaOpt, "beta"), "seed": (SeedOpt, "seed"),
     "synthetic": (KindOpt, "kind"), "batch": (BatchOpt, "batch"), "nc": (NcOpt, "nc"),
     "reg_max": (RegMaxOpt, "reg_max"), "imgsz": (ImgszOpt, "imgsz"), "strides": (StridesOpt, "strides"),

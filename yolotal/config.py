@@ -13,21 +13,40 @@ from typing import Any
 
 from .errors import InputError
 
-PROFILES = ("ultralytics", "classic")
+PROFILES = ("ultralytics", "classic")  # of the task-aligned assigners
+ASSIGNERS = {  # name -> (its profiles, default profile, default topk)
+    "tal": (PROFILES, "ultralytics", 10),
+    "tal-o2o": (PROFILES, "ultralytics", 7),
+    "simota": (("yolox", "yolox-0.3"), "yolox", 10),
+    "atss": (("yolov6",), "yolov6", 9),
+    "yolov5": (("yolov5",), "yolov5", 10),
+}
+YOLOV5_ANCHORS = ((10, 13, 16, 30, 33, 23), (30, 61, 62, 45, 59, 119), (116, 90, 156, 198, 373, 326))
 HEAD_KINDS = ("randn", "trained")
 
 
 @dataclass(frozen=True)
 class AssignerConfig:
-    """Task-aligned assigner hyper-parameters (ultralytics v8DetectionLoss values)."""
+    """Assigner hyper-parameters (ultralytics v8DetectionLoss values for TAL).
+
+    name: tal (one-to-many TAL), tal-o2o (YOLO26's one-to-one head: topk 7, topk2 1), simota (YOLOX),
+    atss (YOLOv6 / mmyolo BatchATSSAssigner), yolov5 (static anchor matching). profile and topk default
+    by name (see ASSIGNERS); topk is ATSS's candidates per level and SimOTA's IoUs summed for dynamic k.
+    """
 
     name: str = "tal"
-    profile: str = "ultralytics"  # ultralytics = 8.4 (stride_val enlargement, topk2); classic = 8.0-8.3, seeds
-    topk: int = 10
-    topk2: int | None = None  # None = topk (no second filter); ultralytics profile only
+    profile: str | None = None  # tal: ultralytics (8.4) or classic (8.0-8.3, seeds); simota: yolox or yolox-0.3
+    topk: int | None = None
+    topk2: int | None = None  # None = topk (no second filter); ultralytics profile only (tal-o2o: 1)
     alpha: float = 0.5
     beta: float = 6.0
     eps: float = 1e-9
+    anchors: tuple[tuple[float, ...], ...] = YOLOV5_ANCHORS  # yolov5: w,h pairs in px per level
+    anchor_t: float = 4.0  # yolov5: largest allowed w/h ratio between GT and anchor
+
+    @property
+    def is_tal(self) -> bool:
+        return self.name in ("tal", "tal-o2o")
 
 
 @dataclass(frozen=True)
@@ -68,6 +87,11 @@ class Config:
     @property
     def num_classes(self) -> int:
         return 80 if self.nc is None else self.nc
+
+    @property
+    def loss_profile(self) -> str:
+        """Which ultralytics loss variant applies (L1 term for reg_max 1): the TAL profile, else 8.4's."""
+        return self.assigner.profile if self.assigner.is_tal else "ultralytics"
 
     @property
     def stride_val(self) -> float:
@@ -152,16 +176,27 @@ def config_from_dict(raw: Any, src: str | None = None, base: Config | None = Non
         a = _check_keys(top["assigner"], {f.name for f in fields(AssignerConfig)}, "assigner.", src)
         akw: dict[str, Any] = {}
         if "name" in a:
-            _need(a["name"] == "tal", "assigner.name", "'tal'", a["name"], src)
-            akw["name"] = "tal"
+            _need(isinstance(a["name"], str) and a["name"] in ASSIGNERS, "assigner.name", " or ".join(ASSIGNERS), a["name"], src)
+            akw["name"] = a["name"]
+            if a["name"] != cfg.assigner.name:  # another assigner: its own default profile and topk
+                akw.update(profile=None, topk=None, topk2=None)
         if "profile" in a:
-            _need(a["profile"] in PROFILES, "assigner.profile", " or ".join(PROFILES), a["profile"], src)
+            _need(isinstance(a["profile"], str), "assigner.profile", "a string", a["profile"], src)
             akw["profile"] = a["profile"]
-        for k in ("topk",):
-            if k in a:
-                akw[k] = _pos_int(a, k, f"assigner.{k}", src)
+        if "topk" in a:
+            akw["topk"] = None if a["topk"] is None else _pos_int(a, "topk", "assigner.topk", src)
         if "topk2" in a:
             akw["topk2"] = None if a["topk2"] is None else _pos_int(a, "topk2", "assigner.topk2", src)
+        if "anchor_t" in a:
+            akw["anchor_t"] = _num(a, "anchor_t", "assigner.anchor_t", src, positive=True)
+        if "anchors" in a:
+            v = a["anchors"]
+            ok = isinstance(v, (list, tuple)) and len(v) >= 1 and all(
+                isinstance(r, (list, tuple)) and len(r) >= 2 and len(r) % 2 == 0 and all(_is_num(x) and x > 0 for x in r)
+                for r in v)
+            _need(ok, "assigner.anchors", "one list of w,h pixel pairs per level, e.g. [[10,13, 16,30, 33,23], ...]",
+                  v, src)
+            akw["anchors"] = tuple(tuple(float(x) for x in r) for r in v)
         for k in ("alpha", "beta"):
             if k in a:
                 akw[k] = _num(a, k, f"assigner.{k}", src)
@@ -188,6 +223,19 @@ def config_from_dict(raw: Any, src: str | None = None, base: Config | None = Non
 def finalize(cfg: Config, src: str | None = None) -> Config:
     """Cross-field checks, and ultralytics' rounding of imgsz up to a multiple of the largest stride."""
     a = cfg.assigner
+    profiles, default_profile, default_topk = ASSIGNERS[a.name]
+    if a.profile is None:
+        a = replace(a, profile=default_profile)
+    elif a.profile not in profiles:
+        raise InputError(f"assigner.profile: the {a.name} assigner has profiles {' or '.join(profiles)}, got {a.profile!r}",
+                         src)
+    if a.topk is None:
+        a = replace(a, topk=default_topk, topk2=1 if a.name == "tal-o2o" and a.topk2 is None else a.topk2)
+    if a.name == "yolov5" and len(a.anchors) != len(cfg.strides):
+        raise InputError(f"assigner.anchors: {len(a.anchors)} levels of anchors for {len(cfg.strides)} strides", src)
+    if a.topk2 is not None and not a.is_tal:
+        raise InputError(f"assigner.topk2: only the task-aligned assigners have topk2, not {a.name}", src)
+    cfg = replace(cfg, assigner=a)
     if a.topk2 is not None and a.profile == "classic":
         raise InputError("assigner.topk2: only the ultralytics profile (8.4) has topk2; classic has none", src)
     if a.topk2 is not None and a.topk2 > a.topk:
@@ -231,7 +279,7 @@ def load_config(path: str | Path | None) -> Config:
 def with_overrides(cfg: Config, **overrides: Any) -> Config:
     """Apply CLI options (None = not given) on top of a config, re-validating them."""
     raw: dict[str, Any] = {}
-    assigner = {k: overrides.pop(k) for k in ("profile", "topk", "topk2", "alpha", "beta") if k in overrides}
+    assigner = {k: overrides.pop(k) for k in ("name", "profile", "topk", "topk2", "alpha", "beta") if k in overrides}
     heads = {k: overrides.pop(k) for k in ("seed", "kind", "batch") if k in overrides}
     for k, v in overrides.items():
         if v is not None:

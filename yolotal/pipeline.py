@@ -243,7 +243,7 @@ def _add_loss(trace: Trace, cfg: Config, pred_distri, pred_logits, pred_bboxes_g
     lo = detection_loss(
         pred_distri, pred_logits, pred_bboxes_grid, anchor_points, stride_tensor, trace["fg_mask"],
         trace["target_bboxes"], trace["target_scores"], cfg.imgsz, cfg.reg_max,
-        (cfg.loss.box, cfg.loss.cls, cfg.loss.dfl), cfg.assigner.profile,
+        (cfg.loss.box, cfg.loss.cls, cfg.loss.dfl), cfg.loss_profile,
     )
     trace.add(
         "loss", "Loss",
