@@ -54,7 +54,10 @@ def simota_case(name, seed, batch, imgsz, per_image, kind, nc=4, strides=(8, 16,
     labels = mg.random_labels(rng, batch, nc, per_image, imgsz, kind)
     h, w = imgsz
     levels = [rng.normal(0, 1, (batch, 5 + nc, h // s, w // s)).astype(np.float32) for s in strides]
-    # predictions near the labels for a part of the anchors, as a partly trained head would give
+    for lv in levels:  # raw regressions of a plausible scale: offsets ~0.3 cells, sizes ~4 strides
+        lv[:, :2] *= 0.3
+        lv[:, 2:4] = lv[:, 2:4] * 0.5 + np.log(4.0)
+    # YOLOX's decode (get_output_and_grid), written out
     outs, xs, ys, ss = [], [], [], []
     for lv, s in zip(levels, strides):
         t = torch.from_numpy(lv)
@@ -62,8 +65,8 @@ def simota_case(name, seed, batch, imgsz, per_image, kind, nc=4, strides=(8, 16,
         yv, xv = torch.meshgrid(torch.arange(hh), torch.arange(ww), indexing="ij")
         o = t.permute(0, 2, 3, 1).reshape(b, hh * ww, c).clone()
         grid = torch.stack((xv, yv), 2).view(1, -1, 2).float()
-        o[..., :2] = (o[..., :2] * 0.3 + grid) * s
-        o[..., 2:4] = torch.exp(o[..., 2:4] * 0.5 + np.log(4.0)) * s
+        o[..., :2] = (o[..., :2] + grid) * s
+        o[..., 2:4] = torch.exp(o[..., 2:4]) * s
         outs.append(o)
         xs.append(grid[..., 0])
         ys.append(grid[..., 1])

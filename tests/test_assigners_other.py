@@ -103,3 +103,141 @@ def test_simota_yolox_profile_by_hand():
     # 0.3 also admits anchors inside the box: here the box lies within the 2.5-stride square anyway
     r03 = assign_image(gt, torch.tensor([0.0]), pred, cls, obj, pts - 0.5, st, 2, profile="yolox-0.3")
     assert int(r03.candidates.sum()) > int(r.candidates.sum())
+
+
+def numpy_atss(centres, strides, level_sizes, box, topk=9):
+    """ATSS for one GT from the published rule, in numpy (float64)."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    d = np.hypot(centres[:, 0] - cx, centres[:, 1] - cy)
+    half = 2.5 * strides
+    pri = np.stack([centres[:, 0] - half, centres[:, 1] - half, centres[:, 0] + half, centres[:, 1] + half], 1)
+    iw = np.clip(np.minimum(pri[:, 2], box[2]) - np.maximum(pri[:, 0], box[0]), 0, None)
+    ih = np.clip(np.minimum(pri[:, 3], box[3]) - np.maximum(pri[:, 1], box[1]), 0, None)
+    inter = iw * ih
+    iou = inter / ((pri[:, 2] - pri[:, 0]) * (pri[:, 3] - pri[:, 1]) + (box[2] - box[0]) * (box[3] - box[1]) - inter)
+    cand, start = [], 0
+    for size in level_sizes:
+        cand += list(start + np.argsort(d[start : start + size], kind="stable")[: min(topk, size)])
+        start += size
+    thr = iou[cand].mean() + iou[cand].std(ddof=1)
+    inside = (centres[:, 0] > box[0]) & (centres[:, 0] < box[2]) & (centres[:, 1] > box[1]) & (centres[:, 1] < box[3])
+    pos = sorted(a for a in cand if iou[a] > thr and inside[a])
+    return sorted(int(a) for a in cand), thr, pos
+
+
+@pytest.mark.parametrize("box", [(13.3, 20.9, 61.7, 52.2), (40.1, 3.3, 47.9, 12.6), (2.2, 5.1, 120.4, 97.7)])
+def test_atss_by_hand(box):
+    from yolotal.assigners.atss import assign
+    from yolotal.core.anchors import levels_for, make_anchors
+
+    levels = levels_for([(16, 16), (8, 8), (4, 4)], (8, 16, 32))
+    pts, st = make_anchors(levels)
+    centres = (pts * st).numpy().astype(np.float64)
+    sizes = [lv.count for lv in levels]
+    cand, thr, pos = numpy_atss(centres, st.numpy()[:, 0].astype(np.float64), sizes, np.array(box))
+    gt = torch.tensor([[box]], dtype=torch.float32)
+    r = assign(pts * st, st, sizes, torch.zeros(1, 1, 1), gt, torch.ones(1, 1, 1), torch.zeros(1, 336, 4), 2)
+    assert sorted(torch.nonzero(r.is_candidate[0, 0]).flatten().tolist()) == cand
+    assert float(r.threshold[0, 0]) == pytest.approx(thr, rel=1e-5)
+    assert torch.nonzero(r.mask_pos[0, 0]).flatten().tolist() == pos
+    assert torch.nonzero(r.fg_mask[0]).flatten().tolist() == pos
+
+
+def test_atss_conflict_goes_to_the_larger_prior_iou():
+    from yolotal.assigners.atss import assign
+    from yolotal.core.anchors import levels_for, make_anchors
+
+    levels = levels_for([(16, 16), (8, 8), (4, 4)], (8, 16, 32))
+    pts, st = make_anchors(levels)
+    gts = torch.tensor([[[20.5, 20.5, 60.2, 61.1], [18.3, 22.7, 58.9, 57.2]]])
+    r = assign(pts * st, st, [lv.count for lv in levels], torch.tensor([[[0.0], [1.0]]]), gts, torch.ones(1, 2, 1),
+               torch.zeros(1, 336, 4), 2)
+    both = r.is_pos[0, 0] & r.in_gt[0, 0] & r.is_pos[0, 1] & r.in_gt[0, 1]
+    assert both.any()
+    for a in torch.nonzero(both).flatten().tolist():
+        assert int(r.target_gt_idx[0, a]) == int(r.overlaps[0, :, a].argmax())
+        assert int(r.mask_pos[0, :, a].sum()) == 1
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in OTHERS.glob("simota_*.npz")))
+def test_simota_pipeline_with_a_yolox_heads_file(name, tmp_path):
+    """The whole path: a YOLOX heads .npz (raw reg/obj/cls), YOLOX's decode, the per-image assignment."""
+    from yolotal.config import config_from_dict
+    from yolotal.inputs.heads import load_heads
+    from yolotal.inputs.labels import labels_from_array
+    from yolotal.pipeline import run
+
+    z = np.load(OTHERS / f"{name}.npz")
+    (h, w), nc = z["imgsz"].tolist(), int(z["nc"])
+    np.savez(tmp_path / "yolox.npz", **{k: z[k] for k in z.files if k.startswith("level")})
+    yh = load_heads(tmp_path / "yolox.npz", 16, nc, layout="yolox")
+    batch = z["level0"].shape[0]
+    cfg = config_from_dict({"imgsz": [h, w], "nc": nc, "assigner": {"name": "simota", "profile": "yolox-0.3"}})
+    t = run(cfg, labels_from_array(z["labels"], batch), yolox_heads=yh)
+    np.testing.assert_allclose(t["yolox_pred_cxcywh"].numpy(), z["decoded"][..., :4], rtol=1e-6)
+    for bi in range(batch):
+        np.testing.assert_array_equal(t["fg_mask"][bi].numpy(), z[f"img{bi}_fg"])
+        np.testing.assert_array_equal(t["target_gt_idx"][bi][t["fg_mask"][bi]].numpy(), z[f"img{bi}_gt"])
+
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+@pytest.mark.parametrize("name,expect", [
+    ("atss", "IoU mean"), ("simota", "dynamic k ="), ("yolov5", "max(r,1/r)"), ("tal-o2o", "topk 7, topk2 1"),
+])
+def test_cli_assign_with_each_assigner(cli, name, expect):
+    code, out, err = cli("assign", SAMPLES / "coco8" / "labels", "--synthetic", "trained", "-i", "1", "--assigner", name)
+    assert code == 0, err
+    out = " ".join(out.split())
+    assert expect in out and "Per-GT summary" in out
+
+
+def test_cli_compare_table_and_png(cli, tmp_path):
+    code, out, err = cli("compare", SAMPLES / "coco8" / "labels", "--synthetic", "trained", "-i", "1",
+                         "-a", "tal,tal-o2o,yolox-0.3,atss,yolov5", "--png", tmp_path / "c.png")
+    assert code == 0, err
+    flat = " ".join(out.split())
+    assert "assigners: tal (ultralytics), tal-o2o (ultralytics), yolox-0.3 (yolox-0.3), atss (yolov6), yolov5 (yolov5)" in flat
+    assert "GT 2 (" in flat and "no positive from atss" in flat  # the 6 px GT: ATSS's threshold drops it
+    from PIL import Image
+
+    assert Image.open(tmp_path / "c.png").size == (3 * 640 + 4 * 8, 5 * (22 + 640 + 8) + 46 + 8)
+
+
+def test_cli_compare_agrees_with_single_runs(cli):
+    """compare's counts are the single assigners' positives."""
+    from yolotal.config import config_from_dict
+    from yolotal.inputs.labels import load_labels
+    from yolotal.pipeline import run
+    from yolotal.render.others import positives_by_gt
+
+    lab = load_labels(SAMPLES / "coco8" / "labels", 80)
+    counts = {}
+    for name in ("tal", "atss"):
+        t = run(config_from_dict({"imgsz": 640, "nc": 80, "assigner": {"name": name}, "heads": {"kind": "trained"}}), lab)
+        counts[name] = [len(x) for x in positives_by_gt(t, 1)]
+    code, out, _ = cli("compare", SAMPLES / "coco8" / "labels", "--synthetic", "trained", "-i", "1", "-a", "tal,atss",
+                       "--nc", "80")
+    import re
+
+    rows = [re.findall(r"(\d+) \(", ln) for ln in out.splitlines() if ln.strip()[:1].isdigit()]
+    assert [int(r[0]) for r in rows] == counts["tal"] and [int(r[1]) for r in rows] == counts["atss"]
+
+
+def test_cli_refusals(cli):
+    code, _, err = cli("loss", SAMPLES / "coco8" / "labels", "--assigner", "simota")
+    assert code == 2 and "does not implement" in err and "yolotal assign --assigner simota" in err
+    code, _, err = cli("assign", SAMPLES / "coco8" / "labels", "--assigner", "fcos")
+    assert code == 2 and "assigner.name: expected tal or tal-o2o or simota or atss or yolov5, got 'fcos'" in err
+    code, _, err = cli("assign", SAMPLES / "coco8" / "labels", "--assigner", "simota", "--profile", "classic")
+    assert code == 2 and "the simota assigner has profiles yolox or yolox-0.3, got 'classic'" in err
+    code, _, err = cli("compare", SAMPLES / "coco8" / "labels", "-a", "tal,tal")
+    assert code == 2 and "tal given twice" in err
+
+
+def test_walk_with_other_assigners(cli):
+    code, out, err = cli("walk", "--assigner", "atss")
+    assert code == 0, err and "7. Loss (YOLOv8/11: BCE, CIoU, DFL) on these targets" in out
+    code, out, err = cli("walk", "--assigner", "yolov5")
+    assert code == 0 and "not computed: yolov5's targets belong to another loss" in " ".join(out.split())

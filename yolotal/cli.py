@@ -109,7 +109,7 @@ def _config(config: Path | None, **over):
 
 
 def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_loss: bool = True,
-           pictures: "list[Path] | str | None" = None, **over) -> "Trace":
+           pictures: "list[Path] | str | None" = None, yolox_heads: Path | None = None, **over) -> "Trace":
     """pictures: None, "auto" (find each label file's image), or explicit image files in batch order."""
     from dataclasses import replace
 
@@ -121,6 +121,15 @@ def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_lo
     h = load_heads(heads, cfg.reg_max, cfg.nc) if heads is not None else None
     if h is not None and cfg.nc is None:
         cfg = replace(cfg, nc=h.nc)
+    yh = None
+    if yolox_heads is not None or (heads is not None and cfg.assigner.name == "simota"):
+        # simota reads YOLOX heads: --yolox-heads, or --heads itself under `--assigner simota`
+        path = yolox_heads if yolox_heads is not None else heads
+        yh = load_heads(path, cfg.reg_max, cfg.nc, layout="yolox")
+        if h is not None and path == heads:
+            h = None  # the v8 stages then use synthetic heads; the assignment uses the YOLOX ones
+        if cfg.nc is None:
+            cfg = replace(cfg, nc=yh.nc)
     lab = load_labels(labels, cfg.num_classes) if labels is not None else no_labels()
     pics = None
     if pictures == "auto":
@@ -133,7 +142,7 @@ def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_lo
         if len(pictures) > max(lab.n_images, 1):
             raise InputError(f"--image-file given {len(pictures)} times but the labels describe {lab.n_images} image(s)")
         pics = list(pictures)
-    return run(cfg, lab, h, with_loss=with_loss, pictures=pics)
+    return run(cfg, lab, h, with_loss=with_loss, pictures=pics, yolox_heads=yh)
 
 
 def _images(trace: "Trace", image: list[int] | None) -> list[int]:
@@ -209,13 +218,15 @@ def decode(
 
 
 def _assign_like(labels: Path | None, config: Path | None, heads: Path | None, run: dict,
-                 png: Path | None = None, image_file: "list[Path] | None" = None) -> "Trace":
+                 png: Path | None = None, image_file: "list[Path] | None" = None,
+                 yolox_heads: Path | None = None) -> "Trace":
     """The full pipeline (assignment and loss) for the commands that need LABELS."""
     if labels is None:
         raise InputError("missing LABELS: give a label file, a directory of label files, or a batch file")
     if png is not None and png.suffix.lower() != ".png":
         raise InputError("--png path must end in .png", str(png))
-    return _trace(labels, config, heads, pictures=image_file or ("auto" if png is not None else None), **run)
+    return _trace(labels, config, heads, pictures=image_file or ("auto" if png is not None else None),
+                  yolox_heads=yolox_heads, **run)
 
 
 def _png(trace: "Trace", images: list[int], png: Path | None, con: "Console") -> None:
@@ -241,14 +252,19 @@ def assign(
     image_file: ImageFileOpt = None,
     run: dict = None,
 ) -> None:
-    """Task-aligned assignment of LABELS, stage by stage, with GTs that get no positives flagged."""
+    """Assignment of LABELS stage by stage (TAL by default; --assigner for ATSS, SimOTA, YOLOv5), with GTs that
+    get no positives flagged."""
+    from .render.others import render_assign_other
     from .render.terminal import render_assign
 
     trace = _assign_like(labels, config, heads, run, png, image_file)
     con = _console()
     _warnings(trace, con)
     images = _images(trace, image)
-    render_assign(trace, con, images, full)
+    if trace.config.assigner.is_tal:
+        render_assign(trace, con, images, full)
+    else:
+        render_assign_other(trace, con, images, full)
     _png(trace, images, png, con)
     _finish(trace, con, export)
 
@@ -264,8 +280,16 @@ def loss(
     run: dict = None,
 ) -> None:
     """Loss terms (BCE, CIoU, DFL): raw and gain-weighted, per image and per GT; warns on clamped DFL targets."""
+    from .pipeline import LOSS_ASSIGNERS
     from .render.terminal import render_loss
 
+    if run.get("name") not in (None, *LOSS_ASSIGNERS):
+        raise InputError(
+            f"--assigner {run['name']}: yolotal computes the YOLOv8/11 loss (BCE, CIoU, DFL), which takes the targets of "
+            f"{', '.join(LOSS_ASSIGNERS)}; {run['name']}'s belong to another loss (YOLOX: IoU + objectness + BCE; "
+            "YOLOv5: CIoU + objectness + BCE per anchor box) that yolotal does not implement. "
+            f"`yolotal assign --assigner {run['name']}` and `yolotal compare` show its assignment"
+        )
     trace = _assign_like(labels, config, heads, run)
     con = _console()
     _warnings(trace, con)
@@ -370,6 +394,53 @@ def _warnings_cfg(cfg, con: "Console") -> None:
 
     for w in cfg.warnings:
         warn(con, w)
+
+
+@app.command()
+def compare(
+    labels: LabelsArg = None,
+    assigners: Annotated[str, typer.Option("--assigners", "-a", help="Comma-separated: tal, tal-o2o, simota, atss, yolov5 (yolox-0.3 = simota with that profile).")] = "tal,simota,atss,yolov5",
+    config: ConfigOpt = None,
+    heads: HeadsOpt = None,
+    yolox_heads: Annotated[Optional[Path], typer.Option("--yolox-heads", help="YOLOX-layout heads (5+nc channels) for simota; default: the same predictions as --heads / synthetic.")] = None,
+    image: ImageOpt = None,
+    png: PngOpt = None,
+    image_file: ImageFileOpt = None,
+    seed: SeedOpt = None,
+    synthetic: KindOpt = None,
+    batch: BatchOpt = None,
+    nc: NcOpt = None,
+    reg_max: RegMaxOpt = None,
+    imgsz: ImgszOpt = None,
+    strides: StridesOpt = None,
+) -> None:
+    """Run several assigners on the same labels and predictions: per GT, positives per assigner and level, and
+    the anchor cells they disagree on."""
+    from .render.others import render_compare
+
+    names = [x.strip() for x in assigners.split(",") if x.strip()]
+    if not names:
+        raise InputError("--assigners: give at least one assigner")
+    runs = {}
+    for n in names:
+        name, profile = ("simota", "yolox-0.3") if n == "yolox-0.3" else (n, None)
+        if n in runs:
+            raise InputError(f"--assigners: {n} given twice")
+        runs[n] = _assign_like(labels, config, heads, dict(name=name, profile=profile, seed=seed, kind=synthetic,
+                                                             batch=batch, nc=nc, reg_max=reg_max, imgsz=imgsz,
+                                                             strides=strides), png, image_file, yolox_heads)
+    first = runs[names[0]]
+    con = _console()
+    _warnings(first, con)
+    con.print(f"assigners: {', '.join(f'{k} ({t.config.assigner.profile})' for k, t in runs.items())} · heads: "
+              f"{first.heads_source}")
+    images = _images(first, image)
+    render_compare(runs, con, images)
+    if png is not None:
+        from .render.png import render_png_rows
+
+        p = render_png_rows([(t, i) for i in images for t in runs.values()], png)
+        con.print(f"PNG written to {p} ({len(images)} image(s) × {len(runs)} assigners × {len(first.levels)} levels)")
 
 
 def main() -> None:

@@ -125,11 +125,12 @@ def make_heads(cfg: Config, labels: Labels, heads: Heads | None) -> Heads:
 
 
 def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool = True,
-        pictures: list | None = None) -> Trace:
+        pictures: list | None = None, yolox_heads: Heads | None = None) -> Trace:
     """Run the whole pipeline and record every stage.
 
     pictures: per image, the path of its picture or None. A picture's labels are first mapped through
     ultralytics' letterbox onto the imgsz canvas, so the numbers describe the pixels drawn.
+    yolox_heads: YOLOX-layout heads for the simota assigner (default: the same predictions as ``heads``).
     """
     boxes: list = []
     if pictures:
@@ -146,7 +147,7 @@ def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool
     a_cfg = cfg.assigner
     levels = levels_for(list(heads.grids), cfg.strides)
     n_anchors = levels[-1].stop
-    if a_cfg.topk > n_anchors:
+    if a_cfg.is_tal and a_cfg.topk > n_anchors:
         raise InputError(f"assigner.topk ({a_cfg.topk}) is larger than the number of anchors ({n_anchors})", "config")
 
     gt_origin: list[list[tuple[str, int]]] = [[] for _ in range(heads.batch)]
@@ -187,38 +188,55 @@ def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool
                     "trainer treats it as padding, and so does this run"
                 )
 
+    inputs = (pred_scores, pred_bboxes, anchor_points * stride_tensor, gt_labels, gt_bboxes, mask_gt)
+    if a_cfg.is_tal:
+        _assign_tal(trace, cfg, nc, inputs)
+    elif a_cfg.name == "atss":
+        _assign_atss(trace, cfg, nc, inputs)
+    elif a_cfg.name == "simota":
+        _assign_simota(trace, cfg, nc, yolox_heads if yolox_heads is not None else yolox_from_v8(trace))
+    else:
+        _assign_yolov5(trace, cfg, labels)
+    _add_positives(trace)
+    if with_loss and a_cfg.name in LOSS_ASSIGNERS:
+        _add_loss(trace, cfg, pred_distri, pred_logits, pred_bboxes_grid, anchor_points, stride_tensor)
+    return trace
+
+
+LOSS_ASSIGNERS = ("tal", "tal-o2o", "atss")  # whose targets feed the v8 loss (BCE, CIoU, DFL)
+
+
+def _assign_tal(trace: Trace, cfg: Config, nc: int, inputs: tuple) -> None:
+    """Task-aligned assignment: dense stages, or candidate pairs when they would not fit the budget."""
+    a_cfg = cfg.assigner
+    b, m, n_anchors = inputs[4].shape[0], inputs[4].shape[1], inputs[0].shape[1]
     params = TALParams(
         num_classes=nc, topk=a_cfg.topk, topk2=a_cfg.topk2, alpha=a_cfg.alpha, beta=a_cfg.beta,
         eps=a_cfg.eps, profile=a_cfg.profile, stride_val=cfg.stride_val,
     )
-    inputs = (pred_scores, pred_bboxes, anchor_points * stride_tensor, gt_labels, gt_bboxes, mask_gt)
-    cells = heads.batch * gt_bboxes.shape[1] * n_anchors
-    need_mb = cells * DENSE_BYTES_PER_CELL / 2**20
+    need_mb = b * m * n_anchors * DENSE_BYTES_PER_CELL / 2**20
     if need_mb > cfg.dense_budget_mb:
         trace.summarised = (
-            f"the dense (b, M, A) = ({heads.batch}, {gt_bboxes.shape[1]}, {n_anchors}) assignment tensors would take "
+            f"the dense (b, M, A) = ({b}, {m}, {n_anchors}) assignment tensors would take "
             f"about {need_mb:,.0f} MB, over the {cfg.dense_budget_mb} MB budget (--budget-mb, config "
             "dense_budget_mb): assigned on candidate pairs instead, with the same targets and loss; shown: per-GT "
             "summaries, not the in-box grids, candidate and conflict tables or (b, M, A) tensors"
         )
         sp = assign_sparse(*inputs, params)
         trace.add("candidates", "Candidates: anchor centres inside each GT",
-                  cand_bboxes=candidate_boxes(gt_bboxes, mask_gt, params))
+                  cand_bboxes=candidate_boxes(inputs[4], inputs[5], params))
         trace.add(
             "pairs", "Candidate pairs (image, GT, anchor)",
             pair_b=sp.pair_b, pair_m=sp.pair_m, pair_a=sp.pair_a, pair_s=sp.pair_s, pair_u=sp.pair_u,
             pair_t=sp.pair_t, pair_topk=sp.pair_topk, pair_pos=sp.pair_pos, mask_multi=sp.multi,
         )
-        norm = sp.target_scores.amax(-1)
         trace.add(
             "targets", "Targets",
             fg_mask=sp.fg_mask, target_gt_idx=sp.target_gt_idx, target_labels=sp.target_labels,
             target_bboxes=sp.target_bboxes, target_scores=sp.target_scores, pos_align_metrics=sp.pos_align_metrics,
-            pos_overlaps=sp.pos_overlaps, norm_align_metric=norm,
+            pos_overlaps=sp.pos_overlaps, norm_align_metric=sp.target_scores.amax(-1),
         )
-        if with_loss:
-            _add_loss(trace, cfg, pred_distri, pred_logits, pred_bboxes_grid, anchor_points, stride_tensor)
-        return trace
+        return
     r = assign(*inputs, params)
     trace.add("candidates", "Candidates: anchor centres inside each GT", cand_bboxes=r.cand_bboxes, mask_in_gts=r.mask_in_gts)
     trace.add(
@@ -233,9 +251,124 @@ def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool
         target_bboxes=r.target_bboxes, target_scores=r.target_scores, pos_align_metrics=r.pos_align_metrics,
         pos_overlaps=r.pos_overlaps, norm_align_metric=r.norm_align_metric,
     )
-    if with_loss:
-        _add_loss(trace, cfg, pred_distri, pred_logits, pred_bboxes_grid, anchor_points, stride_tensor)
-    return trace
+
+
+def _assign_atss(trace: Trace, cfg: Config, nc: int, inputs: tuple) -> None:
+    from .assigners import atss
+
+    _, pd_bboxes, anc_px, gt_labels, gt_bboxes, mask_gt = inputs
+    r = atss.assign(anc_px, trace["stride_tensor"], [lv.count for lv in trace.levels], gt_labels, gt_bboxes, mask_gt,
+                    pd_bboxes, nc, cfg.assigner.topk)
+    trace.add("atss_candidates", f"ATSS candidates: the {cfg.assigner.topk} nearest prior boxes per level",
+              priors=r.priors, prior_overlaps=r.overlaps, distances=r.distances, candidate_idxs=r.candidate_idxs,
+              is_candidate=r.is_candidate)
+    trace.add("atss_threshold", "IoU threshold = mean + std of each GT's candidates", iou_threshold=r.threshold,
+              is_pos=r.is_pos, in_gt=r.in_gt)
+    trace.add("conflicts", "Conflict resolution: the largest prior IoU wins", mask_pos=r.mask_pos)
+    trace.add("targets", "Targets", fg_mask=r.fg_mask, target_gt_idx=r.target_gt_idx, target_labels=r.target_labels,
+              target_bboxes=r.target_bboxes, target_scores=r.target_scores)
+
+
+def yolox_from_v8(trace: Trace) -> Heads:
+    """YOLOX-layout heads carrying the same predictions as the trace's (v8) heads: the decoded boxes as
+    (x, y, log w, log h) regressions, objectness logit 8 (sigmoid 0.9997), the same class logits."""
+    ap, st = trace["anchor_points"], trace["stride_tensor"]
+    box = trace["pred_bboxes"]  # (b, A, 4) px xyxy
+    wh = (box[..., 2:] - box[..., :2]).clamp(min=1e-3)
+    cxy = (box[..., :2] + box[..., 2:]) / 2
+    reg = torch.cat((cxy / st - (ap - 0.5), torch.log(wh / st)), -1)
+    obj = torch.full_like(reg[..., :1], 8.0)
+    lead = torch.cat((reg, obj), -1).permute(0, 2, 1).contiguous()
+    return Heads(lead, trace["pred_logits"].permute(0, 2, 1).contiguous(), tuple((lv.h, lv.w) for lv in trace.levels),
+                 "the same predictions as the TAL heads, in YOLOX's layout (objectness logit 8)")
+
+
+def _assign_simota(trace: Trace, cfg: Config, nc: int, heads: Heads) -> None:
+    from .assigners.simota import assign_image, decode
+
+    ap, st = trace["anchor_points"], trace["stride_tensor"]
+    cells = ap - 0.5
+    lead = heads.boxes.permute(0, 2, 1)  # (b, A, 5)
+    cls = heads.scores.permute(0, 2, 1)  # (b, A, nc)
+    pred = decode(lead[..., :4], cells, st)  # (b, A, 4) cx, cy, w, h px
+    b, n_anchors = pred.shape[:2]
+    fg = torch.zeros(b, n_anchors, dtype=torch.bool)
+    gt_idx = torch.zeros(b, n_anchors, dtype=torch.int64)
+    iou = torch.zeros(b, n_anchors)
+    per_image: dict[str, torch.Tensor] = {}
+    gb = trace["gt_bboxes"]
+    for i in range(b):
+        n = trace.n_gts(i)
+        if n == 0:
+            continue
+        g = gb[i, :n]
+        gt_cxcywh = torch.cat(((g[:, :2] + g[:, 2:]) / 2, g[:, 2:] - g[:, :2]), 1)
+        r = assign_image(gt_cxcywh, trace["gt_labels"][i, :n, 0], pred[i], cls[i], lead[i, :, 4:5], cells, st, nc,
+                         cfg.assigner.profile)
+        fg[i], iou[i] = r.fg, r.matched_iou
+        gt_idx[i] = r.matched_gt.clamp(min=0)
+        for k in ("candidates", "in_box", "in_centre", "geometry", "ious", "cls_cost", "iou_cost", "cost", "topk_ious",
+                  "dynamic_k", "picked", "matching"):
+            per_image[f"simota_{k}[{i}]"] = getattr(r, k)
+    trace.add("simota_decode", f"YOLOX decode ({heads.source})", yolox_pred_cxcywh=pred)
+    trace.add("simota", "SimOTA per image (C = candidate anchors of the image)", **per_image)
+    trace.add("targets", "Targets", fg_mask=fg, target_gt_idx=gt_idx, pred_ious=iou)
+
+
+def _assign_yolov5(trace: Trace, cfg: Config, labels: Labels) -> None:
+    from .assigners.yolov5 import anchors_tensor, build_targets
+
+    rows = np.concatenate([labels.batch_idx[:, None], labels.cls[:, None], labels.xywhn], 1).astype(np.float32)
+    lvs = build_targets(torch.from_numpy(rows), [(lv.h, lv.w) for lv in trace.levels], cfg.strides,
+                        anchors_tensor(cfg.assigner.anchors), cfg.assigner.anchor_t)
+    # label row -> slot within its image
+    slot = np.zeros(len(labels), np.int64)
+    seen: dict[int, int] = {}
+    for k, bi in enumerate(labels.batch_idx.tolist()):
+        slot[k] = seen.get(bi, 0)
+        seen[bi] = slot[k] + 1
+    slot_t = torch.from_numpy(slot)
+    tensors: dict[str, torch.Tensor] = {}
+    for lv, g in zip(trace.levels, lvs):
+        p = f"v5_l{lv.index}_"
+        tensors.update({p + "anchors": g.anchors, p + "ratio": g.ratio, p + "match": g.match, p + "gxy": g.gxy,
+                        p + "near": g.near, p + "image": g.image, p + "anchor": g.anchor, p + "gy": g.gy,
+                        p + "gx": g.gx, p + "gt": slot_t[g.label] if len(g.label) else g.label,
+                        p + "m_gt": slot_t[g.m_label] if len(g.m_label) else g.m_label, p + "m_anchor": g.m_anchor,
+                        p + "offset": g.offset, p + "tbox": g.tbox})
+    trace.add("yolov5", "YOLOv5 static matching per level", **tensors)
+
+
+def _add_positives(trace: Trace) -> None:
+    """Every assigner's positives as unique (image, GT slot, anchor cell) triples, and its candidates too."""
+    if "v5_l0_image" in trace:
+        parts = []
+        for lv in trace.levels:
+            p = f"v5_l{lv.index}_"
+            cell = lv.start + trace[p + "gy"] * lv.w + trace[p + "gx"]
+            parts.append(torch.stack((trace[p + "image"], trace[p + "gt"], cell), 1))
+        pos = torch.unique(torch.cat(parts), dim=0) if parts else torch.zeros(0, 3, dtype=torch.int64)
+        cand = torch.zeros(0, 3, dtype=torch.int64)
+    else:
+        fg, tgi = trace["fg_mask"], trace["target_gt_idx"]
+        bi, ai = torch.nonzero(fg, as_tuple=True)
+        pos = torch.stack((bi, tgi[bi, ai], ai), 1)
+        if "mask_in_gts" in trace:
+            cand = torch.nonzero(trace["mask_in_gts"] & trace["mask_gt"].bool())
+        elif "pair_b" in trace:
+            cand = torch.stack((trace["pair_b"], trace["pair_m"], trace["pair_a"]), 1)
+        elif "is_candidate" in trace:
+            cand = torch.nonzero(trace["is_candidate"] & trace["mask_gt"].bool())
+        else:  # simota: each GT's allowed anchors
+            rows = []
+            for i in range(trace.batch):
+                if f"simota_geometry[{i}]" in trace:
+                    ci = torch.nonzero(trace[f"simota_candidates[{i}]"]).flatten()
+                    m, c = torch.nonzero(trace[f"simota_geometry[{i}]"], as_tuple=True)
+                    rows.append(torch.stack((torch.full_like(m, i), m, ci[c]), 1))
+            cand = torch.cat(rows) if rows else torch.zeros(0, 3, dtype=torch.int64)
+    trace.add("positives", "Positives and candidates of every assigner as (image, GT, anchor cell)",
+              pos_triples=pos, cand_triples=cand)
 
 
 def _add_loss(trace: Trace, cfg: Config, pred_distri, pred_logits, pred_bboxes_grid, anchor_points, stride_tensor) -> None:

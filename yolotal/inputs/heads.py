@@ -8,6 +8,8 @@ Accepted files:
   are used). An end-to-end model's ``{"one2many": {...}, "one2one": {...}}`` is read from ``one2many``.
 
 Channel layout per anchor: 4*reg_max DFL logits (l, t, r, b sides, reg_max bins each), then nc class logits.
+YOLOX heads (``layout="yolox"``, for SimOTA): 4 box regressions (x, y, log w, log h), 1 objectness logit, then
+nc class logits — YOLOX's raw output order; ``Heads.boxes`` then holds the 5 leading channels.
 """
 
 from __future__ import annotations
@@ -46,21 +48,23 @@ class Heads:
         return int(self.scores.shape[1])
 
 
-def from_levels(levels: list[torch.Tensor], reg_max: int, source: str) -> Heads:
-    """Split per-level Tensor[b, 4*reg_max+nc, h, w] maps into flattened boxes/scores."""
+def from_levels(levels: list[torch.Tensor], reg_max: int, source: str, lead: int | None = None) -> Heads:
+    """Split per-level Tensor[b, lead+nc, h, w] maps (lead = 4*reg_max by default) into flattened boxes/scores."""
     b, c = levels[0].shape[:2]
+    lead = 4 * reg_max if lead is None else lead
     flat = torch.cat([x.reshape(b, c, -1) for x in levels], 2).float()  # [b, C, A]
-    boxes, scores = flat.split((4 * reg_max, c - 4 * reg_max), 1)
+    boxes, scores = flat.split((lead, c - lead), 1)
     return Heads(boxes.contiguous(), scores.contiguous(), tuple((int(x.shape[2]), int(x.shape[3])) for x in levels), source)
 
 
-def _check_levels(levels: list, path: str, reg_max: int, nc: int | None) -> None:
+def _check_levels(levels: list, path: str, reg_max: int, nc: int | None, layout: str = "v8") -> None:
     if not levels:
         raise InputError("no head levels found", path)
     for i, x in enumerate(levels):
         if not isinstance(x, torch.Tensor) or x.ndim != 4:
             shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
-            raise InputError(f"level{i}: expected an array (b, 4*reg_max+nc, h, w), got {shape}", path)
+            want = "5+nc" if layout == "yolox" else "4*reg_max+nc"
+            raise InputError(f"level{i}: expected an array (b, {want}, h, w), got {shape}", path)
         if not x.is_floating_point():
             raise InputError(f"level{i}: expected floating-point values, got {x.dtype}", path)
         if x.shape[:2] != levels[0].shape[:2]:
@@ -69,17 +73,26 @@ def _check_levels(levels: list, path: str, reg_max: int, nc: int | None) -> None
             )
         if not torch.isfinite(x).all():
             raise InputError(f"level{i}: contains NaN or infinite values", path)
-    _check_channels(int(levels[0].shape[1]), path, reg_max, nc)
+    _check_channels(int(levels[0].shape[1]), path, reg_max, nc, layout)
 
 
-def _check_channels(c: int, path: str, reg_max: int, nc: int | None) -> None:
-    want = f"4*reg_max+nc = 4*{reg_max}+{nc} = {4 * reg_max + nc}" if nc is not None else f"more than 4*reg_max = {4 * reg_max}"
-    if (nc is not None and c != 4 * reg_max + nc) or c <= 4 * reg_max:
+def _check_channels(c: int, path: str, reg_max: int, nc: int | None, layout: str = "v8") -> None:
+    if layout == "yolox":
+        lead, what = 5, "5+nc (YOLOX: 4 box, 1 objectness, nc classes)"
+        want = f"{what} = 5+{nc} = {5 + nc}" if nc is not None else f"more than 5 ({what})"
+    else:
+        lead = 4 * reg_max
+        want = f"4*reg_max+nc = 4*{reg_max}+{nc} = {4 * reg_max + nc}" if nc is not None else f"more than 4*reg_max = {4 * reg_max}"
+    if (nc is not None and c != lead + nc) or c <= lead:
         raise InputError(f"head has {c} channels, expected {want}", path)
 
 
-def load_heads(path: str | Path, reg_max: int, nc: int | None) -> Heads:
-    """Read a .npz or .pt heads file; validates shapes, channels and values (grids are checked later)."""
+def load_heads(path: str | Path, reg_max: int, nc: int | None, layout: str = "v8") -> Heads:
+    """Read a .npz or .pt heads file; validates shapes, channels and values (grids are checked later).
+
+    layout "v8" (DFL) or "yolox" (for SimOTA; .npz or a .pt list of levels only).
+    """
+    lead = 5 if layout == "yolox" else None
     p = Path(path)
     src = str(p)
     if not p.is_file():
@@ -97,8 +110,8 @@ def load_heads(path: str | Path, reg_max: int, nc: int | None) -> Heads:
             # zipfile.BadZipFile, ValueError, EOFError, KeyError, SyntaxError, tokenize.TokenError, zlib.error)
             detail = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
             raise InputError(f"corrupt .npz file ({e.__class__.__name__}{': ' + detail if detail else ''})", src) from None
-        _check_levels(levels, src, reg_max, nc)
-        return from_levels(levels, reg_max, src)
+        _check_levels(levels, src, reg_max, nc, layout)
+        return from_levels(levels, reg_max, src, lead)
     if p.suffix == ".pt":
         try:
             obj = torch.load(p, map_location="cpu", weights_only=True)
@@ -108,8 +121,10 @@ def load_heads(path: str | Path, reg_max: int, nc: int | None) -> Heads:
             obj = obj["one2many"]
         if isinstance(obj, (list, tuple)):
             levels = list(obj)
-            _check_levels(levels, src, reg_max, nc)
-            return from_levels(levels, reg_max, src)
+            _check_levels(levels, src, reg_max, nc, layout)
+            return from_levels(levels, reg_max, src, lead)
+        if layout == "yolox":
+            raise InputError("YOLOX heads: expected a list of level tensors (b, 5+nc, h, w)", src)
         if isinstance(obj, dict) and {"boxes", "scores", "feats"} <= set(obj):
             return _from_dict(obj, src, reg_max, nc)
         raise InputError("expected a list of level tensors or a dict with 'boxes', 'scores', 'feats'", src)

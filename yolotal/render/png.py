@@ -46,28 +46,29 @@ class PanelData:
 
 
 def panel_data(trace: Trace, image: int) -> PanelData:
+    """Positives and candidates of any assigner, from the trace's (image, GT, anchor) triples."""
     n = trace.n_gts(image)
-    fg, tgi = trace["fg_mask"][image], trace["target_gt_idx"][image]
-    score = trace["target_scores"][image].amax(-1)
-    pos_anchors = torch.nonzero(fg).flatten()
+    pos_t = trace["pos_triples"]
+    pos_t = pos_t[(pos_t[:, 0] == image) & (pos_t[:, 1] < n)]
+    if "target_scores" in trace:
+        score = trace["target_scores"][image].amax(-1)
+        vals = score[pos_t[:, 2]] if len(pos_t) else torch.zeros(0)
+    else:  # assigners without soft scores (yolov5, simota): every positive full size
+        vals = torch.ones(len(pos_t))
     best = torch.zeros(max(n, 1))
-    if pos_anchors.numel():
-        best = best.scatter_reduce(0, tgi[pos_anchors], score[pos_anchors], "amax")
-    pos = [(int(a), int(tgi[a]), float(score[a] / best[tgi[a]]) if best[tgi[a]] > 0 else 0.0)
-           for a in pos_anchors.tolist() if int(tgi[a]) < n]
-    if "mask_in_gts" in trace:
-        ms = trace["mask_in_gts"][image, :n] & trace["mask_gt"][image, :n].bool()
-        cand = [(int(a), int(m)) for m, a in torch.nonzero(ms).tolist()]
-    else:  # summarised run: the candidate pairs
-        sel = trace["pair_b"] == image
-        cand = list(zip(trace["pair_a"][sel].tolist(), trace["pair_m"][sel].tolist()))
-    owner = {a: m for a, m, _ in pos}
-    cand = [(a, m) for a, m in cand if owner.get(a) != m]
+    if len(pos_t):
+        best = best.scatter_reduce(0, pos_t[:, 1], vals, "amax")
+    pos = [(a, m, float(v / best[m]) if best[m] > 0 else 0.0) for (_, m, a), v in zip(pos_t.tolist(), vals.tolist())]
+    cand_t = trace["cand_triples"]
+    cand_t = cand_t[(cand_t[:, 0] == image) & (cand_t[:, 1] < n)]
+    owned = {(a, m) for a, m, _ in pos}
+    cand = [(a, m) for _, m, a in cand_t.tolist() if (a, m) not in owned]
     has = [False] * n
     for _, m, _ in pos:
         has[m] = True
-    return PanelData(pos, cand, trace["gt_bboxes"][image, :n].numpy(), trace["cand_bboxes"][image, :n].numpy(),
-                     [int(c) for c in trace["gt_labels"][image, :n, 0].tolist()], has)
+    boxes = trace["gt_bboxes"][image, :n].numpy()
+    cand_boxes = trace["cand_bboxes"][image, :n].numpy() if "cand_bboxes" in trace else boxes
+    return PanelData(pos, cand, boxes, cand_boxes, [int(c) for c in trace["gt_labels"][image, :n, 0].tolist()], has)
 
 
 def _font(size: int):
@@ -110,7 +111,7 @@ def render_panel(trace: Trace, image: int, level: int, data: PanelData, backgrou
     font = _font(11)
     ap = (trace["anchor_points"] * trace["stride_tensor"]).numpy()
     r_max = max(2.0, s * 0.42)
-    enlarge = trace.config.assigner.profile == "ultralytics"
+    enlarge = trace.config.assigner.is_tal and trace.config.assigner.profile == "ultralytics"
     colours = [gt_colour(j) if data.has_pos[j] else RED for j in range(len(data.boxes))]
     for j, box in enumerate(data.boxes):  # boxes first: dots and rings at anchor centres stay visible on top
         if enlarge and not np.allclose(data.cand_boxes[j], box):
@@ -145,6 +146,8 @@ def _legend(width: int, profile: str):
              ("box", "GT box, index:class")]
     if profile == "ultralytics":
         items.append(("dash", "enlarged candidate box (sides < stride_val)"))
+    if profile == "yolov5":
+        items[1] = ("ring", "(yolov5 has no candidates: anchor boxes are matched by shape)")
     items.append(("red", "GT with no positive"))
     for kind, text in items:
         c = PALETTE[0]
@@ -167,6 +170,11 @@ def _legend(width: int, profile: str):
 
 def render_png(trace: Trace, images: list[int], path: str | Path) -> Path:
     """Rows of level panels, one row per image, with headers and a legend; written atomically."""
+    return render_png_rows([(trace, i) for i in images], path)
+
+
+def render_png_rows(rows: list[tuple[Trace, int]], path: str | Path) -> Path:
+    """One row of level panels per (trace, image): several images, or several assigners on one image."""
     from PIL import Image, ImageDraw
 
     from ..inputs.pictures import load_letterboxed
@@ -176,24 +184,26 @@ def render_png(trace: Trace, images: list[int], path: str | Path) -> Path:
         raise InputError("--png path must end in .png", str(p))
     if not (p.parent if str(p.parent) else Path(".")).is_dir():
         raise InputError("PNG directory does not exist", str(p.parent))
-    h, w = trace.config.imgsz
-    n_lv = len(trace.levels)
+    first = rows[0][0]
+    h, w = first.config.imgsz
+    n_lv = len(first.levels)
     width = n_lv * w + (n_lv + 1) * GAP
     row_h = HEADER + h + GAP
-    out = Image.new("RGB", (width, len(images) * row_h + FOOTER + GAP), WHITE)
+    out = Image.new("RGB", (width, len(rows) * row_h + FOOTER + GAP), WHITE)
     d = ImageDraw.Draw(out)
     font = _font(13)
-    for r, i in enumerate(images):
+    for r, (trace, i) in enumerate(rows):
         pic = trace.pictures[i] if i < len(trace.pictures) else None
         bg = load_letterboxed(pic[0], pic[1], (h, w)) if pic is not None else None
         data = panel_data(trace, i)
         y0 = r * row_h
         for lvi, lv in enumerate(trace.levels):
             x0 = GAP + lvi * (w + GAP)
-            d.text((x0, y0 + 4), f"image {i} · {trace.labels.images[i]} · level {lvi}: stride {lv.stride}, "
-                   f"{lv.h}x{lv.w} anchors", fill=TEXT, font=font)
+            d.text((x0, y0 + 4), f"{trace.config.assigner.name} ({trace.config.assigner.profile}) · image {i} · {trace.labels.images[i]} · level {lvi}: "
+                   f"stride {lv.stride}, {lv.h}x{lv.w} anchors", fill=TEXT, font=font)
             out.paste(render_panel(trace, i, lvi, data, bg), (x0, y0 + HEADER))
-    out.paste(_legend(width, trace.config.assigner.profile), (0, len(images) * row_h + GAP // 2))
+    a = first.config.assigner
+    out.paste(_legend(width, a.profile if a.is_tal or a.name == "yolov5" else a.name), (0, len(rows) * row_h + GAP // 2))
     atomic_write(p, lambda fh: out.save(fh, format="PNG"))
     return p
 

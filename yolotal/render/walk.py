@@ -65,6 +65,9 @@ def render_walk(trace: Trace, con: Console, full: bool = False) -> None:
     if trace.summarised:
         _walk_summarised(trace, con, full)
         return
+    if not cfg.assigner.is_tal:
+        _walk_other(trace, con, full)
+        return
     step(con, "6a. Candidates: anchor centres inside each GT",
          "an anchor is a candidate when its centre lies strictly inside the (candidate) box: min(ltrb) > eps"
          + (f"; ultralytics 8.4 first enlarges GT sides < {cfg.stride_val:g} px to {cfg.stride_val:g} px"
@@ -87,6 +90,21 @@ def render_walk(trace: Trace, con: Console, full: bool = False) -> None:
     print_tensor(con, "mask_pos", trace["mask_pos"].float(), "(b, M, A) final positives", full)
 
     _walk_targets(trace, con, full)
+
+
+def _walk_other(trace: Trace, con: Console, full: bool) -> None:
+    """Steps 6-7 for ATSS, SimOTA and YOLOv5: their own stages, then the loss where yolotal has it."""
+    from .others import render_assign_other
+
+    a = trace.config.assigner
+    step(con, f"6. Assignment: {a.name} ({a.profile})")
+    render_assign_other(trace, con, list(range(trace.batch)), full, gt_tensors=False)
+    if "loss" in trace:
+        step(con, "7. Loss (YOLOv8/11: BCE, CIoU, DFL) on these targets")
+        render_loss(trace, con, list(range(trace.batch)))
+    else:
+        step(con, "7. Loss", f"not computed: {a.name}'s targets belong to another loss (YOLOX / YOLOv5), which "
+             "yolotal does not implement")
 
 
 def _walk_summarised(trace: Trace, con: Console, full: bool) -> None:
