@@ -241,3 +241,22 @@ def test_walk_with_other_assigners(cli):
     assert code == 0, err and "7. Loss (YOLOv8/11: BCE, CIoU, DFL) on these targets" in out
     code, out, err = cli("walk", "--assigner", "yolov5")
     assert code == 0 and "not computed: yolov5's targets belong to another loss" in " ".join(out.split())
+
+
+def test_tal_o2o_is_yolo26s_one_to_one_head():
+    """`--assigner tal-o2o` defaults to topk 7, topk2 1: the ultralytics 8.4 fixture recorded with those."""
+    from test_golden import load_case
+
+    from yolotal.config import config_from_dict
+    from yolotal.pipeline import run
+
+    cfg, labels, heads, exp = load_case("ultralytics", "topk2_one2one")
+    o2o = config_from_dict({"imgsz": list(cfg.imgsz), "strides": list(cfg.strides), "nc": cfg.nc,
+                            "reg_max": cfg.reg_max, "assigner": {"name": "tal-o2o"}})
+    assert (o2o.assigner.topk, o2o.assigner.topk2) == (7, 1)
+    t = run(o2o, labels, heads)
+    np.testing.assert_array_equal(t["fg_mask"].numpy(), exp["fg_mask"])
+    np.testing.assert_array_equal(t["target_gt_idx"].numpy(), exp["target_gt_idx"])
+    np.testing.assert_array_equal(t["target_scores"].numpy(), exp["target_scores"])
+    per_gt = np.bincount(exp["target_gt_idx"][0][exp["fg_mask"][0]])
+    assert per_gt.max() == 1  # one anchor per GT

@@ -161,6 +161,19 @@ def _yolov5_image(trace: Trace, con: Console, i: int) -> None:
                         *[Text(f"{float(ratio[k, row]):.3f}", style="green" if bool(match[k, row]) else "dim")
                           for k in range(anchors.shape[0])], "; ".join(cells) or "—")
         con.print(tab)
+        entries = torch.nonzero(e_img == i).flatten().tolist()
+        if entries:
+            tb = trace[p + "tbox"]
+            et = Table(title=f"level {lv.index}: the {len(entries)} targets (image, anchor, gy, gx) and tbox "
+                             "(x, y from the cell's corner, w, h; grid units)", title_justify="left",
+                       box=rbox.SIMPLE_HEAD, pad_edge=False)
+            for col in ("GT", "anchor", "gy", "gx", "cell from", "tbox x", "tbox y", "tbox w", "tbox h"):
+                et.add_column(col, justify="right")
+            for e in entries:
+                et.add_row(Text(gt_symbol(int(e_gt[e])), style=gt_style(int(e_gt[e]))), str(int(e_a[e])),
+                           str(int(e_gy[e])), str(int(e_gx[e])), OFFSET_NAMES[int(e_off[e])],
+                           *[f"{float(v):.4f}" for v in tb[e]])
+            con.print(et)
 
 
 def render_assign_other(trace: Trace, con: Console, images: list[int], full: bool, rows: int = 12,
