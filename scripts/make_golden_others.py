@@ -94,6 +94,20 @@ def simota_case(name, seed, batch, imgsz, per_image, kind, nc=4, strides=(8, 16,
             fg, gt_idx, ious = fgm.numpy(), mgi.numpy(), pious.numpy()
         res.update({f"img{bi}_fg": fg, f"img{bi}_gt": gt_idx, f"img{bi}_iou": ious})
     res["decoded"] = outputs.numpy()
+    # YOLOX's loss on the same batch (use_l1 off, as in all but the last no-augmentation epochs)
+    real = YOLOXHead(nc, width=0.25)
+    most = max(int((labels[:, 0] == bi).sum()) for bi in range(batch)) if len(labels) else 0
+    padded = torch.zeros(batch, max(most, 1), 5)
+    for bi in range(batch):
+        rows = labels[labels[:, 0] == bi]
+        if len(rows):
+            padded[bi, : len(rows), 0] = torch.from_numpy(rows[:, 1])
+            padded[bi, : len(rows), 1:] = torch.from_numpy(rows[:, 2:6] * np.array([w, h, w, h], np.float32))
+    hw = [(h // s) * (w // s) for s in strides]
+    split = lambda x: list(torch.split(x, hw, 1))  # noqa: E731
+    loss, iou, obj, cls, _, _ = real.get_losses(None, split(x_shifts), split(y_shifts), split(expanded), padded, outputs,
+                                                None, torch.float32)
+    res["loss"] = np.array([float(loss), float(iou), float(obj), float(cls)], np.float32)
     np.savez_compressed(OUT / f"simota_{name}.npz", **res)
     print("simota", name, [int(res[f"img{b}_fg"].sum()) for b in range(batch)])
 

@@ -226,8 +226,10 @@ def test_cli_compare_agrees_with_single_runs(cli):
 
 
 def test_cli_refusals(cli):
-    code, _, err = cli("loss", SAMPLES / "coco8" / "labels", "--assigner", "simota")
-    assert code == 2 and "does not implement" in err and "yolotal assign --assigner simota" in err
+    code, _, err = cli("loss", SAMPLES / "coco8" / "labels", "--assigner", "yolov5")
+    assert code == 2 and "does not implement" in err and "yolotal assign --assigner yolov5" in err
+    code, out, err = cli("loss", SAMPLES / "coco8" / "labels", "--assigner", "simota", "--synthetic", "trained")
+    assert code == 0 and "iou_loss (×5)" in out and "num_fg" in out
     code, _, err = cli("assign", SAMPLES / "coco8" / "labels", "--assigner", "fcos")
     assert code == 2 and "assigner.name: expected tal or tal-o2o or simota or atss or yolov5, got 'fcos'" in err
     code, _, err = cli("assign", SAMPLES / "coco8" / "labels", "--assigner", "simota", "--profile", "classic")
@@ -260,3 +262,20 @@ def test_tal_o2o_is_yolo26s_one_to_one_head():
     np.testing.assert_array_equal(t["target_scores"].numpy(), exp["target_scores"])
     per_gt = np.bincount(exp["target_gt_idx"][0][exp["fg_mask"][0]])
     assert per_gt.max() == 1  # one anchor per GT
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in OTHERS.glob("simota_*.npz")))
+def test_yolox_loss_matches_get_losses(name, tmp_path):
+    from yolotal.config import config_from_dict
+    from yolotal.inputs.heads import load_heads
+    from yolotal.inputs.labels import labels_from_array
+    from yolotal.pipeline import run
+
+    z = np.load(OTHERS / f"{name}.npz")
+    (h, w), nc = z["imgsz"].tolist(), int(z["nc"])
+    np.savez(tmp_path / "yolox.npz", **{k: z[k] for k in z.files if k.startswith("level")})
+    cfg = config_from_dict({"imgsz": [h, w], "nc": nc, "assigner": {"name": "simota", "profile": "yolox-0.3"}})
+    t = run(cfg, labels_from_array(z["labels"], z["level0"].shape[0]),
+            yolox_heads=load_heads(tmp_path / "yolox.npz", 16, nc, layout="yolox"))
+    got = [float(t[k]) for k in ("yolox_loss", "yolox_loss_iou", "yolox_loss_obj", "yolox_loss_cls")]
+    np.testing.assert_allclose(got, z["loss"], rtol=2e-6)

@@ -281,19 +281,23 @@ def loss(
 ) -> None:
     """Loss terms (BCE, CIoU, DFL): raw and gain-weighted, per image and per GT; warns on clamped DFL targets."""
     from .pipeline import LOSS_ASSIGNERS
+    from .render.others import render_yolox_loss
     from .render.terminal import render_loss
 
     if run.get("name") not in (None, *LOSS_ASSIGNERS):
         raise InputError(
-            f"--assigner {run['name']}: yolotal computes the YOLOv8/11 loss (BCE, CIoU, DFL), which takes the targets of "
-            f"{', '.join(LOSS_ASSIGNERS)}; {run['name']}'s belong to another loss (YOLOX: IoU + objectness + BCE; "
-            "YOLOv5: CIoU + objectness + BCE per anchor box) that yolotal does not implement. "
-            f"`yolotal assign --assigner {run['name']}` and `yolotal compare` show its assignment"
+            f"--assigner {run['name']}: yolotal computes the YOLOv8/11 loss (for {', '.join(LOSS_ASSIGNERS[:-1])}) and "
+            f"YOLOX's (for simota); {run['name']}'s targets belong to YOLOv5's loss (CIoU + objectness + BCE per anchor "
+            f"box), which it does not implement. `yolotal assign --assigner {run['name']}` and `yolotal compare` show "
+            "its assignment"
         )
     trace = _assign_like(labels, config, heads, run)
     con = _console()
     _warnings(trace, con)
-    render_loss(trace, con, _images(trace, image))
+    if trace.config.assigner.name == "simota":
+        render_yolox_loss(trace, con, _images(trace, image))
+    else:
+        render_loss(trace, con, _images(trace, image))
     _finish(trace, con, export)
 
 

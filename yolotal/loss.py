@@ -142,3 +142,70 @@ def detection_loss(
         loss_cls=raw_cls * g_cls,
         loss_dfl=raw_dfl * g_dfl,
     )
+
+
+@dataclass(frozen=True)
+class YoloxLoss:
+    """YOLOX's loss (``get_losses``, L1 term off). Sums are divided by the batch's foreground count.
+
+    loss_iou   5.0 * sum(1 - IoU^2) / num_fg     (reg_weight 5.0 included, as YOLOX logs it)
+    loss_obj   sum BCE(objectness logit, fg) over every anchor / num_fg
+    loss_cls   sum BCE(class logits, one-hot * IoU of the match) over foreground / num_fg
+    iou_per_anchor, obj_per_anchor, cls_per_anchor (b, A): raw contributions before / num_fg
+    """
+
+    loss: torch.Tensor
+    loss_iou: torch.Tensor
+    loss_obj: torch.Tensor
+    loss_cls: torch.Tensor
+    num_fg: int
+    iou_per_anchor: torch.Tensor
+    obj_per_anchor: torch.Tensor
+    cls_per_anchor: torch.Tensor
+
+
+YOLOX_REG_WEIGHT = 5.0
+
+
+def yolox_iou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Element-wise IoU of (n, 4) cx, cy, w, h pairs (YOLOX's IOUloss arithmetic, eps 1e-16)."""
+    tl = torch.max(pred[:, :2] - pred[:, 2:] / 2, target[:, :2] - target[:, 2:] / 2)
+    br = torch.min(pred[:, :2] + pred[:, 2:] / 2, target[:, :2] + target[:, 2:] / 2)
+    area_p, area_g = torch.prod(pred[:, 2:], 1), torch.prod(target[:, 2:], 1)
+    inter = torch.prod(br - tl, 1) * (tl < br).type(tl.type()).prod(dim=1)
+    return inter / (area_p + area_g - inter + 1e-16)
+
+
+def yolox_loss(
+    pred_cxcywh: torch.Tensor,
+    obj_logits: torch.Tensor,
+    cls_logits: torch.Tensor,
+    fg: torch.Tensor,
+    matched_gt: torch.Tensor,
+    matched_iou: torch.Tensor,
+    gt_cxcywh: list[torch.Tensor],
+    gt_cls: list[torch.Tensor],
+) -> YoloxLoss:
+    """pred (b, A, 4) px, obj (b, A, 1), cls (b, A, nc) logits, fg/matched_gt/matched_iou (b, A) from SimOTA,
+    gt_cxcywh / gt_cls: per image (n_i, 4) px and (n_i,)."""
+    b, a, nc = cls_logits.shape
+    reg_t, cls_t = [], []
+    for i in range(b):
+        m = matched_gt[i][fg[i]]
+        reg_t.append(gt_cxcywh[i][m] if len(m) else pred_cxcywh.new_zeros(0, 4))
+        cls_t.append(F.one_hot(gt_cls[i][m].long(), nc) * matched_iou[i][fg[i]].unsqueeze(-1) if len(m)
+                     else pred_cxcywh.new_zeros(0, nc))
+    reg_t, cls_t = torch.cat(reg_t), torch.cat(cls_t)
+    num_fg = max(int(fg.sum()), 1)
+    iou_terms = 1 - yolox_iou(pred_cxcywh.reshape(-1, 4)[fg.reshape(-1)], reg_t) ** 2
+    obj_terms = F.binary_cross_entropy_with_logits(obj_logits.reshape(-1, 1), fg.reshape(-1, 1).float(),
+                                                   reduction="none")
+    cls_terms = F.binary_cross_entropy_with_logits(cls_logits.reshape(-1, nc)[fg.reshape(-1)], cls_t, reduction="none")
+    loss_iou = YOLOX_REG_WEIGHT * (iou_terms.sum() / num_fg)
+    loss_obj = obj_terms.sum() / num_fg
+    loss_cls = cls_terms.sum() / num_fg
+    iou_pa, cls_pa = torch.zeros(b, a), torch.zeros(b, a)
+    iou_pa[fg] = iou_terms
+    cls_pa[fg] = cls_terms.sum(-1)
+    return YoloxLoss(loss_iou + loss_obj + loss_cls, loss_iou, loss_obj, loss_cls, num_fg, iou_pa,
+                     obj_terms.view(b, a), cls_pa)

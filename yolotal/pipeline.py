@@ -198,12 +198,15 @@ def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool
     else:
         _assign_yolov5(trace, cfg, labels)
     _add_positives(trace)
-    if with_loss and a_cfg.name in LOSS_ASSIGNERS:
+    if with_loss and a_cfg.name in V8_LOSS_ASSIGNERS:
         _add_loss(trace, cfg, pred_distri, pred_logits, pred_bboxes_grid, anchor_points, stride_tensor)
+    elif with_loss and a_cfg.name == "simota":
+        _add_yolox_loss(trace)
     return trace
 
 
-LOSS_ASSIGNERS = ("tal", "tal-o2o", "atss")  # whose targets feed the v8 loss (BCE, CIoU, DFL)
+V8_LOSS_ASSIGNERS = ("tal", "tal-o2o", "atss")  # whose targets feed the v8 loss (BCE, CIoU, DFL)
+LOSS_ASSIGNERS = (*V8_LOSS_ASSIGNERS, "simota")  # simota: YOLOX's loss
 
 
 def _assign_tal(trace: Trace, cfg: Config, nc: int, inputs: tuple) -> None:
@@ -271,16 +274,17 @@ def _assign_atss(trace: Trace, cfg: Config, nc: int, inputs: tuple) -> None:
 
 def yolox_from_v8(trace: Trace) -> Heads:
     """YOLOX-layout heads carrying the same predictions as the trace's (v8) heads: the decoded boxes as
-    (x, y, log w, log h) regressions, objectness logit 8 (sigmoid 0.9997), the same class logits."""
+    (x, y, log w, log h) regressions, the same class logits, and as objectness logit the largest class logit
+    (so sqrt(cls * obj) is the class score where that class leads, and background anchors stay background)."""
     ap, st = trace["anchor_points"], trace["stride_tensor"]
     box = trace["pred_bboxes"]  # (b, A, 4) px xyxy
     wh = (box[..., 2:] - box[..., :2]).clamp(min=1e-3)
     cxy = (box[..., :2] + box[..., 2:]) / 2
     reg = torch.cat((cxy / st - (ap - 0.5), torch.log(wh / st)), -1)
-    obj = torch.full_like(reg[..., :1], 8.0)
+    obj = trace["pred_logits"].amax(-1, keepdim=True)
     lead = torch.cat((reg, obj), -1).permute(0, 2, 1).contiguous()
     return Heads(lead, trace["pred_logits"].permute(0, 2, 1).contiguous(), tuple((lv.h, lv.w) for lv in trace.levels),
-                 "the same predictions as the TAL heads, in YOLOX's layout (objectness logit 8)")
+                 "the same predictions as the TAL heads, in YOLOX's layout (objectness = the largest class logit)")
 
 
 def _assign_simota(trace: Trace, cfg: Config, nc: int, heads: Heads) -> None:
@@ -296,13 +300,16 @@ def _assign_simota(trace: Trace, cfg: Config, nc: int, heads: Heads) -> None:
     gt_idx = torch.zeros(b, n_anchors, dtype=torch.int64)
     iou = torch.zeros(b, n_anchors)
     per_image: dict[str, torch.Tensor] = {}
-    gb = trace["gt_bboxes"]
+    h, w = cfg.imgsz
+    lab = trace.labels
     for i in range(b):
         n = trace.n_gts(i)
         if n == 0:
             continue
-        g = gb[i, :n]
-        gt_cxcywh = torch.cat(((g[:, :2] + g[:, 2:]) / 2, g[:, 2:] - g[:, :2]), 1)
+        # YOLOX takes labels as cx, cy, w, h in pixels: scaled straight from the normalised values
+        rows = lab.batch_idx == i
+        gt_cxcywh = torch.from_numpy(lab.xywhn[rows]) * torch.tensor([w, h, w, h], dtype=torch.float32)
+        per_image[f"simota_gt_cxcywh[{i}]"] = gt_cxcywh
         r = assign_image(gt_cxcywh, trace["gt_labels"][i, :n, 0], pred[i], cls[i], lead[i, :, 4:5], cells, st, nc,
                          cfg.assigner.profile)
         fg[i], iou[i] = r.fg, r.matched_iou
@@ -310,9 +317,25 @@ def _assign_simota(trace: Trace, cfg: Config, nc: int, heads: Heads) -> None:
         for k in ("candidates", "in_box", "in_centre", "geometry", "ious", "cls_cost", "iou_cost", "cost", "topk_ious",
                   "dynamic_k", "picked", "matching"):
             per_image[f"simota_{k}[{i}]"] = getattr(r, k)
-    trace.add("simota_decode", f"YOLOX decode ({heads.source})", yolox_pred_cxcywh=pred)
+    trace.add("simota_decode", f"YOLOX decode ({heads.source})", yolox_pred_cxcywh=pred,
+              yolox_obj_logits=lead[..., 4:5].contiguous(), yolox_cls_logits=cls.contiguous())
     trace.add("simota", "SimOTA per image (C = candidate anchors of the image)", **per_image)
     trace.add("targets", "Targets", fg_mask=fg, target_gt_idx=gt_idx, pred_ious=iou)
+
+
+def _add_yolox_loss(trace: Trace) -> None:
+    """YOLOX's loss on the SimOTA targets."""
+    from .loss import yolox_loss
+
+    b = trace.batch
+    fg, gt_idx = trace["fg_mask"], trace["target_gt_idx"]
+    gts = [trace[f"simota_gt_cxcywh[{i}]"] if f"simota_gt_cxcywh[{i}]" in trace else torch.zeros(0, 4) for i in range(b)]
+    cls = [trace["gt_labels"][i, : trace.n_gts(i), 0] for i in range(b)]
+    lo = yolox_loss(trace["yolox_pred_cxcywh"], trace["yolox_obj_logits"], trace["yolox_cls_logits"], fg, gt_idx,
+                    trace["pred_ious"], gts, cls)
+    trace.add("loss", "YOLOX loss (reg_weight 5, no L1 term)", yolox_loss=lo.loss, yolox_loss_iou=lo.loss_iou,
+              yolox_loss_obj=lo.loss_obj, yolox_loss_cls=lo.loss_cls, yolox_num_fg=torch.tensor(lo.num_fg),
+              iou_per_anchor=lo.iou_per_anchor, obj_per_anchor=lo.obj_per_anchor, cls_per_anchor=lo.cls_per_anchor)
 
 
 def _assign_yolov5(trace: Trace, cfg: Config, labels: Labels) -> None:

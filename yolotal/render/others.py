@@ -238,3 +238,43 @@ def render_compare(traces: dict[str, Trace], con: Console, images: list[int]) ->
                 f, ln = first.gt_origin[i][j]
                 con.print(Text.assemble(("✗ ", "bold red"), f"GT {j} ({f}:{ln}): no positive from {', '.join(none)}; "
                                         f"positives from {', '.join(k for k in names if per[k][j])}"), soft_wrap=True)
+
+
+# ------------------------------------------------------------------------------------------------ YOLOX loss
+def render_yolox_loss(trace: Trace, con: Console, images: list[int]) -> None:
+    """YOLOX's loss terms, per image and per GT (raw sums before the division by num_fg)."""
+    num_fg = int(trace["yolox_num_fg"])
+    con.print(Panel(f"YOLOX loss on the SimOTA targets · num_fg {num_fg} (the divisor of every term)\n"
+                    "iou: 5.0 × Σ(1 − IoU²) over foreground · obj: Σ BCE(objectness, fg) over every anchor · "
+                    "cls: Σ BCE(class logits, one-hot × matched IoU) over foreground · no L1 term (YOLOX adds "
+                    "it only in the last no-augmentation epochs)", title="YOLOX loss", expand=False))
+    tab = Table(title="Terms (as YOLOX logs them)", box=rbox.SIMPLE_HEAD, pad_edge=False)
+    for c in ("term", "value"):
+        tab.add_column(c, justify="right")
+    for name, key in (("iou_loss (×5)", "yolox_loss_iou"), ("conf_loss", "yolox_loss_obj"), ("cls_loss", "yolox_loss_cls"),
+                      ("total_loss", "yolox_loss")):
+        tab.add_row(name, f"{float(trace[key]):.6g}")
+    con.print(tab)
+    iou_pa, obj_pa, cls_pa, fg = trace["iou_per_anchor"], trace["obj_per_anchor"], trace["cls_per_anchor"], trace["fg_mask"]
+    img = Table(title="Per image (raw sums; divide by num_fg for the terms)", box=rbox.SIMPLE_HEAD, pad_edge=False)
+    for c in ("image", "fg", "Σ(1−IoU²)", "Σ obj BCE", "Σ cls BCE"):
+        img.add_column(c, justify="right")
+    for i in images:
+        img.add_row(str(i), str(int(fg[i].sum())), f"{float(iou_pa[i].sum()):.5g}", f"{float(obj_pa[i].sum()):.5g}",
+                    f"{float(cls_pa[i].sum()):.5g}")
+    con.print(img)
+    tgi, ious = trace["target_gt_idx"], trace["pred_ious"]
+    for i in images:
+        n = trace.n_gts(i)
+        if not n:
+            continue
+        gt = Table(title=f"Per GT · image {i}", title_justify="left", box=rbox.SIMPLE_HEAD, pad_edge=False)
+        for c in ("GT", "positives", "mean IoU", "Σ(1−IoU²)", "Σ cls BCE"):
+            gt.add_column(c, justify="right")
+        for j in range(n):
+            sel = fg[i] & (tgi[i] == j)
+            k = int(sel.sum())
+            gt.add_row(Text(gt_symbol(j), style=gt_style(j)), Text(str(k), style="bold red" if not k else ""),
+                       f"{float(ious[i][sel].mean()):.4f}" if k else "—", f"{float(iou_pa[i][sel].sum()):.5g}",
+                       f"{float(cls_pa[i][sel].sum()):.5g}")
+        con.print(gt)

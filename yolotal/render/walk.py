@@ -99,7 +99,12 @@ def _walk_other(trace: Trace, con: Console, full: bool) -> None:
     a = trace.config.assigner
     step(con, f"6. Assignment: {a.name} ({a.profile})")
     render_assign_other(trace, con, list(range(trace.batch)), full, gt_tensors=False)
-    if "loss" in trace:
+    if "yolox_loss" in trace:
+        from .others import render_yolox_loss
+
+        step(con, "7. Loss (YOLOX: IoU, objectness, BCE) on these targets")
+        render_yolox_loss(trace, con, list(range(trace.batch)))
+    elif "loss" in trace:
         step(con, "7. Loss (YOLOv8/11: BCE, CIoU, DFL) on these targets")
         render_loss(trace, con, list(range(trace.batch)))
     else:
