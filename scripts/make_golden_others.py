@@ -39,12 +39,26 @@ def yolov5_case(name, seed, batch, imgsz, per_image, kind, strides=(8, 16, 32)):
     p = [torch.zeros(batch, 3, h // s, w // s, 10) for s in strides]
     tcls, tbox, indices, anch = ComputeLoss.build_targets(stub, p, torch.from_numpy(labels))
     out = {"labels": labels, "imgsz": np.array(imgsz), "strides": np.array(strides), "anchors": np.array(V5_ANCHORS, np.float32)}
+    # YOLOv5's loss on random raw head maps (b, na*(5+nc), h, w), viewed as Detect does in training
+    nc = 5
+    raw = [rng.normal(0, 1, (batch, 3 * (5 + nc), h // s, w // s)).astype(np.float32) for s in strides]
+    pl = [torch.from_numpy(r).view(batch, 3, 5 + nc, h // s, w // s).permute(0, 1, 3, 4, 2).contiguous()
+          for r, s in zip(raw, strides)]
+    stub.sort_obj_iou, stub.nc, stub.gr, stub.ssi, stub.autobalance = False, nc, 1.0, 0, False
+    stub.cp, stub.cn, stub.balance = 1.0, 0.0, [4.0, 1.0, 0.4]
+    stub.BCEcls = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor([1.0]))
+    stub.BCEobj = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor([1.0]))
+    stub.hyp.update(box=0.05, obj=1.0, cls=0.5)
+    stub.build_targets = types.MethodType(ComputeLoss.build_targets, stub)
+    total, items = ComputeLoss.__call__(stub, pl, torch.from_numpy(labels))
+    out.update({f"level{i}": r for i, r in enumerate(raw)})
+    out["loss"] = np.array([float(total), *items.tolist()], np.float32)
     for i in range(3):
         b, a, gj, gi = indices[i]
         out.update({f"l{i}_image": b.numpy(), f"l{i}_anchor": a.numpy(), f"l{i}_gy": gj.numpy(), f"l{i}_gx": gi.numpy(),
                     f"l{i}_tbox": tbox[i].numpy(), f"l{i}_anch": anch[i].numpy(), f"l{i}_cls": tcls[i].numpy()})
     np.savez_compressed(OUT / f"yolov5_{name}.npz", **out)
-    print("yolov5", name, [len(x[0]) for x in indices])
+    print("yolov5", name, [len(x[0]) for x in indices], out["loss"])
 
 
 def simota_case(name, seed, batch, imgsz, per_image, kind, nc=4, strides=(8, 16, 32)):

@@ -226,8 +226,8 @@ def test_cli_compare_agrees_with_single_runs(cli):
 
 
 def test_cli_refusals(cli):
-    code, _, err = cli("loss", SAMPLES / "coco8" / "labels", "--assigner", "yolov5")
-    assert code == 2 and "does not implement" in err and "yolotal assign --assigner yolov5" in err
+    code, out, err = cli("loss", SAMPLES / "coco8" / "labels", "--assigner", "yolov5", "--synthetic", "trained")
+    assert code == 0 and "total (× batch)" in out and "mean CIoU" in out
     code, out, err = cli("loss", SAMPLES / "coco8" / "labels", "--assigner", "simota", "--synthetic", "trained")
     assert code == 0 and "iou_loss (×5)" in out and "num_fg" in out
     code, _, err = cli("assign", SAMPLES / "coco8" / "labels", "--assigner", "fcos")
@@ -242,7 +242,7 @@ def test_walk_with_other_assigners(cli):
     code, out, err = cli("walk", "--assigner", "atss")
     assert code == 0, err and "7. Loss (YOLOv8/11: BCE, CIoU, DFL) on these targets" in out
     code, out, err = cli("walk", "--assigner", "yolov5")
-    assert code == 0 and "not computed: yolov5's targets belong to another loss" in " ".join(out.split())
+    assert code == 0 and "7. Loss (YOLOv5: CIoU, objectness, BCE per anchor box)" in " ".join(out.split())
 
 
 def test_tal_o2o_is_yolo26s_one_to_one_head():
@@ -279,3 +279,51 @@ def test_yolox_loss_matches_get_losses(name, tmp_path):
             yolox_heads=load_heads(tmp_path / "yolox.npz", 16, nc, layout="yolox"))
     got = [float(t[k]) for k in ("yolox_loss", "yolox_loss_iou", "yolox_loss_obj", "yolox_loss_cls")]
     np.testing.assert_allclose(got, z["loss"], rtol=2e-6)
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in OTHERS.glob("yolov5_*.npz")))
+def test_yolov5_loss_matches_compute_loss(name):
+    from yolotal.assigners.yolov5 import yolov5_loss
+
+    z = np.load(OTHERS / f"{name}.npz")
+    (h, w), strides = z["imgsz"].tolist(), tuple(z["strides"].tolist())
+    levels = build_targets(torch.from_numpy(z["labels"]), [(h // s, w // s) for s in strides], strides,
+                           anchors_tensor(tuple(map(tuple, z["anchors"].tolist()))))
+    b = z["level0"].shape[0]
+    preds = [torch.from_numpy(z[f"level{i}"]).view(b, 3, 10, h // s, w // s).permute(0, 1, 3, 4, 2).contiguous()
+             for i, s in enumerate(strides)]
+    lo = yolov5_loss(preds, levels, 5)
+    got = [float(lo.total), float(lo.lbox), float(lo.lobj), float(lo.lcls)]
+    np.testing.assert_allclose(got, z["loss"], rtol=2e-6)
+
+
+@pytest.mark.parametrize("name", ["yolov5_mixed", "yolov5_rect_edge"])
+def test_yolov5_loss_through_the_pipeline_from_a_heads_file(name, tmp_path, cli):
+    z = np.load(OTHERS / f"{name}.npz")
+    (h, w) = z["imgsz"].tolist()
+    np.savez(tmp_path / "v5.npz", **{k: z[k] for k in z.files if k.startswith("level")})
+    rows = z["labels"]
+    (tmp_path / "batch.txt").write_text("".join(" ".join(f"{v:.9g}" for v in r) + "\n" for r in rows.tolist()))
+    code, out, err = cli("loss", tmp_path / "batch.txt", "--assigner", "yolov5", "--heads", tmp_path / "v5.npz",
+                         "--imgsz", str(h), "--imgsz", str(w), "--nc", "5", "--export", tmp_path / "o.npz")
+    assert code == 0, err
+    e = np.load(tmp_path / "o.npz")
+    got = [float(e[k]) for k in ("v5_loss", "v5_lbox", "v5_lobj", "v5_lcls")]
+    np.testing.assert_allclose(got, z["loss"], rtol=1e-5)
+
+
+def test_compare_with_a_v8_heads_file(cli, tmp_path):
+    """compare reads --heads as YOLOv8 heads for every assigner (SimOTA sees the same predictions)."""
+    from yolotal.inputs.heads import synthetic_randn
+
+    h = synthetic_randn(4, 80, 16, [(80, 80), (40, 40), (20, 20)], 5)
+    levels, start = [], 0
+    for gh, gw in [(80, 80), (40, 40), (20, 20)]:
+        n = gh * gw
+        levels.append(np.concatenate([h.boxes[:, :, start:start + n], h.scores[:, :, start:start + n]], 1)
+                      .reshape(4, -1, gh, gw))
+        start += n
+    np.savez(tmp_path / "v8.npz", **{f"level{i}": x for i, x in enumerate(levels)})
+    code, out, err = cli("compare", SAMPLES / "coco8" / "labels", "--heads", tmp_path / "v8.npz", "-a", "tal,simota,yolov5")
+    assert code == 0, err
+    assert f"heads: {tmp_path / 'v8.npz'}" in " ".join(out.split()).replace("\n", "")

@@ -109,7 +109,8 @@ def _config(config: Path | None, **over):
 
 
 def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_loss: bool = True,
-           pictures: "list[Path] | str | None" = None, yolox_heads: Path | None = None, **over) -> "Trace":
+           pictures: "list[Path] | str | None" = None, yolox_heads: Path | None = None, v8_heads: bool = False,
+           **over) -> "Trace":
     """pictures: None, "auto" (find each label file's image), or explicit image files in batch order."""
     from dataclasses import replace
 
@@ -118,16 +119,21 @@ def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_lo
     from .pipeline import run
 
     cfg = _config(config, **over)
-    h = load_heads(heads, cfg.reg_max, cfg.nc) if heads is not None else None
+    # --heads is in the layout of the chosen assigner: YOLOv8 (DFL) for tal/atss, YOLOX for simota, YOLOv5 for
+    # yolov5; the v8 decode stage then runs on synthetic heads of the same seed
+    name = "tal" if v8_heads else cfg.assigner.name  # v8_heads: --heads is YOLOv8 whatever the assigner (compare)
+    h = load_heads(heads, cfg.reg_max, cfg.nc) if heads is not None and name not in ("simota", "yolov5") else None
     if h is not None and cfg.nc is None:
         cfg = replace(cfg, nc=h.nc)
-    yh = None
-    if yolox_heads is not None or (heads is not None and cfg.assigner.name == "simota"):
-        # simota reads YOLOX heads: --yolox-heads, or --heads itself under `--assigner simota`
-        path = yolox_heads if yolox_heads is not None else heads
-        yh = load_heads(path, cfg.reg_max, cfg.nc, layout="yolox")
-        if h is not None and path == heads:
-            h = None  # the v8 stages then use synthetic heads; the assignment uses the YOLOX ones
+    yh = v5h = None
+    if heads is not None and name == "yolov5":
+        from .inputs.heads import load_v5_heads
+
+        v5h = load_v5_heads(heads, cfg.nc, len(cfg.assigner.anchors[0]) // 2)
+        if cfg.nc is None:
+            cfg = replace(cfg, nc=v5h[0].shape[-1] - 5)
+    if yolox_heads is not None or (heads is not None and name == "simota"):
+        yh = load_heads(yolox_heads if yolox_heads is not None else heads, cfg.reg_max, cfg.nc, layout="yolox")
         if cfg.nc is None:
             cfg = replace(cfg, nc=yh.nc)
     lab = load_labels(labels, cfg.num_classes) if labels is not None else no_labels()
@@ -142,7 +148,7 @@ def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_lo
         if len(pictures) > max(lab.n_images, 1):
             raise InputError(f"--image-file given {len(pictures)} times but the labels describe {lab.n_images} image(s)")
         pics = list(pictures)
-    return run(cfg, lab, h, with_loss=with_loss, pictures=pics, yolox_heads=yh)
+    return run(cfg, lab, h, with_loss=with_loss, pictures=pics, yolox_heads=yh, yolov5_heads=v5h)
 
 
 def _images(trace: "Trace", image: list[int] | None) -> list[int]:
@@ -219,14 +225,14 @@ def decode(
 
 def _assign_like(labels: Path | None, config: Path | None, heads: Path | None, run: dict,
                  png: Path | None = None, image_file: "list[Path] | None" = None,
-                 yolox_heads: Path | None = None) -> "Trace":
+                 yolox_heads: Path | None = None, v8_heads: bool = False) -> "Trace":
     """The full pipeline (assignment and loss) for the commands that need LABELS."""
     if labels is None:
         raise InputError("missing LABELS: give a label file, a directory of label files, or a batch file")
     if png is not None and png.suffix.lower() != ".png":
         raise InputError("--png path must end in .png", str(png))
     return _trace(labels, config, heads, pictures=image_file or ("auto" if png is not None else None),
-                  yolox_heads=yolox_heads, **run)
+                  yolox_heads=yolox_heads, v8_heads=v8_heads, **run)
 
 
 def _png(trace: "Trace", images: list[int], png: Path | None, con: "Console") -> None:
@@ -280,22 +286,16 @@ def loss(
     run: dict = None,
 ) -> None:
     """Loss terms (BCE, CIoU, DFL): raw and gain-weighted, per image and per GT; warns on clamped DFL targets."""
-    from .pipeline import LOSS_ASSIGNERS
-    from .render.others import render_yolox_loss
+    from .render.others import render_v5_loss, render_yolox_loss
     from .render.terminal import render_loss
 
-    if run.get("name") not in (None, *LOSS_ASSIGNERS):
-        raise InputError(
-            f"--assigner {run['name']}: yolotal computes the YOLOv8/11 loss (for {', '.join(LOSS_ASSIGNERS[:-1])}) and "
-            f"YOLOX's (for simota); {run['name']}'s targets belong to YOLOv5's loss (CIoU + objectness + BCE per anchor "
-            f"box), which it does not implement. `yolotal assign --assigner {run['name']}` and `yolotal compare` show "
-            "its assignment"
-        )
     trace = _assign_like(labels, config, heads, run)
     con = _console()
     _warnings(trace, con)
     if trace.config.assigner.name == "simota":
         render_yolox_loss(trace, con, _images(trace, image))
+    elif trace.config.assigner.name == "yolov5":
+        render_v5_loss(trace, con, _images(trace, image))
     else:
         render_loss(trace, con, _images(trace, image))
     _finish(trace, con, export)
@@ -405,7 +405,7 @@ def compare(
     labels: LabelsArg = None,
     assigners: Annotated[str, typer.Option("--assigners", "-a", help="Comma-separated: tal, tal-o2o, simota, atss, yolov5 (yolox-0.3 = simota with that profile).")] = "tal,simota,atss,yolov5",
     config: ConfigOpt = None,
-    heads: HeadsOpt = None,
+    heads: Annotated[Optional[Path], typer.Option("--heads", help="YOLOv8/11 heads (.npz/.pt) for every assigner that reads predictions.")] = None,
     yolox_heads: Annotated[Optional[Path], typer.Option("--yolox-heads", help="YOLOX-layout heads (5+nc channels) for simota; default: the same predictions as --heads / synthetic.")] = None,
     image: ImageOpt = None,
     png: PngOpt = None,
@@ -432,7 +432,8 @@ def compare(
             raise InputError(f"--assigners: {n} given twice")
         runs[n] = _assign_like(labels, config, heads, dict(name=name, profile=profile, seed=seed, kind=synthetic,
                                                              batch=batch, nc=nc, reg_max=reg_max, imgsz=imgsz,
-                                                             strides=strides), png, image_file, yolox_heads)
+                                                             strides=strides), png, image_file, yolox_heads,
+                               v8_heads=True)
     first = runs[names[0]]
     con = _console()
     _warnings(first, con)

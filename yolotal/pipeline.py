@@ -125,12 +125,14 @@ def make_heads(cfg: Config, labels: Labels, heads: Heads | None) -> Heads:
 
 
 def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool = True,
-        pictures: list | None = None, yolox_heads: Heads | None = None) -> Trace:
+        pictures: list | None = None, yolox_heads: Heads | None = None,
+        yolov5_heads: list[torch.Tensor] | None = None) -> Trace:
     """Run the whole pipeline and record every stage.
 
     pictures: per image, the path of its picture or None. A picture's labels are first mapped through
     ultralytics' letterbox onto the imgsz canvas, so the numbers describe the pixels drawn.
     yolox_heads: YOLOX-layout heads for the simota assigner (default: the same predictions as ``heads``).
+    yolov5_heads: YOLOv5 head maps (b, na, h, w, 5+nc) per level for yolov5's loss (default: synthetic).
     """
     boxes: list = []
     if pictures:
@@ -196,17 +198,18 @@ def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool
     elif a_cfg.name == "simota":
         _assign_simota(trace, cfg, nc, yolox_heads if yolox_heads is not None else yolox_from_v8(trace))
     else:
-        _assign_yolov5(trace, cfg, labels)
+        v5_levels = _assign_yolov5(trace, cfg, labels)
     _add_positives(trace)
     if with_loss and a_cfg.name in V8_LOSS_ASSIGNERS:
         _add_loss(trace, cfg, pred_distri, pred_logits, pred_bboxes_grid, anchor_points, stride_tensor)
     elif with_loss and a_cfg.name == "simota":
         _add_yolox_loss(trace)
+    elif with_loss:
+        _add_v5_loss(trace, cfg, nc, v5_levels, yolov5_heads)
     return trace
 
 
 V8_LOSS_ASSIGNERS = ("tal", "tal-o2o", "atss")  # whose targets feed the v8 loss (BCE, CIoU, DFL)
-LOSS_ASSIGNERS = (*V8_LOSS_ASSIGNERS, "simota")  # simota: YOLOX's loss
 
 
 def _assign_tal(trace: Trace, cfg: Config, nc: int, inputs: tuple) -> None:
@@ -338,7 +341,7 @@ def _add_yolox_loss(trace: Trace) -> None:
               iou_per_anchor=lo.iou_per_anchor, obj_per_anchor=lo.obj_per_anchor, cls_per_anchor=lo.cls_per_anchor)
 
 
-def _assign_yolov5(trace: Trace, cfg: Config, labels: Labels) -> None:
+def _assign_yolov5(trace: Trace, cfg: Config, labels: Labels) -> list:
     from .assigners.yolov5 import anchors_tensor, build_targets
 
     rows = np.concatenate([labels.batch_idx[:, None], labels.cls[:, None], labels.xywhn], 1).astype(np.float32)
@@ -360,6 +363,46 @@ def _assign_yolov5(trace: Trace, cfg: Config, labels: Labels) -> None:
                         p + "m_gt": slot_t[g.m_label] if len(g.m_label) else g.m_label, p + "m_anchor": g.m_anchor,
                         p + "offset": g.offset, p + "tbox": g.tbox})
     trace.add("yolov5", "YOLOv5 static matching per level", **tensors)
+    return lvs
+
+
+def synthetic_v5(trace: Trace, cfg: Config, nc: int, lvs: list) -> list[torch.Tensor]:
+    """YOLOv5 head maps (b, na, h, w, 5+nc): ``randn`` (seeded), or ``trained``: every target entry predicts its
+    tbox with noise, objectness and its class logit high; elsewhere objectness and classes low."""
+    gen = torch.Generator().manual_seed(cfg.heads.seed)
+    na = len(cfg.assigner.anchors[0]) // 2
+    out = []
+    for lv, g in zip(trace.levels, lvs):
+        x = torch.randn(trace.batch, na, lv.h, lv.w, 5 + nc, generator=gen)
+        if cfg.heads.kind == "trained":
+            x = x * 0.5
+            x[..., 4:] -= 4.0
+            if len(g.image):
+                logit = lambda p: torch.log(p / (1 - p))  # noqa: E731
+                xy = logit(((g.tbox[:, :2] + 0.5) / 2).clamp(0.02, 0.98))
+                wh = logit((torch.sqrt(g.tbox[:, 2:] / g.anchors[g.anchor]) / 2).clamp(0.02, 0.98))
+                noise = torch.randn(len(g.image), 4, generator=gen) * 0.2
+                x[g.image, g.anchor, g.gy, g.gx, :4] = torch.cat((xy, wh), 1) + noise
+                x[g.image, g.anchor, g.gy, g.gx, 4] = 3.0
+                x[g.image, g.anchor, g.gy, g.gx, 5 + g.cls] = 3.0
+        out.append(x)
+    return out
+
+
+def _add_v5_loss(trace: Trace, cfg: Config, nc: int, lvs: list, preds: list[torch.Tensor] | None) -> None:
+    from .assigners.yolov5 import yolov5_loss
+
+    if preds is None:
+        preds = synthetic_v5(trace, cfg, nc, lvs)
+    for lv, p in zip(trace.levels, preds):
+        if tuple(p.shape[2:4]) != (lv.h, lv.w) or p.shape[0] != trace.batch:
+            raise InputError(f"YOLOv5 heads: level {lv.index} is {tuple(p.shape)}, expected (b={trace.batch}, na, "
+                             f"{lv.h}, {lv.w}, 5+nc)")
+    lo = yolov5_loss(preds, lvs, nc)
+    ciou = {f"v5_l{i}_ciou": c for i, c in enumerate(lo.ciou)}
+    trace.add("loss", "YOLOv5 loss (hyp box 0.05, obj 1.0, cls 0.5; balance 4, 1, 0.4)", v5_loss=lo.total,
+              v5_lbox=lo.lbox, v5_lobj=lo.lobj, v5_lcls=lo.lcls, v5_level_box=torch.tensor(lo.level_box),
+              v5_level_obj=torch.tensor(lo.level_obj), v5_level_cls=torch.tensor(lo.level_cls), **ciou)
 
 
 def _add_positives(trace: Trace) -> None:

@@ -63,7 +63,7 @@ def _check_levels(levels: list, path: str, reg_max: int, nc: int | None, layout:
     for i, x in enumerate(levels):
         if not isinstance(x, torch.Tensor) or x.ndim != 4:
             shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
-            want = "5+nc" if layout == "yolox" else "4*reg_max+nc"
+            want = {"yolox": "5+nc", "yolov5": "na*(5+nc)"}.get(layout, "4*reg_max+nc")
             raise InputError(f"level{i}: expected an array (b, {want}, h, w), got {shape}", path)
         if not x.is_floating_point():
             raise InputError(f"level{i}: expected floating-point values, got {x.dtype}", path)
@@ -73,7 +73,8 @@ def _check_levels(levels: list, path: str, reg_max: int, nc: int | None, layout:
             )
         if not torch.isfinite(x).all():
             raise InputError(f"level{i}: contains NaN or infinite values", path)
-    _check_channels(int(levels[0].shape[1]), path, reg_max, nc, layout)
+    if layout != "yolov5":  # yolov5 checks its channels itself (they depend on the anchors per level)
+        _check_channels(int(levels[0].shape[1]), path, reg_max, nc, layout)
 
 
 def _check_channels(c: int, path: str, reg_max: int, nc: int | None, layout: str = "v8") -> None:
@@ -87,6 +88,50 @@ def _check_channels(c: int, path: str, reg_max: int, nc: int | None, layout: str
         raise InputError(f"head has {c} channels, expected {want}", path)
 
 
+def load_v5_heads(path: str | Path, nc: int | None, na: int) -> list[torch.Tensor]:
+    """YOLOv5 heads: per level (b, na*(5+nc), h, w) raw Detect outputs (.npz level0.. or a .pt list), returned
+    as Detect's training view (b, na, h, w, 5+nc)."""
+    p = Path(path)
+    src = str(p)
+    if not p.is_file():
+        raise InputError("heads file not found", src)
+    if p.suffix == ".npz":
+        levels = _read_npz_levels(p, src)
+    elif p.suffix == ".pt":
+        try:
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises many types for a corrupt or unsafe file
+            raise InputError(f"corrupt or unreadable .pt file ({e.__class__.__name__})", src) from None
+        if not isinstance(obj, (list, tuple)):
+            raise InputError("YOLOv5 heads: expected a list of level tensors (b, na*(5+nc), h, w)", src)
+        levels = list(obj)
+    else:
+        raise InputError("heads file must be .npz or .pt", src)
+    _check_levels(levels, src, 1, None, "yolov5")
+    c = int(levels[0].shape[1])
+    if c % na or c // na <= 5 or (nc is not None and c != na * (5 + nc)):
+        want = f"na*(5+nc) = {na}*(5+{nc}) = {na * (5 + nc)}" if nc is not None else f"a multiple of na = {na}, above {5 * na}"
+        raise InputError(f"head has {c} channels, expected {want} (YOLOv5: per anchor box x, y, w, h, objectness, classes)",
+                         src)
+    return [x.float().view(x.shape[0], na, c // na, x.shape[2], x.shape[3]).permute(0, 1, 3, 4, 2).contiguous()
+            for x in levels]
+
+
+def _read_npz_levels(p: Path, src: str) -> list[torch.Tensor]:
+    try:
+        with open(p, "rb") as fh, np.load(fh, allow_pickle=False) as z:  # fh closes even if np.load fails
+            keys = sorted((k for k in z.files if k.startswith("level")), key=lambda k: int(k[5:] or -1))
+            if not keys or keys != [f"level{i}" for i in range(len(keys))]:
+                raise InputError(f"expected arrays level0, level1, ...; found {sorted(z.files)}", src)
+            return [torch.from_numpy(np.ascontiguousarray(z[k])) for k in keys]
+    except InputError:
+        raise
+    except Exception as e:  # numpy raises many types for a damaged archive or header (fuzzing found
+        # zipfile.BadZipFile, ValueError, EOFError, KeyError, SyntaxError, tokenize.TokenError, zlib.error)
+        detail = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
+        raise InputError(f"corrupt .npz file ({e.__class__.__name__}{': ' + detail if detail else ''})", src) from None
+
+
 def load_heads(path: str | Path, reg_max: int, nc: int | None, layout: str = "v8") -> Heads:
     """Read a .npz or .pt heads file; validates shapes, channels and values (grids are checked later).
 
@@ -98,18 +143,7 @@ def load_heads(path: str | Path, reg_max: int, nc: int | None, layout: str = "v8
     if not p.is_file():
         raise InputError("heads file not found", src)
     if p.suffix == ".npz":
-        try:
-            with open(p, "rb") as fh, np.load(fh, allow_pickle=False) as z:  # fh closes even if np.load fails
-                keys = sorted((k for k in z.files if k.startswith("level")), key=lambda k: int(k[5:] or -1))
-                if not keys or keys != [f"level{i}" for i in range(len(keys))]:
-                    raise InputError(f"expected arrays level0, level1, ...; found {sorted(z.files)}", src)
-                levels = [torch.from_numpy(np.ascontiguousarray(z[k])) for k in keys]
-        except InputError:
-            raise
-        except Exception as e:  # numpy raises many types for a damaged archive or header (fuzzing found
-            # zipfile.BadZipFile, ValueError, EOFError, KeyError, SyntaxError, tokenize.TokenError, zlib.error)
-            detail = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
-            raise InputError(f"corrupt .npz file ({e.__class__.__name__}{': ' + detail if detail else ''})", src) from None
+        levels = _read_npz_levels(p, src)
         _check_levels(levels, src, reg_max, nc, layout)
         return from_levels(levels, reg_max, src, lead)
     if p.suffix == ".pt":

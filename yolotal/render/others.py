@@ -278,3 +278,49 @@ def render_yolox_loss(trace: Trace, con: Console, images: list[int]) -> None:
                        f"{float(ious[i][sel].mean()):.4f}" if k else "—", f"{float(iou_pa[i][sel].sum()):.5g}",
                        f"{float(cls_pa[i][sel].sum()):.5g}")
         con.print(gt)
+
+
+# ------------------------------------------------------------------------------------------------ YOLOv5 loss
+def render_v5_loss(trace: Trace, con: Console, images: list[int]) -> None:
+    """YOLOv5's loss items, per level and per GT."""
+    con.print(Panel("YOLOv5 loss (ComputeLoss): box = mean(1 − CIoU) of each level's targets; obj = BCE over every "
+                    "(anchor, cell) with target CIoU at the targets, weighted 4.0 / 1.0 / 0.4 by level; cls = BCE of the "
+                    "targets' class logits; gains box 0.05, obj 1.0, cls 0.5 (train.py rescales them by the number of "
+                    "levels, classes and imgsz); total = (box + obj + cls) × batch size", title="YOLOv5 loss",
+                    expand=False))
+    tab = Table(title="Terms (as YOLOv5 logs them)", box=rbox.SIMPLE_HEAD, pad_edge=False)
+    for c in ("term", "value"):
+        tab.add_column(c, justify="right")
+    for name, key in (("box", "v5_lbox"), ("obj", "v5_lobj"), ("cls", "v5_lcls"), ("total (× batch)", "v5_loss")):
+        tab.add_row(name, f"{float(trace[key]):.6g}")
+    con.print(tab)
+    lv_tab = Table(title="Per level (before gains and balance)", box=rbox.SIMPLE_HEAD, pad_edge=False)
+    for c in ("level", "stride", "targets", "mean 1−CIoU", "obj BCE", "cls BCE"):
+        lv_tab.add_column(c, justify="right")
+    for lv in trace.levels:
+        p = f"v5_l{lv.index}_"
+        lv_tab.add_row(str(lv.index), str(lv.stride), str(int(trace[p + "image"].numel())),
+                       f"{float(trace['v5_level_box'][lv.index]):.5g}", f"{float(trace['v5_level_obj'][lv.index]):.5g}",
+                       f"{float(trace['v5_level_cls'][lv.index]):.5g}")
+    con.print(lv_tab)
+    for i in images:
+        n = trace.n_gts(i)
+        if not n:
+            continue
+        gt = Table(title=f"Per GT · image {i}: target entries and the CIoU of their predicted boxes",
+                   title_justify="left", box=rbox.SIMPLE_HEAD, pad_edge=False)
+        for c in ("GT", "entries", "mean CIoU", "per stride"):
+            gt.add_column(c, justify="right" if c != "per stride" else "left")
+        for j in range(n):
+            vals, per = [], []
+            for lv in trace.levels:
+                p = f"v5_l{lv.index}_"
+                sel = (trace[p + "image"] == i) & (trace[p + "gt"] == j)
+                k = int(sel.sum())
+                if k:
+                    vals.append(trace[f"v5_l{lv.index}_ciou"][sel])
+                    per.append(f"s{lv.stride}×{k}")
+            allv = torch.cat(vals) if vals else torch.zeros(0)
+            gt.add_row(Text(gt_symbol(j), style=gt_style(j)), Text(str(allv.numel()), style="" if allv.numel() else "bold red"),
+                       f"{float(allv.mean()):.4f}" if allv.numel() else "—", " ".join(per) or "—")
+        con.print(gt)

@@ -104,6 +104,11 @@ def _walk_other(trace: Trace, con: Console, full: bool) -> None:
 
         step(con, "7. Loss (YOLOX: IoU, objectness, BCE) on these targets")
         render_yolox_loss(trace, con, list(range(trace.batch)))
+    elif "v5_loss" in trace:
+        from .others import render_v5_loss
+
+        step(con, "7. Loss (YOLOv5: CIoU, objectness, BCE per anchor box) on these targets")
+        render_v5_loss(trace, con, list(range(trace.batch)))
     elif "loss" in trace:
         step(con, "7. Loss (YOLOv8/11: BCE, CIoU, DFL) on these targets")
         render_loss(trace, con, list(range(trace.batch)))
