@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from yolotal.config import Config, config_from_dict, load_config, with_overrides
@@ -72,3 +74,29 @@ def test_cli_overrides_validate_and_apply():
     assert c.assigner.topk == 13 and c.assigner.profile == "classic" and c.heads.seed == 3 and c.imgsz == (320, 320)
     with pytest.raises(InputError, match="command line: assigner.topk"):
         with_overrides(Config(), topk=0)
+
+
+def test_assigner_names_bring_their_defaults():
+    c = config_from_dict({"assigner": {"name": "tal-o2o"}})
+    assert (c.assigner.profile, c.assigner.topk, c.assigner.topk2) == ("ultralytics", 7, 1)
+    c = config_from_dict({"assigner": {"name": "simota"}})
+    assert (c.assigner.profile, c.assigner.topk, c.assigner.topk2) == ("yolox", 10, None)
+    assert config_from_dict({"assigner": {"name": "atss"}}).assigner.topk == 9
+    # switching assigner on top of a finished config resets profile and topk, unless given
+    base = config_from_dict({"assigner": {"profile": "classic", "topk": 13}})
+    c = with_overrides(base, name="simota")
+    assert (c.assigner.profile, c.assigner.topk) == ("yolox", 10)
+    c = with_overrides(base, name="simota", profile="yolox-0.3", topk=8)
+    assert (c.assigner.profile, c.assigner.topk) == ("yolox-0.3", 8)
+    assert c.loss_profile == "ultralytics" and base.loss_profile == "classic"
+
+
+@pytest.mark.parametrize("raw,msg", [
+    ({"assigner": {"name": "yolov5", "anchors": [[10, 13, 16]]}}, "assigner.anchors: expected one list of w,h pixel pairs"),
+    ({"assigner": {"name": "yolov5", "anchors": [[10, 13], [16, 30]]}}, "assigner.anchors: 2 levels of anchors for 3 strides"),
+    ({"assigner": {"name": "atss", "topk2": 1}}, "assigner.topk2: only the task-aligned assigners have topk2, not atss"),
+    ({"assigner": {"name": "yolov5", "anchor_t": 0}}, "assigner.anchor_t: expected a positive number, got 0"),
+])
+def test_bad_assigner_settings(raw, msg):
+    with pytest.raises(InputError, match=re.escape(msg)):
+        config_from_dict(raw, "x.yaml")
