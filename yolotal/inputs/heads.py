@@ -88,25 +88,30 @@ def _check_channels(c: int, path: str, reg_max: int, nc: int | None, layout: str
         raise InputError(f"head has {c} channels, expected {want}", path)
 
 
+def _read_heads_file(p: Path, src: str):
+    """The levels of a .npz file (a list), or whatever a .pt file holds (one2many unwrapped)."""
+    if not p.is_file():
+        raise InputError("heads file not found", src)
+    if p.suffix == ".npz":
+        return _read_npz_levels(p, src)
+    if p.suffix == ".pt":
+        try:
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises many types for a corrupt or unsafe file
+            raise InputError(f"corrupt or unreadable .pt file ({e.__class__.__name__})", src) from None
+        return obj["one2many"] if isinstance(obj, dict) and "one2many" in obj else obj
+    raise InputError("heads file must be .npz or .pt", src)
+
+
 def load_v5_heads(path: str | Path, nc: int | None, na: int) -> list[torch.Tensor]:
     """YOLOv5 heads: per level (b, na*(5+nc), h, w) raw Detect outputs (.npz level0.. or a .pt list), returned
     as Detect's training view (b, na, h, w, 5+nc)."""
     p = Path(path)
     src = str(p)
-    if not p.is_file():
-        raise InputError("heads file not found", src)
-    if p.suffix == ".npz":
-        levels = _read_npz_levels(p, src)
-    elif p.suffix == ".pt":
-        try:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises many types for a corrupt or unsafe file
-            raise InputError(f"corrupt or unreadable .pt file ({e.__class__.__name__})", src) from None
-        if not isinstance(obj, (list, tuple)):
-            raise InputError("YOLOv5 heads: expected a list of level tensors (b, na*(5+nc), h, w)", src)
-        levels = list(obj)
-    else:
-        raise InputError("heads file must be .npz or .pt", src)
+    levels = _read_heads_file(p, src)
+    if not isinstance(levels, (list, tuple)):
+        raise InputError("YOLOv5 heads: expected a list of level tensors (b, na*(5+nc), h, w)", src)
+    levels = list(levels)
     _check_levels(levels, src, 1, None, "yolov5")
     c = int(levels[0].shape[1])
     if c % na or c // na <= 5 or (nc is not None and c != na * (5 + nc)):
@@ -137,32 +142,18 @@ def load_heads(path: str | Path, reg_max: int, nc: int | None, layout: str = "v8
 
     layout "v8" (DFL) or "yolox" (for SimOTA; .npz or a .pt list of levels only).
     """
-    lead = 5 if layout == "yolox" else None
     p = Path(path)
     src = str(p)
-    if not p.is_file():
-        raise InputError("heads file not found", src)
-    if p.suffix == ".npz":
-        levels = _read_npz_levels(p, src)
+    obj = _read_heads_file(p, src)
+    if isinstance(obj, (list, tuple)):
+        levels = list(obj)
         _check_levels(levels, src, reg_max, nc, layout)
-        return from_levels(levels, reg_max, src, lead)
-    if p.suffix == ".pt":
-        try:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises many types for a corrupt or unsafe file
-            raise InputError(f"corrupt or unreadable .pt file ({e.__class__.__name__})", src) from None
-        if isinstance(obj, dict) and "one2many" in obj:
-            obj = obj["one2many"]
-        if isinstance(obj, (list, tuple)):
-            levels = list(obj)
-            _check_levels(levels, src, reg_max, nc, layout)
-            return from_levels(levels, reg_max, src, lead)
-        if layout == "yolox":
-            raise InputError("YOLOX heads: expected a list of level tensors (b, 5+nc, h, w)", src)
-        if isinstance(obj, dict) and {"boxes", "scores", "feats"} <= set(obj):
-            return _from_dict(obj, src, reg_max, nc)
-        raise InputError("expected a list of level tensors or a dict with 'boxes', 'scores', 'feats'", src)
-    raise InputError("heads file must be .npz or .pt", src)
+        return from_levels(levels, reg_max, src, 5 if layout == "yolox" else None)
+    if layout == "yolox":
+        raise InputError("YOLOX heads: expected a list of level tensors (b, 5+nc, h, w)", src)
+    if isinstance(obj, dict) and {"boxes", "scores", "feats"} <= set(obj):
+        return _from_dict(obj, src, reg_max, nc)
+    raise InputError("expected a list of level tensors or a dict with 'boxes', 'scores', 'feats'", src)
 
 
 def _from_dict(obj: dict, src: str, reg_max: int, nc: int | None) -> Heads:
