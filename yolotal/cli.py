@@ -24,8 +24,8 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     rich_markup_mode=None,  # plain click help: rich's help renderer alone costs ~90 ms of start-up
-    help="Inspect YOLOv8/YOLO11 training: anchors → DFL decode → task-aligned assignment → loss, "
-    "with numbers that match ultralytics to float32.",
+    help="Inspect YOLOv8/YOLO11 training: anchors → DFL decode → label assignment (task-aligned; SimOTA, ATSS "
+    "and YOLOv5 side by side) → loss, with numbers that match the original trainers to float32.",
 )
 
 # ------------------------------------------------------------------------------------------------ shared options
