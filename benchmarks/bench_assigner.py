@@ -109,11 +109,9 @@ def worker(impl: str, case: str, repeat: int) -> dict:
 
 
 def has_ultralytics() -> bool:
-    try:
-        import ultralytics  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("ultralytics") is not None
 
 
 def main() -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from yolotal.config import config_from_dict
 from yolotal.inputs.labels import load_labels

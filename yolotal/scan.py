@@ -314,7 +314,7 @@ def simulate(rows: np.ndarray, file: np.ndarray, n_files: int, imgsz: tuple[int,
         pos = r.pair_pos
         # slot m of image b is the m-th GT of that image in file order: map back to rows
         slot_rows = {}
-        for j, (bi, rid) in enumerate(zip(lab.batch_idx.tolist(), sel.tolist())):
+        for bi, rid in zip(lab.batch_idx.tolist(), sel.tolist()):
             slot_rows.setdefault(bi, []).append(rid)
         pb, pm, pa = r.pair_b[pos].numpy(), r.pair_m[pos].numpy(), r.pair_a[pos].numpy()
         for bi, m, a in zip(pb, pm, pa):

@@ -293,9 +293,6 @@ def _zero_picks_that_matter(
     if not bool(needy.any()):
         return out
 
-    def per_anchor(mask: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(n_keys, dtype=torch.int64, device=dev).index_add_(0, key, mask.long())[key]
-
     # count claimants only at anchors a needy pair touches
     touched = torch.zeros(n_keys, dtype=torch.bool, device=dev)
     touched[key[needy]] = True
