@@ -327,3 +327,25 @@ def test_compare_with_a_v8_heads_file(cli, tmp_path):
     code, out, err = cli("compare", SAMPLES / "coco8" / "labels", "--heads", tmp_path / "v8.npz", "-a", "tal,simota,yolov5")
     assert code == 0, err
     assert f"heads: {tmp_path / 'v8.npz'}" in " ".join(out.split()).replace("\n", "")
+
+
+def test_dense_assigners_refuse_inputs_over_the_budget(cli, tmp_path):
+    rows = "".join(f"0 {0.1 + 0.8 * k / 300:.4f} 0.5 0.05 0.05\n" for k in range(300))
+    p = tmp_path / "many.txt"
+    p.write_text(rows)
+    for name in ("atss", "simota"):
+        code, _, err = cli("assign", p, "--assigner", name, "--budget-mb", "10")
+        assert code == 2 and f"{name} builds dense" in err and "over the 10 MB budget" in err
+    code, out, err = cli("assign", p, "--assigner", "tal", "--budget-mb", "10")
+    assert code == 0 and "assigned on candidate pairs instead" in " ".join(out.split())
+
+
+def test_simota_class_cost_blocks_give_the_same_costs(monkeypatch):
+    import yolotal.assigners.simota as sm
+
+    z = np.load(OTHERS / "simota_crowded.npz")
+    args = simota_inputs(z, 0)
+    whole = sm.assign_image(*args, profile="yolox-0.3")
+    monkeypatch.setattr(sm, "CLS_COST_BLOCK", 1)  # one GT per block
+    blocked = sm.assign_image(*args, profile="yolox-0.3")
+    assert torch.equal(whole.cls_cost, blocked.cls_cost) and torch.equal(whole.fg, blocked.fg)

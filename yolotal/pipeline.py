@@ -259,10 +259,22 @@ def _assign_tal(trace: Trace, cfg: Config, nc: int, inputs: tuple) -> None:
     )
 
 
+def _check_dense_budget(name: str, shape: str, cells: int, bytes_per_cell: int, cfg: Config) -> None:
+    """Assigners that are dense by nature refuse inputs that would not fit the budget, instead of swapping."""
+    need_mb = cells * bytes_per_cell / 2**20
+    if need_mb > cfg.dense_budget_mb:
+        raise InputError(
+            f"{name} builds dense {shape} tensors: about {need_mb:,.0f} MB here, over the {cfg.dense_budget_mb} MB "
+            "budget; raise --budget-mb (config dense_budget_mb) if the machine has the memory, or show fewer images "
+            "or GTs (only tal and tal-o2o can fall back to candidate pairs)"
+        )
+
+
 def _assign_atss(trace: Trace, cfg: Config, nc: int, inputs: tuple) -> None:
     from .assigners import atss
 
     _, pd_bboxes, anc_px, gt_labels, gt_bboxes, mask_gt = inputs
+    _check_dense_budget("atss", "(b, M, A)", gt_bboxes.shape[0] * gt_bboxes.shape[1] * anc_px.shape[0], 40, cfg)
     r = atss.assign(anc_px, trace["stride_tensor"], [lv.count for lv in trace.levels], gt_labels, gt_bboxes, mask_gt,
                     pd_bboxes, nc, cfg.assigner.topk)
     trace.add("atss_candidates", f"ATSS candidates: the {cfg.assigner.topk} nearest prior boxes per level",
@@ -305,6 +317,8 @@ def _assign_simota(trace: Trace, cfg: Config, nc: int, heads: Heads) -> None:
     per_image: dict[str, torch.Tensor] = {}
     h, w = cfg.imgsz
     lab = trace.labels
+    most = max((trace.n_gts(i) for i in range(b)), default=0)
+    _check_dense_budget("simota", "(GTs, candidates) per image", most * n_anchors, 32, cfg)
     for i in range(b):
         n = trace.n_gts(i)
         if n == 0:

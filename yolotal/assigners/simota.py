@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 PROFILES = {"yolox": (1.5, 1e6, False), "yolox-0.3": (2.5, 100000.0, True)}  # radius, penalty, box test
 N_CANDIDATE_K = 10
+CLS_COST_BLOCK = 1 << 24  # elements of the (GTs, C, nc) class-cost temporary per block
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,13 @@ def assign_image(
     iou_cost = -torch.log(ious + 1e-8)
     one_hot = F.one_hot(gt_cls.long(), num_classes).float()  # (n, nc)
     score = (cls_logits[candidates].float().sigmoid() * obj_logits[candidates].float().sigmoid()).sqrt()  # (C, nc)
-    cls_cost = F.binary_cross_entropy(score.unsqueeze(0).repeat(n, 1, 1), one_hot.unsqueeze(1).repeat(1, c, 1),
-                                      reduction="none").sum(-1)
+    # BCE over (GTs, C, nc) in blocks of GTs: each (GT, candidate) sum is independent of the blocking
+    step = max(1, CLS_COST_BLOCK // max(c * num_classes, 1))
+    cls_cost = torch.cat([
+        F.binary_cross_entropy(score.unsqueeze(0).expand(len(oh), -1, -1), oh.unsqueeze(1).expand(-1, c, -1),
+                               reduction="none").sum(-1)
+        for oh in one_hot.split(step)
+    ]) if n else torch.zeros(0, c)
     cost = cls_cost + 3.0 * iou_cost + penalty * (~geometry)
 
     k = min(N_CANDIDATE_K, c)
