@@ -236,15 +236,14 @@ def _segment_rank(seg: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
     return before - before[start_idx][seg_no]
 
 
-def _segment_topk(seg: torch.Tensor, t: torch.Tensor, n_seg: int, k: int) -> torch.Tensor:
-    """(P,) bool: the k pairs of largest t > 0 of each segment (pairs of a segment are contiguous).
+def _segment_topk(seg: torch.Tensor, t: torch.Tensor, counts: torch.Tensor, first: torch.Tensor, k: int) -> torch.Tensor:
+    """(P,) bool: the k pairs of largest t > 0 of each segment (pairs of a segment are contiguous; counts and
+    first (n_seg,) give each segment's length and first pair).
 
     Segments of at most k pairs keep all their pairs of t > 0. Longer ones are grouped by length into powers
     of two, padded into (rows, 2^j) blocks and passed to torch.topk: at most 2P values are read in all.
     """
     picked = t > 0
-    counts = torch.bincount(seg, minlength=n_seg)  # (n_seg,)
-    first = counts.cumsum(0) - counts
     long_segs = (counts > k).nonzero().squeeze(1)
     if not long_segs.numel():
         return picked
@@ -270,7 +269,8 @@ def _zero_picks_that_matter(
     u: torch.Tensor,
     positive_t: torch.Tensor,
     weighted_picks: torch.Tensor,
-    n_seg: int,
+    counts: torch.Tensor,
+    first: torch.Tensor,
     n_keys: int,
     n_anc: int,
     k: int,
@@ -282,12 +282,14 @@ def _zero_picks_that_matter(
     GT has u > 0 there: then the anchor may go to that GT, with weight. That needs another claimant: a weighted
     pick of another GT, or a second such zero pick. For exactly the GTs with a candidate in that position the
     dense row (t at candidates, 0 elsewhere) is rebuilt and passed to the same torch.topk, in blocks, so the
-    picks are the reference's. Returns a (P,) bool mask of the zero-metric pairs picked.
+    picks are the reference's. counts, first (n_seg,): each GT's number of pairs and first pair.
+    Returns a (P,) bool mask of the zero-metric pairs picked.
     """
     out = torch.zeros_like(positive_t)
     if not t.numel():
         return out
     dev = t.device
+    n_seg = counts.numel()
     n_weighted = torch.bincount(seg[positive_t], minlength=n_seg)
     needy = ~positive_t & (n_weighted[seg] < k)  # zero-metric pairs of GTs whose top-k reaches zeros
     if not bool(needy.any()):
@@ -309,8 +311,6 @@ def _zero_picks_that_matter(
     if not bool(needs.any()):
         return out
     gts = torch.unique(seg[near[needs]])  # sorted GT ids
-    counts = torch.bincount(seg, minlength=n_seg)
-    first = counts.cumsum(0) - counts  # pairs of a GT are contiguous
     rows_per_block = max(1, DENSE_CHUNK // 4 // max(n_anc, 1))
     for i in range(0, gts.numel(), rows_per_block):
         block = gts[i : i + rows_per_block]
@@ -349,8 +349,10 @@ def assign_sparse(
     t = s.pow(p.alpha) * u.pow(p.beta)
 
     positive_t = t > 0
-    pos_topk = _segment_topk(seg, t, b * m, p.topk)
-    pos_topk |= _zero_picks_that_matter(seg, key, t, u, positive_t, pos_topk, b * m, b * n_anc, n_anc, p.topk)
+    counts = torch.bincount(seg, minlength=b * m)  # pairs per GT; a GT's pairs are contiguous
+    first = counts.cumsum(0) - counts
+    pos_topk = _segment_topk(seg, t, counts, first, p.topk)
+    pos_topk |= _zero_picks_that_matter(seg, key, t, u, positive_t, pos_topk, counts, first, b * n_anc, n_anc, p.topk)
 
     # conflicts: anchors picked more than once go to the largest CIoU among all candidate GTs there
     claims = torch.bincount(key[pos_topk], minlength=b * n_anc)
@@ -387,16 +389,15 @@ def assign_sparse(
     norm[kid] = norm_vals
     fg, gt_idx, norm = fg.view(b, n_anc), gt_idx.view(b, n_anc), norm.view(b, n_anc)
 
+    target_scores = torch.zeros(b, n_anc, nc, dtype=norm.dtype, device=dev)
     if m:
         bidx = torch.arange(b, device=dev).unsqueeze(1)
         target_labels = labels.view(b, m)[bidx, gt_idx].clamp(min=0)  # (b, A)
         target_bboxes = gt_bboxes[bidx, gt_idx]  # (b, A, 4)
+        target_scores.scatter_(2, target_labels.unsqueeze(-1), norm.unsqueeze(-1))  # norm is 0 off fg
     else:
         target_labels = torch.full((b, n_anc), nc, dtype=torch.int64, device=dev)
         target_bboxes = torch.zeros(b, n_anc, 4, dtype=gt_bboxes.dtype, device=dev)
-    target_scores = torch.zeros(b, n_anc, nc, dtype=norm.dtype, device=dev)
-    if m:
-        target_scores.scatter_(2, target_labels.unsqueeze(-1), norm.unsqueeze(-1))  # norm is 0 off fg
 
     return SparseTAL(
         n_gt_slots=m, n_anchors=n_anc, pair_gt=seg, pair_key=key, pair_s=s, pair_u=u, pair_t=t,
