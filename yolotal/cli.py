@@ -66,22 +66,27 @@ RUN_OPTIONS = {
 }
 
 
-def run_options(fn):
-    """Give a command the RUN_OPTIONS (after its own parameters); it receives them as ``run: dict`` of config
-    overrides (None = not given). Typer reads the signature this builds."""
-    sig = inspect.signature(fn, eval_str=True)
-    own = [p for p in sig.parameters.values() if p.name != "run"]
-    extra = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=ann)
-             for n, (ann, _) in RUN_OPTIONS.items()]
+def run_options(*names: str):
+    """Give a command the RUN_OPTIONS (all, or those named), after its own parameters; it receives them as
+    ``run: dict`` of config overrides (None = not given). Typer reads the signature this builds."""
+    chosen = {n: RUN_OPTIONS[n] for n in (names or RUN_OPTIONS)}
 
-    @functools.wraps(fn)
-    def wrapper(**kw):
-        run = {key: kw.pop(n) for n, (_, key) in RUN_OPTIONS.items()}
-        return fn(**kw, run=run)
+    def decorate(fn):
+        sig = inspect.signature(fn, eval_str=True)
+        own = [p for p in sig.parameters.values() if p.name != "run"]
+        extra = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=ann)
+                 for n, (ann, _) in chosen.items()]
 
-    wrapper.__signature__ = sig.replace(parameters=own + extra)
-    wrapper.__annotations__ = {p.name: p.annotation for p in own + extra}
-    return wrapper
+        @functools.wraps(fn)
+        def wrapper(**kw):
+            run = {key: kw.pop(n) for n, (_, key) in chosen.items()}
+            return fn(**kw, run=run)
+
+        wrapper.__signature__ = sig.replace(parameters=own + extra)
+        wrapper.__annotations__ = {p.name: p.annotation for p in own + extra}
+        return wrapper
+
+    return decorate
 
 
 def _console(record: bool = False) -> "Console":
@@ -177,18 +182,18 @@ def _warnings(trace: "Trace", con: "Console") -> None:
 
 # ------------------------------------------------------------------------------------------------ commands
 @app.command()
+@run_options("imgsz", "strides")
 def anchors(
     config: ConfigOpt = None,
     level: Annotated[Optional[int], typer.Option("--level", help="Print this level's anchor grid.")] = None,
     full: FullOpt = False,
     export: ExportOpt = None,
-    imgsz: ImgszOpt = None,
-    strides: StridesOpt = None,
+    run: dict = None,
 ) -> None:
     """Anchor points per level: stride, grid, count, flat index range, first/last anchor (grid and px)."""
     from .render.terminal import render_anchors
 
-    trace = _trace(None, config, None, with_loss=False, imgsz=imgsz, strides=strides)
+    trace = _trace(None, config, None, with_loss=False, **run)
     if level is not None and not 0 <= level < len(trace.levels):
         raise InputError(f"--level {level}: there are levels 0..{len(trace.levels) - 1}")
     con = _console()
@@ -198,7 +203,7 @@ def anchors(
 
 
 @app.command()
-@run_options
+@run_options()
 def decode(
     labels: LabelsArg = None,
     config: ConfigOpt = None,
@@ -225,14 +230,14 @@ def decode(
 
 def _assign_like(labels: Path | None, config: Path | None, heads: Path | None, run: dict,
                  png: Path | None = None, image_file: "list[Path] | None" = None,
-                 yolox_heads: Path | None = None, v8_heads: bool = False) -> "Trace":
-    """The full pipeline (assignment and loss) for the commands that need LABELS."""
+                 yolox_heads: Path | None = None, v8_heads: bool = False, with_loss: bool = True) -> "Trace":
+    """The full pipeline (assignment and, unless with_loss is False, loss) for the commands that need LABELS."""
     if labels is None:
         raise InputError("missing LABELS: give a label file, a directory of label files, or a batch file")
     if png is not None and png.suffix.lower() != ".png":
         raise InputError("--png path must end in .png", str(png))
     return _trace(labels, config, heads, pictures=image_file or ("auto" if png is not None else None),
-                  yolox_heads=yolox_heads, v8_heads=v8_heads, **run)
+                  yolox_heads=yolox_heads, v8_heads=v8_heads, with_loss=with_loss, **run)
 
 
 def _png(trace: "Trace", images: list[int], png: Path | None, con: "Console") -> None:
@@ -246,7 +251,7 @@ def _png(trace: "Trace", images: list[int], png: Path | None, con: "Console") ->
 
 
 @app.command()
-@run_options
+@run_options()
 def assign(
     labels: LabelsArg = None,
     config: ConfigOpt = None,
@@ -276,7 +281,7 @@ def assign(
 
 
 @app.command()
-@run_options
+@run_options()
 def loss(
     labels: LabelsArg = None,
     config: ConfigOpt = None,
@@ -302,7 +307,7 @@ def loss(
 
 
 @app.command()
-@run_options
+@run_options()
 def walk(
     labels: LabelsArg = None,
     config: ConfigOpt = None,
@@ -335,18 +340,14 @@ def walk(
 
 
 @app.command()
+@run_options("profile", "topk", "nc", "reg_max", "imgsz", "strides")
 def scan(
     data: Annotated[Path, typer.Argument(help="Dataset YAML (path, train, val, names) or a directory of label files.")],
     config: ConfigOpt = None,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write every flagged GT and label error to OUT.json.")] = None,
     simulate: Annotated[bool, typer.Option("--simulate", help="Also run the full assignment with synthetic partly-trained heads.")] = False,
     workers: Annotated[int, typer.Option("--workers", "-w", help="Processes parsing label files.")] = 1,
-    imgsz: ImgszOpt = None,
-    strides: StridesOpt = None,
-    reg_max: RegMaxOpt = None,
-    nc: NcOpt = None,
-    profile: ProfileOpt = None,
-    topk: TopkOpt = None,
+    run: dict = None,
 ) -> None:
     """Audit every label file of a dataset: label errors, GTs with no candidate anchor, tiny GTs, GTs whose DFL
     targets are clamped at every level; with --simulate, positives per GT from the full assignment."""
@@ -362,7 +363,7 @@ def scan(
 
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
-    cfg = _config(config, imgsz=imgsz, strides=strides, reg_max=reg_max, nc=nc, profile=profile, topk=topk)
+    cfg = _config(config, **run)
     con = _console()
     _warnings_cfg(cfg, con)
     t0 = time.perf_counter()
@@ -401,6 +402,7 @@ def _warnings_cfg(cfg, con: "Console") -> None:
 
 
 @app.command()
+@run_options("seed", "synthetic", "batch", "nc", "reg_max", "imgsz", "strides", "budget_mb")
 def compare(
     labels: LabelsArg = None,
     assigners: Annotated[str, typer.Option("--assigners", "-a", help="Comma-separated: tal, tal-o2o, simota, atss, yolov5 (yolox-0.3 = simota with that profile).")] = "tal,simota,atss,yolov5",
@@ -410,13 +412,7 @@ def compare(
     image: ImageOpt = None,
     png: PngOpt = None,
     image_file: ImageFileOpt = None,
-    seed: SeedOpt = None,
-    synthetic: KindOpt = None,
-    batch: BatchOpt = None,
-    nc: NcOpt = None,
-    reg_max: RegMaxOpt = None,
-    imgsz: ImgszOpt = None,
-    strides: StridesOpt = None,
+    run: dict = None,
 ) -> None:
     """Run several assigners on the same labels and predictions: per GT, positives per assigner and level, and
     the anchor cells they disagree on."""
@@ -430,10 +426,8 @@ def compare(
         name, profile = ("simota", "yolox-0.3") if n == "yolox-0.3" else (n, None)
         if n in runs:
             raise InputError(f"--assigners: {n} given twice")
-        runs[n] = _assign_like(labels, config, heads, dict(name=name, profile=profile, seed=seed, kind=synthetic,
-                                                             batch=batch, nc=nc, reg_max=reg_max, imgsz=imgsz,
-                                                             strides=strides), png, image_file, yolox_heads,
-                               v8_heads=True)
+        runs[n] = _assign_like(labels, config, heads, dict(run, name=name, profile=profile), png, image_file,
+                               yolox_heads, v8_heads=True, with_loss=False)
     first = runs[names[0]]
     con = _console()
     _warnings(first, con)
