@@ -240,6 +240,7 @@ def geometry(rows: np.ndarray, imgsz: tuple[int, int], strides: tuple[int, ...],
     """Per-GT candidate counts (both profiles), tiny and clamped flags, vectorised over all GTs."""
     import torch
 
+    from .assigners.tal import TALParams, candidate_boxes
     from .assigners.tal_sparse import GridLevel, _cell_rect
     from .core.boxes import xywh_to_xyxy
 
@@ -247,11 +248,10 @@ def geometry(rows: np.ndarray, imgsz: tuple[int, int], strides: tuple[int, ...],
     xywh = torch.from_numpy(rows[:, 1:5].copy()) * torch.tensor([w, h, w, h], dtype=torch.float32)
     box = xywh_to_xyxy(xywh)  # the assigner's pixel boxes: scale, then corners
     stride_val = float(strides[1] if len(strides) > 1 else strides[0])
+    # the ultralytics profile's candidate boxes, from the assigner's own function
+    enlarged = candidate_boxes(box[None], torch.ones(1, len(box), 1), TALParams(num_classes=1, stride_val=stride_val))[0]
     wh = box[:, 2:] - box[:, :2]
-    small = wh < stride_val
     centre = (box[:, :2] + box[:, 2:]) / 2
-    ewh = torch.where(small, torch.tensor(stride_val), wh)
-    enlarged = torch.cat((centre - ewh / 2, centre + ewh / 2), 1)
     cand_c, cand_u, clamp = [], [], []
     limit = reg_max - 1 - 0.01
     for s in strides:
