@@ -73,7 +73,7 @@ def test_letterboxed_picture(tmp_path, cli):
     code, text, err = cli("assign", tmp_path / "labels" / "p.txt", "--imgsz", "64", "--nc", "1", "--png", out,
                           "--export", npz)
     assert code == 0, err
-    assert "100×50 letterboxed to 64×32 at (0, 16)" in " ".join(text.split())
+    assert "100×50 px, r = 0.64, resized to 64×32, padded left 0 top 16 px on the 64×64 canvas" in " ".join(text.split())
     assert "1 on their picture" in text
     gt = np.load(npz)["gt_bboxes"][0, 0]
     np.testing.assert_allclose(gt, [16, 24, 48, 40])  # the label, mapped through the letterbox

@@ -54,6 +54,10 @@ ImageOpt = Annotated[Optional[List[int]], typer.Option("--image", "-i", help="Im
 PngOpt = Annotated[Optional[Path], typer.Option("--png", help="Also draw the assignment: one panel per level, to OUT.png.")]
 ImageFileOpt = Annotated[Optional[List[Path]], typer.Option("--image-file", help="Picture of each image (repeat, batch order); default with --png: found next to the labels (images/ <-> labels/).")]
 LogOpt = Annotated[Optional[Path], typer.Option("--log", help="Also write the output as plain text to FILE.")]
+ModelOpt = Annotated[Optional[Path], typer.Option("--model", help="Your model: an ultralytics checkpoint (best.pt / last.pt) or model YAML (yolo11n.yaml; seeded weights). Its predictions on each label file's image become the heads. Needs yolotal[ultralytics]; a checkpoint is a pickle: load only files you trust.")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="Where --model runs: cpu (default), cuda or cuda:N.")]
+ImagesDirOpt = Annotated[Optional[Path], typer.Option("--images", help="Directory holding the label files' images (same stem); default: ultralytics' labels/ <-> images/ pairing, then beside the label file.")]
+SaveHeadsOpt = Annotated[Optional[Path], typer.Option("--save-heads", help="With --model: write its heads, the input images and letterboxes to OUT.npz; --heads OUT.npz replays the run without the model.")]
 BudgetOpt = Annotated[Optional[int], typer.Option("--budget-mb", help="Memory for the dense (b, M, A) display tensors; above it: pairs and summaries (default 512).")]
 
 # options of every command that runs the assignment, in help order: name -> (annotation, config key)
@@ -63,7 +67,11 @@ RUN_OPTIONS = {
     "synthetic": (KindOpt, "kind"), "batch": (BatchOpt, "batch"), "nc": (NcOpt, "nc"),
     "reg_max": (RegMaxOpt, "reg_max"), "imgsz": (ImgszOpt, "imgsz"), "strides": (StridesOpt, "strides"),
     "budget_mb": (BudgetOpt, "dense_budget_mb"),
+    # where the heads and pictures come from (not config keys: _trace takes them out)
+    "model": (ModelOpt, "model"), "device": (DeviceOpt, "device"), "images": (ImagesDirOpt, "images_dir"),
+    "save_heads": (SaveHeadsOpt, "save_heads"),
 }
+SOURCE_KEYS = ("model", "device", "images_dir", "save_heads")
 
 
 def run_options(*names: str):
@@ -95,10 +103,10 @@ def _console(record: bool = False) -> "Console":
     return Console(record=record, highlight=False, width=None if sys.stdout.isatty() else 100)
 
 
-def _config(config: Path | None, **over):
+def _config(config: Path | None, base=None, **over):
     from .config import load_config, with_overrides
 
-    cfg = load_config(config)
+    cfg = load_config(config, base)
     strides = over.pop("strides", None)
     if strides is not None:
         try:
@@ -114,19 +122,48 @@ def _config(config: Path | None, **over):
 
 
 def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_loss: bool = True,
-           pictures: "list[Path] | str | None" = None, yolox_heads: Path | None = None, v8_heads: bool = False,
-           **over) -> "Trace":
-    """pictures: None, "auto" (find each label file's image), or explicit image files in batch order."""
+           pictures: "list[Path] | None" = None, yolox_heads: Path | None = None, v8_heads: bool = False,
+           model: Path | None = None, device: str | None = None, images_dir: Path | None = None,
+           save_heads: Path | None = None, **over) -> "Trace":
+    """pictures: explicit image files in batch order; else each label file's image is looked up (one geometry
+    rule for every command). model: run the user's model on those images for the heads."""
     from dataclasses import replace
 
-    from .inputs.heads import load_heads
+    from .inputs.heads import load_heads, read_saved_run
     from .inputs.labels import load_labels, no_labels
     from .pipeline import run
+    from .prepare import (check_model_config, find_geometry, model_base, saved_base, saved_letterboxes,
+                          write_saved_heads)
 
-    cfg = _config(config, **over)
+    if model is not None and heads is not None:
+        raise InputError("give --model or --heads, not both")
+    if save_heads is not None and model is None:
+        raise InputError("--save-heads needs --model (it saves the model's heads)")
+    if save_heads is not None and save_heads.suffix != ".npz":
+        raise InputError("--save-heads path must end in .npz", str(save_heads))
+    if images_dir is not None and not images_dir.is_dir():
+        raise InputError("--images: directory not found", str(images_dir))
+    lm = saved = None
+    base = None
+    if model is not None:
+        from .inputs.model import load_model
+
+        lm = load_model(model, over.get("nc"), over.get("seed") or 0, device or "cpu")
+        base = model_base(lm)
+    elif device is not None:
+        raise InputError("--device applies to --model only")
+    elif heads is not None:
+        saved = read_saved_run(heads)
+        base = saved_base(saved)
+    cfg = _config(config, base, **over)
+    if lm is not None:
+        check_model_config(cfg, lm)
     # --heads is in the layout of the chosen assigner: YOLOv8 (DFL) for tal/atss, YOLOX for simota, YOLOv5 for
     # yolov5; the v8 decode stage then runs on synthetic heads of the same seed
     name = "tal" if v8_heads else cfg.assigner.name  # v8_heads: --heads is YOLOv8 whatever the assigner (compare)
+    if lm is not None and name in ("simota", "yolov5"):
+        raise InputError(f"--model gives YOLOv8/YOLO11 (DFL) heads; the {name} assigner needs its own heads "
+                         "(--heads in its layout, or synthetic ones)")
     h = load_heads(heads, cfg.reg_max, cfg.nc) if heads is not None and name not in ("simota", "yolov5") else None
     if h is not None and cfg.nc is None:
         cfg = replace(cfg, nc=h.nc)
@@ -142,18 +179,36 @@ def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_lo
         if cfg.nc is None:
             cfg = replace(cfg, nc=yh.nc)
     lab = load_labels(labels, cfg.num_classes) if labels is not None else no_labels()
-    pics = None
-    if pictures == "auto":
-        from .inputs.pictures import image_for_label
+    notes: list[str] = []
+    stored = saved_letterboxes(saved, lab.n_images) if saved else None
+    if stored is not None and not pictures:
+        files = [str(x) for x in saved.get("image_files", [])]
+        pics = [files[i] if i < len(files) and files[i] and Path(files[i]).is_file() else None
+                for i in range(len(stored))]
+        geo_pics, geo_boxes = pics, stored
+        notes.append(f"letterboxes as saved in {heads} by the run that wrote it")
+    elif labels is None:
+        geo_pics, geo_boxes = [], []
+    else:
+        geo = find_geometry(lab, cfg, list(pictures) if pictures else None, images_dir,
+                            "--model" if lm is not None else None)
+        geo_pics, geo_boxes = geo.pictures, geo.letterboxes
+    if lm is not None:
+        from .inputs.model import model_heads
+        from .inputs.pictures import model_input
+        from .prepare import Geometry
 
-        pics = [image_for_label(f) if f else None for f in lab.files] or None
-        if pics is not None and all(p is None for p in pics):
-            pics = None
-    elif pictures:
-        if len(pictures) > max(lab.n_images, 1):
-            raise InputError(f"--image-file given {len(pictures)} times but the labels describe {lab.n_images} image(s)")
-        pics = list(pictures)
-    return run(cfg, lab, h, with_loss=with_loss, pictures=pics, yolox_heads=yh, yolov5_heads=v5h)
+        if not lab.n_images or labels is None:
+            raise InputError("--model needs LABELS whose images it can run on")
+        images = model_input(geo_pics, geo_boxes, cfg.imgsz)
+        h = model_heads(lm, images, lm.describe(cfg.imgsz))
+        cfg = replace(cfg, nc=lm.nc)
+        notes.append(h.source)
+        if save_heads is not None:
+            p = write_saved_heads(save_heads, h, images, Geometry(geo_pics, geo_boxes), cfg, lm)
+            notes.append(f"heads, input images and letterboxes saved to {p} (replay: --heads {p})")
+    return run(cfg, lab, h, with_loss=with_loss, pictures=geo_pics, letterboxes=geo_boxes, yolox_heads=yh,
+               yolov5_heads=v5h, notes=notes)
 
 
 def _images(trace: "Trace", image: list[int] | None) -> list[int]:
@@ -174,8 +229,10 @@ def _finish(trace: "Trace", con: "Console", export: Path | None) -> None:
 
 
 def _warnings(trace: "Trace", con: "Console") -> None:
-    from .render.terminal import warn
+    from .render.terminal import note, warn
 
+    for n in trace.notes:
+        note(con, n)
     for w in trace.warnings:
         warn(con, w)
 
@@ -236,8 +293,8 @@ def _assign_like(labels: Path | None, config: Path | None, heads: Path | None, r
         raise InputError("missing LABELS: give a label file, a directory of label files, or a batch file")
     if png is not None and png.suffix.lower() != ".png":
         raise InputError("--png path must end in .png", str(png))
-    return _trace(labels, config, heads, pictures=image_file or ("auto" if png is not None else None),
-                  yolox_heads=yolox_heads, v8_heads=v8_heads, with_loss=with_loss, **run)
+    return _trace(labels, config, heads, pictures=image_file, yolox_heads=yolox_heads, v8_heads=v8_heads,
+                  with_loss=with_loss, **run)
 
 
 def _png(trace: "Trace", images: list[int], png: Path | None, con: "Console") -> None:

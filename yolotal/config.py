@@ -253,10 +253,10 @@ def finalize(cfg: Config, src: str | None = None) -> Config:
     return replace(cfg, imgsz=rounded, warnings=tuple(warnings))
 
 
-def load_config(path: str | Path | None) -> Config:
-    """Read a YAML config file (None = defaults)."""
+def load_config(path: str | Path | None, base: Config | None = None) -> Config:
+    """Read a YAML config file (None = defaults) on top of ``base`` (e.g. what a model or a saved run sets)."""
     if path is None:
-        return finalize(Config())
+        return finalize(base or Config())
     import yaml
 
     p = Path(path)
@@ -273,7 +273,7 @@ def load_config(path: str | Path | None) -> Config:
         line = mark.line + 1 if mark is not None else None
         problem = getattr(e, "problem", None) or "invalid YAML"
         raise InputError(f"broken YAML: {problem}", str(p), line) from None
-    return config_from_dict(raw, str(p))
+    return config_from_dict(raw, str(p), base=base)
 
 
 def with_overrides(cfg: Config, **overrides: Any) -> Config:

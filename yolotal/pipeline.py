@@ -60,6 +60,7 @@ class Trace:
     warnings: list[str] = field(default_factory=list)
     summarised: str = ""  # why the dense (b, M, A) stages were not built, when they were not
     pictures: list = field(default_factory=list)  # per image: (path, Letterbox) of its picture, or None
+    notes: list[str] = field(default_factory=list)  # how the inputs were read (geometry, model): shown as info
 
     def add(self, name: str, title: str, **tensors: torch.Tensor) -> None:
         self.stages[name] = Stage(name, title, tensors)
@@ -126,20 +127,29 @@ def make_heads(cfg: Config, labels: Labels, heads: Heads | None) -> Heads:
 
 def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool = True,
         pictures: list | None = None, yolox_heads: Heads | None = None,
-        yolov5_heads: list[torch.Tensor] | None = None) -> Trace:
+        yolov5_heads: list[torch.Tensor] | None = None, letterboxes: list | None = None,
+        notes: list[str] | None = None) -> Trace:
     """Run the whole pipeline and record every stage.
 
-    pictures: per image, the path of its picture or None. A picture's labels are first mapped through
-    ultralytics' letterbox onto the imgsz canvas, so the numbers describe the pixels drawn.
+    pictures: per image, the path of its image or None. One geometry rule for every command: an image's
+    labels are first mapped through ultralytics' validation letterbox onto the imgsz canvas (scale r, then
+    padding), so the numbers describe the pixels the trainer (and a model) sees; without an image, the
+    normalised labels are scaled to the imgsz canvas.
+    letterboxes: per image, its Letterbox (or None) when already known (from a model run or a saved heads
+    file); default: computed from each picture's header.
     yolox_heads: YOLOX-layout heads for the simota assigner (default: the same predictions as ``heads``).
     yolov5_heads: YOLOv5 head maps (b, na, h, w, 5+nc) per level for yolov5's loss (default: synthetic).
+    notes: lines describing where the inputs came from, shown before the geometry notes.
     """
-    boxes: list = []
-    if pictures:
-        from .inputs.pictures import apply_letterbox, image_size, letterbox_for
+    pictures = list(pictures or [])
+    if letterboxes is None:
+        from .inputs.pictures import image_size, letterbox_for
 
-        for pic in pictures:
-            boxes.append(None if pic is None else letterbox_for(*image_size(pic), cfg.imgsz))
+        letterboxes = [None if pic is None else letterbox_for(*image_size(pic), cfg.imgsz) for pic in pictures]
+    boxes = list(letterboxes)
+    if any(lb is not None for lb in boxes):
+        from .inputs.pictures import apply_letterbox
+
         labels = apply_letterbox(labels, boxes, cfg.imgsz)
     heads = make_heads(cfg, labels, heads)
     check_grids(heads, cfg.grids, cfg.imgsz, cfg.strides)
@@ -155,15 +165,12 @@ def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool
     gt_origin: list[list[tuple[str, int]]] = [[] for _ in range(heads.batch)]
     for i in range(len(labels)):
         gt_origin[int(labels.batch_idx[i])].append(labels.origin[i])
-    trace = Trace(cfg, levels, labels, heads.source, gt_origin, warnings=list(cfg.warnings))
-    for i, (pic, lb) in enumerate(zip(pictures or [], boxes)):
-        trace.pictures.append(None if pic is None else (str(pic), lb))
-        if pic is not None and not lb.identity:
-            trace.warnings.append(
-                f"image {i} ({pic}): {lb.w0}×{lb.h0} letterboxed to {lb.new_w}×{lb.new_h} at ({lb.left}, {lb.top}) on "
-                f"the {cfg.imgsz[1]}×{cfg.imgsz[0]} canvas, as ultralytics does; its labels are mapped the same way"
-            )
-    trace.pictures += [None] * (heads.batch - len(trace.pictures))
+    trace = Trace(cfg, levels, labels, heads.source, gt_origin, warnings=list(cfg.warnings), notes=list(notes or []))
+    trace.notes += geometry_notes(labels, pictures, boxes, cfg.imgsz)
+    for i in range(heads.batch):
+        pic = pictures[i] if i < len(pictures) else None
+        lb = boxes[i] if i < len(boxes) else None
+        trace.pictures.append(None if pic is None or lb is None else (str(pic), lb))
 
     anchor_points, stride_tensor = make_anchors(levels)
     trace.add("anchors", "Anchor points", anchor_points=anchor_points, stride_tensor=stride_tensor)
@@ -207,6 +214,25 @@ def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool
     elif with_loss:
         _add_v5_loss(trace, cfg, nc, v5_levels, yolov5_heads)
     return trace
+
+
+def geometry_notes(labels: Labels, pictures: list, boxes: list, imgsz: tuple[int, int]) -> list[str]:
+    """One line per image with a letterbox (original size, r, padding), and one for those without."""
+    h, w = imgsz
+    out, missing = [], []
+    for i in range(labels.n_images):
+        lb = boxes[i] if i < len(boxes) else None
+        if lb is None:
+            missing.append(i)
+            continue
+        pic = pictures[i] if i < len(pictures) and pictures[i] is not None else "saved letterbox"
+        out.append(f"image {i} ({pic}): {lb.describe(imgsz)}; its labels are mapped the same way")
+    if missing and not out:
+        out.append(f"no image found: labels taken as a {w}×{h} image (normalised × imgsz, no letterbox)")
+    elif missing:
+        shown = ", ".join(map(str, missing[:10])) + (" …" if len(missing) > 10 else "")
+        out.append(f"image(s) {shown}: no image found: labels taken as a {w}×{h} image")
+    return out
 
 
 V8_LOSS_ASSIGNERS = ("tal", "tal-o2o", "atss")  # whose targets feed the v8 loss (BCE, CIoU, DFL)

@@ -144,7 +144,11 @@ def load_heads(path: str | Path, reg_max: int, nc: int | None, layout: str = "v8
     """
     p = Path(path)
     src = str(p)
-    obj = _read_heads_file(p, src)
+    return heads_from_object(_read_heads_file(p, src), src, reg_max, nc, layout)
+
+
+def heads_from_object(obj, src: str, reg_max: int, nc: int | None, layout: str = "v8") -> Heads:
+    """Heads from what a file (or a model's forward) holds: a list of level maps or 8.4's boxes/scores/feats dict."""
     if isinstance(obj, (list, tuple)):
         levels = list(obj)
         _check_levels(levels, src, reg_max, nc, layout)
@@ -154,6 +158,33 @@ def load_heads(path: str | Path, reg_max: int, nc: int | None, layout: str = "v8
     if isinstance(obj, dict) and {"boxes", "scores", "feats"} <= set(obj):
         return _from_dict(obj, src, reg_max, nc)
     raise InputError("expected a list of level tensors or a dict with 'boxes', 'scores', 'feats'", src)
+
+
+def heads_to_levels(heads: Heads) -> list[np.ndarray]:
+    """The inverse of :func:`from_levels`: per level (b, C, h, w) float32 maps, C = boxes then scores channels."""
+    flat = torch.cat((heads.boxes, heads.scores), 1)  # [b, C, A]
+    out, start = [], 0
+    for h, w in heads.grids:
+        out.append(flat[:, :, start : start + h * w].reshape(flat.shape[0], flat.shape[1], h, w).numpy())
+        start += h * w
+    return out
+
+
+# arrays a --save-heads file holds besides level0.. (see README "Your own model")
+SAVED_RUN_KEYS = ("images", "image_files", "letterbox_scale", "letterbox_pad", "orig_shape", "imgsz", "strides",
+                  "reg_max", "nc", "loss_gains", "model", "class_names")
+
+
+def read_saved_run(path: str | Path) -> dict[str, np.ndarray]:
+    """The run settings a ``--save-heads`` .npz carries (empty for other heads files); ``images`` is not read."""
+    p = Path(path)
+    if p.suffix != ".npz" or not p.is_file():
+        return {}
+    try:
+        with open(p, "rb") as fh, np.load(fh, allow_pickle=False) as z:
+            return {k: z[k] for k in SAVED_RUN_KEYS if k in z.files and k != "images"}
+    except Exception as e:
+        raise InputError(f"corrupt .npz file ({e.__class__.__name__})", str(p)) from None
 
 
 def _from_dict(obj: dict, src: str, reg_max: int, nc: int | None) -> Heads:

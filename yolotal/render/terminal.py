@@ -77,6 +77,11 @@ def fmt_box(b) -> str:
     return "(" + ",".join(f"{float(v):.1f}" for v in b) + ")"
 
 
+def note(con: Console, msg: str) -> None:
+    """How the inputs were read (geometry, model): informational, on the main output."""
+    con.print(Text.assemble(("note: ", "bold cyan"), msg), soft_wrap=True)
+
+
 def warn(con: Console, msg: str) -> None:
     con.print(Text.assemble(("warning: ", "bold yellow"), msg), soft_wrap=True)
 

@@ -29,6 +29,8 @@ def render_walk(trace: Trace, con: Console, full: bool = False) -> None:
     nc, r = trace["pred_scores"].shape[2], cfg.reg_max
     con.print(Text(f"imgsz {cfg.imgsz[0]}×{cfg.imgsz[1]} · strides {list(cfg.strides)} · "
                    f"nc {nc} · reg_max {r} · batch {b} · profile {cfg.assigner.profile}", style="bold"))
+    for n in trace.notes:
+        con.print(Text.assemble(("note: ", "bold cyan"), n), soft_wrap=True)
     for w in trace.warnings:
         con.print(Text.assemble(("warning: ", "bold yellow"), w))
 
