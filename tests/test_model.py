@@ -1,0 +1,193 @@
+"""--model: the user's own ultralytics checkpoint or model YAML as the source of heads, --save-heads and replay.
+
+Needs the optional extra (ultralytics); CI installs it. Models are built offline from the YAMLs ultralytics
+ships (yolo11n at 320 px keeps each forward well under a second)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ultralytics = pytest.importorskip("ultralytics", reason="--model needs the optional extra yolotal[ultralytics]")
+import torch  # noqa: E402
+
+from yolotal.inputs.heads import heads_to_levels  # noqa: E402
+from yolotal.inputs.model import load_model, model_heads  # noqa: E402
+from yolotal.inputs.pictures import image_size, letterbox_for, model_input  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPES = ROOT / "samples" / "shapes"
+GOLDEN = ROOT / "tests" / "fixtures" / "golden" / "model"
+HEADS_ATOL = 1e-4  # a model forward on another CPU: float32 sums in another order (measured here: 2e-6)
+LOSS_RTOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def golden():
+    z = np.load(GOLDEN / "shapes_yolo11n.npz")
+    return {k: z[k] for k in z.files}, json.loads((GOLDEN / "shapes_yolo11n.json").read_text())
+
+
+def test_letterboxed_images_match_ultralytics_preprocessing(golden):
+    z, _ = golden
+    files = [str(ROOT / f) for f in z["image_files"]]
+    boxes = [letterbox_for(*image_size(f), (320, 320)) for f in files]
+    assert [(b.left, b.top) for b in boxes] == [tuple(p) for p in z["letterbox_pad"]]
+    np.testing.assert_allclose([b.r for b in boxes], z["letterbox_scale"], rtol=1e-12)
+    mine = model_input(files, boxes, (320, 320))
+    assert mine.shape == z["images"].shape == (4, 3, 320, 320) and mine.dtype == np.float32
+    # OpenCV's INTER_LINEAR works in fixed point on uint8; ours rounds a float result: at most 1 grey level apart
+    assert np.abs(mine - z["images"]).max() <= 1.0 / 255 + 1e-6
+    assert np.abs(mine[1, :, :, :70] * 255 - 114).max() < 1e-4  # portrait: grey padding on the left
+
+
+def test_model_heads_equal_the_models_own_forward(golden):
+    z, _ = golden
+    lm = load_model("yolo11n.yaml", nc=3, seed=0)
+    assert (lm.nc, lm.reg_max, lm.strides, lm.kind) == (3, 16, (8, 16, 32), "yaml")
+    assert not lm.module.training and all(not m.training for m in lm.module.modules())
+    h = model_heads(lm, z["images"], "test")
+    assert h.grids == ((40, 40), (20, 20), (10, 10))
+    for i, lv in enumerate(heads_to_levels(h)):
+        np.testing.assert_allclose(lv, z[f"level{i}"], atol=HEADS_ATOL, rtol=0, err_msg=f"level{i}")
+
+
+def test_loss_on_model_heads_equals_ultralytics_v8_detection_loss(cli, golden, tmp_path):
+    _, doc = golden
+    out = tmp_path / "l.npz"
+    code, text, err = cli("loss", SHAPES / "labels", "--heads", GOLDEN / "shapes_yolo11n.npz", "--export", out)
+    assert code == 0, err
+    assert "letterboxes as saved in" in " ".join(text.split())
+    e = np.load(out)
+    want = doc["loss_items"]
+    got = {"box_loss": float(e["loss_box"]), "cls_loss": float(e["loss_cls"]), "dfl_loss": float(e["loss_dfl"])}
+    for k in want:
+        assert got[k] == pytest.approx(want[k], rel=LOSS_RTOL), k
+
+
+def test_model_run_prints_where_the_heads_came_from_and_replays_exactly(cli, tmp_path):
+    saved, a, b = tmp_path / "s.npz", tmp_path / "a.npz", tmp_path / "b.npz"
+    code, out, err = cli("assign", SHAPES / "labels", "--model", "yolo11n.yaml", "--nc", "3", "--imgsz", "320",
+                         "--save-heads", saved, "--export", a)
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert "heads from the model yolo11n.yaml" in text and "nc 3" in text and "imgsz 320×320" in text
+    assert "device cpu" in text and "BatchNorm in eval mode" in text
+    assert "360×640 px, r = 0.5, resized to 180×320, padded left 70 top 0 px" in text
+    z = np.load(saved)
+    for k in ("level0", "level1", "level2", "images", "image_files", "letterbox_scale", "letterbox_pad", "orig_shape"):
+        assert k in z.files, k
+    assert z["images"].shape == (4, 3, 320, 320) and z["level0"].shape == (4, 64 + 3, 40, 40)
+    assert z["orig_shape"].tolist()[[Path(f).stem for f in z["image_files"]].index("portrait")] == [640, 360]
+    # the heads are the model's forward on exactly the saved input tensor
+    lm = load_model("yolo11n.yaml", nc=3, seed=0)
+    with torch.no_grad():
+        _, raw = lm.module(torch.from_numpy(z["images"]))
+    flat = torch.cat((raw["boxes"], raw["scores"]), 1)
+    np.testing.assert_array_equal(z["level2"], flat[:, :, -100:].reshape(4, 67, 10, 10).numpy())
+    # replay without the model: identical numbers
+    code, out2, err = cli("assign", SHAPES / "labels", "--heads", saved, "--export", b)
+    assert code == 0, err
+    za, zb = np.load(a), np.load(b)
+    assert set(za.files) == set(zb.files)
+    for k in za.files:
+        np.testing.assert_array_equal(za[k], zb[k], err_msg=k)
+
+
+def _checkpoint(path: Path, nc=3, train_args=None, ema=True, seed=1):
+    from ultralytics.nn.tasks import DetectionModel
+
+    torch.manual_seed(seed)
+    m = DetectionModel("yolo11n.yaml", nc=nc, verbose=False)
+    m.names = {i: f"c{i}" for i in range(nc)}
+    ckpt = {"model": m.half(), "train_args": train_args or {}, "epoch": 3}
+    if ema:
+        torch.manual_seed(seed + 1)
+        e = DetectionModel("yolo11n.yaml", nc=nc, verbose=False)
+        e.names = m.names
+        ckpt["ema"] = e.half()
+    torch.save(ckpt, path)
+    return ckpt
+
+
+def test_checkpoint_sets_imgsz_and_gains_from_train_args_and_prefers_ema(cli, tmp_path):
+    pt = tmp_path / "best.pt"
+    ckpt = _checkpoint(pt, train_args={"imgsz": 256, "box": 5.0, "cls": 1.0, "dfl": 2.0})
+    out = tmp_path / "e.npz"
+    code, text, err = cli("loss", SHAPES / "labels", "--model", pt, "--export", out)
+    assert code == 0, err
+    t = " ".join(text.split())
+    assert "imgsz 256×256" in t and "(saved as float16)" in t and "checkpoint" in t
+    e = np.load(out)
+    assert float(e["loss_box"]) == pytest.approx(5.0 * float(e["raw_box"]), rel=1e-6)
+    assert float(e["loss_cls"]) == pytest.approx(1.0 * float(e["raw_cls"]), rel=1e-6)
+    assert float(e["loss_dfl"]) == pytest.approx(2.0 * float(e["raw_dfl"]), rel=1e-6)
+    # a flag still overrides the checkpoint's gains
+    code, _, err = cli("loss", SHAPES / "labels", "--model", pt, "--export", out, "-c", _cfg(tmp_path, "loss: {box: 1.0}"))
+    assert code == 0, err
+    assert float(np.load(out)["loss_box"]) == pytest.approx(float(np.load(out)["raw_box"]), rel=1e-6)
+    # the EMA weights are the ones run
+    lm = load_model(pt)
+    w = next(lm.module.parameters())
+    assert torch.equal(w, next(ckpt["ema"].float().parameters()))
+    assert lm.names == {0: "c0", 1: "c1", 2: "c2"}
+
+
+def _cfg(tmp_path, text):
+    p = tmp_path / "c.yaml"
+    p.write_text(text + "\n")
+    return p
+
+
+@pytest.mark.parametrize("yaml, task", [("yolo11n-seg.yaml", "segment"), ("yolo11n-pose.yaml", "pose"),
+                                        ("yolo11n-obb.yaml", "obb"), ("yolo11n-cls.yaml", "classify")])
+def test_other_tasks_are_refused_by_name(cli, yaml, task):
+    code, _, err = cli("assign", SHAPES / "labels", "--model", yaml)
+    assert code == 2 and f"this is a {task} model, not a detection model" in err and yaml in err
+
+
+def test_bad_model_inputs(cli, tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint at all")
+    code, _, err = cli("assign", SHAPES / "labels", "--model", junk)
+    assert code == 2 and "not a readable checkpoint" in err and "junk.pt" in err
+    code, _, err = cli("assign", SHAPES / "labels", "--model", tmp_path / "missing.pt")
+    assert code == 2 and "model file not found" in err
+    pt = tmp_path / "m.pt"
+    _checkpoint(pt, nc=2, ema=False)
+    code, _, err = cli("assign", SHAPES / "labels", "--model", pt)  # labels use class 2
+    assert code == 2 and "class id must be an integer in [0, 2), got 2" in err and "landscape.txt" in err
+    code, _, err = cli("assign", SHAPES / "labels", "--model", pt, "--nc", "5")
+    assert code == 2 and "--nc 5 disagrees with the model, whose head has nc = 2" in err
+    code, _, err = cli("assign", SHAPES / "labels", "--model", "yolo11n.yaml", "--nc", "3", "--imgsz", "300")
+    assert code == 2 and "multiple of its largest stride (32)" in err
+    if not torch.cuda.is_available():
+        code, _, err = cli("assign", SHAPES / "labels", "--model", "yolo11n.yaml", "--nc", "3", "--device", "cuda")
+        assert code == 2 and "CUDA was asked for but torch sees no CUDA device" in err
+    code, _, err = cli("assign", SHAPES / "labels", "--model", "yolo11n.yaml", "--nc", "3", "--assigner", "simota")
+    assert code == 2 and "the simota assigner needs its own heads" in err
+
+
+def test_missing_or_broken_image_names_both_paths(cli, tmp_path):
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    code, _, err = cli("assign", tmp_path / "labels", "--model", "yolo11n.yaml", "--nc", "3", "--imgsz", "64")
+    assert code == 2 and "no image for this label file" in err and "a.txt" in err and str(tmp_path / "images" / "a") in err
+    (tmp_path / "images" / "a.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken jpeg")
+    code, _, err = cli("assign", tmp_path / "labels", "--model", "yolo11n.yaml", "--nc", "3", "--imgsz", "64")
+    assert code == 2 and "a.jpg" in err and ("not a readable image" in err or "does not decode" in err)
+
+
+def test_without_ultralytics_one_line_says_what_to_install(cli, monkeypatch):
+    for name in list(sys.modules):
+        if name == "ultralytics" or name.startswith("ultralytics."):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "ultralytics", None)  # import ultralytics -> ImportError
+    code, out, err = cli("assign", SHAPES / "labels", "--model", "yolo11n.yaml")
+    assert code == 2 and "pip install 'yolotal[ultralytics]'" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
