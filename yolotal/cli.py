@@ -397,13 +397,15 @@ def walk(
 
 
 @app.command()
-@run_options("profile", "topk", "nc", "reg_max", "imgsz", "strides")
+@run_options("profile", "topk", "nc", "reg_max", "imgsz", "strides", "model", "device", "images", "batch", "seed")
 def scan(
     data: Annotated[Path, typer.Argument(help="Dataset YAML (path, train, val, names) or a directory of label files.")],
     config: ConfigOpt = None,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write every flagged GT and label error to OUT.json.")] = None,
     simulate: Annotated[bool, typer.Option("--simulate", help="Also run the full assignment with synthetic partly-trained heads.")] = False,
-    workers: Annotated[int, typer.Option("--workers", "-w", help="Processes parsing label files.")] = 1,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Processes parsing label files (with --model: threads decoding images).")] = 1,
+    split: Annotated[Optional[str], typer.Option("--split", help="With --model and a dataset YAML: train (default), val or test.")] = None,
+    top: Annotated[int, typer.Option("--top", help="With --model: worst GTs and images listed.")] = 20,
     run: dict = None,
 ) -> None:
     """Audit every label file of a dataset: label errors, GTs with no candidate anchor, tiny GTs, GTs whose DFL
@@ -420,6 +422,12 @@ def scan(
 
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
+    if run.get("model") is not None:
+        return _scan_model(data, config, report, workers, split, top, run)
+    for k in ("model", "device", "images_dir", "batch", "seed"):
+        if run.pop(k, None) is not None and k != "model":
+            raise InputError(f"--{k.replace('_dir', '')} applies to scan --model only")
+    run.pop("save_heads", None)
     cfg = _config(config, **run)
     con = _console()
     _warnings_cfg(cfg, con)
@@ -445,6 +453,90 @@ def scan(
         con.print(f"report: {len(doc['flagged'])} flagged GTs and {len(doc['errors'])} label errors written to {p}")
 
 
+def _scan_model(data: Path, config: Path | None, report: Path | None, workers: int, split: str | None, top: int,
+                run: dict) -> None:
+    """scan --model: batches of images through the model, assignment per batch, a report per class and size."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .inputs.model import load_model
+    from .inputs.pictures import image_for_label
+    from .prepare import check_model_config, model_base
+    from .render.scan_model import render_model_scan
+    from .scan import find_labels, write_report
+    from .scan_model import distributed, merge, run_scan, summarise
+
+    batch = run.pop("batch", None) or 16
+    images_dir = run.pop("images_dir", None)
+    if images_dir is not None and not images_dir.is_dir():
+        raise InputError("--images: directory not found", str(images_dir))
+    if report is not None and not (report.parent if str(report.parent) else Path(".")).is_dir():
+        raise InputError("report directory does not exist", str(report.parent))
+    ls = find_labels(data)
+    files = ls.files
+    chosen = "all"
+    if ls.names is not None or set(ls.splits) - {"all"}:  # a dataset YAML: one split, train by default
+        chosen = split or "train"
+        if chosen not in ls.splits:
+            raise InputError(f"--split {chosen}: the dataset has {', '.join(ls.splits) or 'no splits'}", str(data))
+        start = 0
+        for name, n in ls.splits.items():
+            if name == chosen:
+                files = files[start : start + n]
+                break
+            start += n
+    elif split is not None:
+        raise InputError("--split needs a dataset YAML (DATA is a directory of label files)", str(data))
+    lm = load_model(run.pop("model"), run.get("nc"), run.pop("seed", None) or 0, run.pop("device", None) or "cpu")
+    run.pop("save_heads", None)
+    cfg = _config(config, model_base(lm), **run)
+    check_model_config(cfg, lm)
+    items = [(str(f), (str(p) if (p := image_for_label(f, images_dir)) is not None else None)) for f in files]
+    rank, world = distributed()
+    t0 = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]} img/s"), TimeRemainingColumn(), console=_console_err(),
+                  transient=True, disable=rank != 0 or not sys.stderr.isatty()) as bar:
+        task = bar.add_task("model + assignment", total=len(items), rate="-")
+
+        def progress(k: int) -> None:
+            bar.advance(task, k)
+            done = bar.tasks[0].completed
+            bar.update(task, rate=f"{done * world / max(time.perf_counter() - t0, 1e-9):.1f}")
+
+        res = run_scan(items, cfg, lm, batch, workers, progress, rank, world)
+    if world > 1:
+        import torch.distributed as dist
+
+        parts = [None] * world if rank == 0 else None
+        dist.gather_object(res, parts, dst=0)
+        if rank != 0:
+            dist.destroy_process_group()
+            return
+        res = merge(parts)
+        dist.destroy_process_group()
+    names = [lm.names[i] for i in range(lm.nc)]
+    if ls.names and len(ls.names) == lm.nc and names == [str(i) for i in range(lm.nc)]:
+        names = list(ls.names)  # a model built from a YAML has no names: the dataset's
+    doc = summarise(res, names, top)
+    a = cfg.assigner
+    doc["meta"] = {"dataset": str(data), "split": chosen, "model": lm.path, "arch": lm.arch, "nc": lm.nc,
+                   "imgsz": list(cfg.imgsz), "device": lm.device, "assigner": a.name, "profile": a.profile,
+                   "topk": a.topk, "alpha": a.alpha, "beta": a.beta, "batch": batch, "processes": world,
+                   "seconds": round(time.perf_counter() - t0, 3)}
+    con = _console()
+    _warnings_cfg(cfg, con)
+    render_model_scan(doc, con)
+    secs = doc["meta"]["seconds"]
+    con.print(f"{res.n_done} images in {secs:.2f} s ({res.n_done / max(secs, 1e-9):.1f} images/s, {world} process(es))")
+    if report is not None:
+        p = write_report(doc, report)
+        con.print(f"report: {len(doc['per_gt'])} GTs{' (PARTIAL)' if doc['partial'] else ''} written to {p}")
+    if doc["partial"]:
+        raise typer.Exit(130)
+
+
 def _console_err() -> "Console":
     from rich.console import Console
 
@@ -459,7 +551,7 @@ def _warnings_cfg(cfg, con: "Console") -> None:
 
 
 @app.command()
-@run_options("seed", "synthetic", "batch", "nc", "reg_max", "imgsz", "strides", "budget_mb")
+@run_options("seed", "synthetic", "batch", "nc", "reg_max", "imgsz", "strides", "budget_mb", "model", "device", "images")
 def compare(
     labels: LabelsArg = None,
     assigners: Annotated[str, typer.Option("--assigners", "-a", help="Comma-separated: tal, tal-o2o, simota, atss, yolov5 (yolox-0.3 = simota with that profile).")] = "tal,simota,atss,yolov5",
@@ -478,16 +570,34 @@ def compare(
     names = [x.strip() for x in assigners.split(",") if x.strip()]
     if not names:
         raise InputError("--assigners: give at least one assigner")
+    skipped = []
+    if run.get("model") is not None:
+        skipped = [n for n in names if n in ("simota", "yolov5", "yolox-0.3")]
+        names = [n for n in names if n not in skipped]
+        if not names:
+            raise InputError("--model gives YOLOv8/YOLO11 (DFL) heads: compare tal, tal-o2o and atss on them")
     runs = {}
-    for n in names:
-        name, profile = ("simota", "yolox-0.3") if n == "yolox-0.3" else (n, None)
-        if n in runs:
-            raise InputError(f"--assigners: {n} given twice")
-        runs[n] = _assign_like(labels, config, heads, dict(run, name=name, profile=profile), png, image_file,
-                               yolox_heads, v8_heads=True, with_loss=False)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="yolotal-") as tmp:
+        for n in names:
+            name, profile = ("simota", "yolox-0.3") if n == "yolox-0.3" else (n, None)
+            if n in runs:
+                raise InputError(f"--assigners: {n} given twice")
+            opts = dict(run, name=name, profile=profile)
+            if run.get("model") is not None and runs:  # the model ran once: replay its saved heads
+                opts.update(model=None, device=None, save_heads=None)
+                heads = Path(tmp) / "model_heads.npz"
+            elif run.get("model") is not None:
+                opts["save_heads"] = Path(tmp) / "model_heads.npz"
+            runs[n] = _assign_like(labels, config, heads, opts, png, image_file, yolox_heads, v8_heads=True,
+                                   with_loss=False)
     first = runs[names[0]]
     con = _console()
     _warnings(first, con)
+    if skipped:
+        con.print(f"{', '.join(skipped)} skipped: SimOTA and YOLOv5 need heads of their own layout (objectness, "
+                  "anchors), which a YOLOv8/YOLO11 model does not give")
     con.print(f"assigners: {', '.join(f'{k} ({t.config.assigner.profile})' for k, t in runs.items())} · heads: "
               f"{first.heads_source}")
     images = _images(first, image)

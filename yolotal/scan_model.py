@@ -1,0 +1,283 @@
+"""``yolotal scan DATA --model PATH``: the dataset audit with a real model's predictions.
+
+Images go through the model in batches (decoded and letterboxed in ``workers`` threads); each batch then runs
+the ordinary pipeline (:func:`yolotal.pipeline.run`: assignment and loss) and every real GT gets one record:
+positives (final, as ``mask_pos``), positives that carry weight (target score >= 0.01), the sum of its target
+scores, the IoU of its positives' predicted boxes, and flags. Records are aggregated per class and per size
+bucket (small < 32², medium < 96², large; letterboxed px).
+
+Under ``torchrun`` (torch.distributed initialised from the environment), rank r takes batches r, r + world, ...
+(the same batches a one-process run makes, so every number is the same) and rank 0 merges the records in batch
+order and writes the report.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import InputError
+
+ZERO_WEIGHT = 0.01  # a positive whose target score is below this teaches (almost) nothing
+SIZE_BUCKETS = (("small", 0.0, 32.0**2), ("medium", 32.0**2, 96.0**2), ("large", 96.0**2, math.inf))
+
+
+@dataclass
+class GTRecord:
+    file: str
+    line: int
+    cls: int
+    box: tuple[float, float, float, float]  # letterboxed px xyxy
+    area: float
+    candidates: int
+    positives: int
+    weighted: int
+    score_sum: float
+    max_score: float
+    iou_mean: float  # mean IoU of its positives' predicted boxes with it (nan without positives)
+    iou_max: float
+    levels: tuple[int, ...]  # positives per level
+    flags: tuple[str, ...]
+
+    @property
+    def size(self) -> str:
+        return next(name for name, lo, hi in SIZE_BUCKETS if lo <= self.area < hi)
+
+
+@dataclass
+class ModelScan:
+    """Results per batch index: (GT records, per-image summaries, errors); merged in batch order."""
+
+    batches: dict[int, tuple[list[GTRecord], list[dict], list[dict]]] = field(default_factory=dict)
+    n_done: int = 0
+    partial: bool = False
+
+    def _cat(self, i: int) -> list:
+        return [x for k in sorted(self.batches) for x in self.batches[k][i]]
+
+    @property
+    def records(self) -> list[GTRecord]:
+        return self._cat(0)
+
+    @property
+    def images(self) -> list[dict]:
+        return self._cat(1)
+
+    @property
+    def errors(self) -> list[dict]:
+        return self._cat(2)
+
+
+def _flags(r: dict) -> tuple[str, ...]:
+    out = []
+    if r["candidates"] == 0:
+        out.append("no candidate")
+    if r["positives"] == 0:
+        out.append("no positive")
+    elif r["weighted"] == 0:
+        out.append("zero-weight positives")
+    return tuple(out)
+
+
+def _box_iou(a, b):
+    """IoU of paired boxes a[i], b[i] (xyxy)."""
+    import torch
+
+    lt = torch.max(a[:, :2], b[:, :2])
+    rb = torch.min(a[:, 2:], b[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(1)
+    area = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(1) + (b[:, 2:] - b[:, :2]).clamp(min=0).prod(1) - inter
+    return inter / area.clamp(min=1e-9)
+
+
+def records_of(trace) -> tuple[list[GTRecord], list[dict]]:
+    """Per real GT of a trace: its record; per image: a summary."""
+    import torch
+
+    pos, cand = trace["pos_triples"], trace["cand_triples"]
+    ts, pb, gb = trace["target_scores"], trace["pred_bboxes"], trace["gt_bboxes"]
+    gl = trace["gt_labels"]
+    level_of = torch.zeros(trace["anchor_points"].shape[0], dtype=torch.int64)
+    for lv in trace.levels:
+        level_of[lv.start : lv.stop] = lv.index
+    b_i, m_i, a_i = pos.unbind(1) if len(pos) else (torch.zeros(0, dtype=torch.int64),) * 3
+    score = ts[b_i, a_i, gl[b_i, m_i, 0].long()] if len(pos) else torch.zeros(0)
+    iou = _box_iou(pb[b_i, a_i], gb[b_i, m_i]) if len(pos) else torch.zeros(0)
+    key = (b_i * gb.shape[1] + m_i).tolist()
+    per: dict[int, list[int]] = {}
+    for j, k in enumerate(key):
+        per.setdefault(k, []).append(j)
+    ncand: dict[int, int] = {}
+    for k in (cand[:, 0] * gb.shape[1] + cand[:, 1]).tolist() if len(cand) else []:
+        ncand[k] = ncand.get(k, 0) + 1
+    records, images = [], []
+    score_l, iou_l, lvl_l = score.tolist(), iou.tolist(), level_of[a_i].tolist() if len(pos) else []
+    n_levels = len(trace.levels)
+    for bi in range(trace.batch):
+        starved = 0
+        for mi, (f, ln) in enumerate(trace.gt_origin[bi]):
+            k = bi * gb.shape[1] + mi
+            js = per.get(k, [])
+            s = [score_l[j] for j in js]
+            u = [iou_l[j] for j in js]
+            lv = [0] * n_levels
+            for j in js:
+                lv[lvl_l[j]] += 1
+            box = tuple(float(v) for v in gb[bi, mi].tolist())
+            r = dict(candidates=ncand.get(k, 0), positives=len(js), weighted=sum(x >= ZERO_WEIGHT for x in s))
+            flags = _flags(r)
+            starved += bool(flags)
+            records.append(GTRecord(
+                f, ln, int(gl[bi, mi, 0]), box, max(box[2] - box[0], 0) * max(box[3] - box[1], 0), r["candidates"],
+                r["positives"], r["weighted"], float(sum(s)), max(s, default=0.0),
+                float(np.mean(u)) if u else float("nan"), max(u, default=float("nan")), tuple(lv), flags))
+        images.append({"image": trace.labels.images[bi], "gts": len(trace.gt_origin[bi]), "starved": starved})
+    return records, images
+
+
+def _batches(n: int, size: int) -> list[range]:
+    return [range(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: int,
+             progress: Callable[[int], None] | None = None, rank: int = 0, world: int = 1) -> ModelScan:
+    """Scan (label file, image or None) items with the model: this rank's batches (k % world == rank).
+
+    A missing or unreadable image, or a label file with bad lines, is recorded and the scan goes on (bad lines
+    are skipped); Ctrl-C stops at a batch boundary with ``partial`` set.
+    """
+    from .inputs.labels import Labels
+    from .inputs.model import model_heads
+    from .inputs.pictures import _decode_rgb, letterbox_array, letterbox_for
+    from .pipeline import run
+    from .scan import _parse_file
+
+    out = ModelScan()
+    batches = _batches(len(items), batch)
+
+    def prepare(idx: int):
+        label, image = items[idx]
+        rows, lines, errs = _parse_file(label, cfg.nc)
+        errors = [{"file": label, "line": ln, "reason": why} for ln, why in errs]
+        if image is None:
+            return None, errors + [{"file": label, "line": 0, "reason": "no image found for this label file"}]
+        try:
+            rgb = _decode_rgb(image)
+        except InputError as e:
+            return None, errors + [{"file": label, "line": 0, "reason": f"image {image}: {e}"}]
+        lb = letterbox_for(rgb.shape[1], rgb.shape[0], cfg.imgsz)
+        arr = letterbox_array(rgb, lb, cfg.imgsz).transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
+        return (label, image, rows, lines, lb, arr), errors
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        try:
+            for k in range(rank, len(batches), world):
+                prepared = list(pool.map(prepare, batches[k]))
+                ok = [p for p, _ in prepared if p is not None]
+                errors = [e for _, errs in prepared for e in errs]
+                recs, ims = [], []
+                if ok:
+                    rows, bidx, origin = [], [], []
+                    for bi, (label, _, r, lines, _, _) in enumerate(ok):
+                        rows += r
+                        bidx += [bi] * len(r)
+                        origin += [(label, ln) for ln in lines]
+                    arr = np.asarray(rows, np.float32).reshape(-1, 5)
+                    labels = Labels(np.asarray(bidx, np.int64), arr[:, 0].astype(np.int64), arr[:, 1:5].copy(),
+                                    tuple(origin), tuple(Path(p[0]).stem for p in ok), tuple(p[0] for p in ok))
+                    heads = model_heads(lm, np.stack([p[5] for p in ok]), lm.describe(cfg.imgsz))
+                    trace = run(cfg, labels, heads, with_loss=False, pictures=[p[1] for p in ok],
+                                letterboxes=[p[4] for p in ok])
+                    recs, ims = records_of(trace)
+                    for im, p in zip(ims, ok):
+                        im.update(file=p[0], picture=str(p[1]))
+                out.batches[k] = (recs, ims, errors)
+                out.n_done += len(batches[k])
+                if progress:
+                    progress(len(batches[k]))
+        except KeyboardInterrupt:
+            out.partial = True
+    return out
+
+
+def merge(parts: list[ModelScan]) -> ModelScan:
+    """Merge per-rank results: batches in index order, as a one-process run orders them."""
+    merged = ModelScan()
+    for res in parts:
+        merged.batches.update(res.batches)
+        merged.n_done += res.n_done
+        merged.partial |= res.partial
+    return merged
+
+
+def summarise(res: ModelScan, names: list[str] | None, top: int = 20) -> dict:
+    """The report: per class and per size bucket, the worst GTs and images, every GT's row."""
+    recs = res.records
+
+    def stats(sel: list[GTRecord]) -> dict:
+        n = len(sel)
+        pos = sum(r.positives for r in sel)
+        scores = [r.score_sum for r in sel]
+        ious = [r.iou_mean * r.positives for r in sel if r.positives]
+        return {
+            "gts": n,
+            "no_positive_pct": round(100.0 * sum(r.positives == 0 for r in sel) / n, 2) if n else 0.0,
+            "zero_weight_pct": round(100.0 * sum(r.positives > 0 and r.weighted == 0 for r in sel) / n, 2) if n else 0.0,
+            "positives_per_gt": round(pos / n, 3) if n else 0.0,
+            "mean_target_score": round(sum(scores) / pos, 4) if pos else 0.0,
+            "mean_iou": round(sum(ious) / pos, 4) if pos else 0.0,
+        }
+
+    classes = sorted({r.cls for r in recs})
+    by_class = {(names[c] if names and c < len(names) else str(c)): stats([r for r in recs if r.cls == c])
+                for c in classes}
+    by_size = {name: stats([r for r in recs if r.size == name]) for name, _, _ in SIZE_BUCKETS}
+    order = sorted(range(len(recs)), key=lambda i: (recs[i].positives > 0, recs[i].weighted > 0, recs[i].score_sum, i))
+    worst = [_row(recs[i], names) for i in order[:top] if recs[i].flags or recs[i].score_sum < 1.0]
+    worst_images = sorted(res.images, key=lambda d: (-d["starved"], -d["gts"], d["file"]))[:top]
+    worst_images = [d for d in worst_images if d["starved"]]
+    return {
+        "partial": res.partial,
+        "images": res.n_done,
+        "gts": len(recs),
+        "all": stats(recs),
+        "by_class": by_class,
+        "by_size": by_size,
+        "worst_gts": worst,
+        "worst_images": worst_images,
+        "errors": res.errors,
+        "per_gt": [_row(r, names) for r in recs],
+    }
+
+
+def _row(r: GTRecord, names) -> dict:
+    return {
+        "file": r.file, "line": r.line, "class": r.cls,
+        "name": names[r.cls] if names and r.cls < len(names) else str(r.cls),
+        "box": [round(v, 2) for v in r.box], "size": r.size, "candidates": r.candidates, "positives": r.positives,
+        "weighted_positives": r.weighted, "score_sum": round(r.score_sum, 5), "max_score": round(r.max_score, 5),
+        "mean_iou": None if math.isnan(r.iou_mean) else round(r.iou_mean, 4),
+        "max_iou": None if math.isnan(r.iou_max) else round(r.iou_max, 4),
+        "positives_per_level": list(r.levels), "flags": list(r.flags),
+    }
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world) when launched by torchrun (initialises the process group once), else (0, 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        import torch
+
+        dist.init_process_group("nccl" if torch.cuda.is_available() and os.environ.get("YOLOTAL_DIST_BACKEND") != "gloo"
+                                else "gloo")
+    return dist.get_rank(), dist.get_world_size()
