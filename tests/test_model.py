@@ -6,12 +6,15 @@ ships (yolo11n at 320 px keeps each forward well under a second)."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_VERBOSE", "False")
 ultralytics = pytest.importorskip("ultralytics", reason="--model needs the optional extra yolotal[ultralytics]")
 import torch  # noqa: E402
 
@@ -191,3 +194,104 @@ def test_without_ultralytics_one_line_says_what_to_install(cli, monkeypatch):
     code, out, err = cli("assign", SHAPES / "labels", "--model", "yolo11n.yaml")
     assert code == 2 and "pip install 'yolotal[ultralytics]'" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------------------------ scan --model
+def _scan_doc(cli, tmp_path, *extra, name="r.json"):
+    rep = tmp_path / name
+    code, out, err = cli("scan", SHAPES / "shapes.yaml", "--model", "yolo11n.yaml", "--nc", "3", "--imgsz", "320",
+                         "--batch", "3", "--report", rep, *extra)
+    return code, out, err, (json.loads(rep.read_text()) if rep.exists() else None)
+
+
+def test_scan_model_agrees_with_assign_model_per_gt(cli, tmp_path):
+    code, out, err, doc = _scan_doc(cli, tmp_path)
+    assert code == 0, err
+    assert doc["images"] == 4 and doc["gts"] == 9 and not doc["partial"] and doc["meta"]["split"] == "train"
+    assert set(doc["by_size"]) == {"small", "medium", "large"} and set(doc["by_class"]) == {"box", "disc", "triangle"}
+    assert sum(st["gts"] for st in doc["by_size"].values()) == 9
+    # the same files through assign --model (one batch of 4; scan used batches of 3 and 1): the same positives
+    exp = tmp_path / "a.npz"
+    assert cli("assign", SHAPES / "labels", "--model", "yolo11n.yaml", "--nc", "3", "--imgsz", "320",
+               "--export", exp)[0] == 0
+    z = np.load(exp)
+    pos = z["pos_triples"]
+    files = sorted(str(p) for p in (SHAPES / "labels").glob("*.txt"))
+    rows = {(Path(r["file"]).name, r["line"]): r for r in doc["per_gt"]}
+    for bi, f in enumerate(files):
+        lines = [i + 1 for i, ln in enumerate(Path(f).read_text().splitlines()) if ln.strip()]
+        for m, ln in enumerate(lines):
+            r = rows[(Path(f).name, ln)]
+            n = int(((pos[:, 0] == bi) & (pos[:, 1] == m)).sum())
+            assert r["positives"] == n, (f, ln)
+            anchors = pos[(pos[:, 0] == bi) & (pos[:, 1] == m), 2]
+            cls = int(z["gt_labels"][bi, m, 0])
+            assert r["score_sum"] == pytest.approx(float(z["target_scores"][bi, anchors, cls].sum()), abs=1e-4)
+    # the 4×4 px box of square.txt line 2 is flagged: its positives carry no weight
+    tiny = rows[("square.txt", 2)]
+    assert tiny["size"] == "small" and tiny["box"][2] - tiny["box"][0] == pytest.approx(6 * 0.625, abs=0.01)  # 6 px × r
+
+
+def test_scan_model_lists_missing_images_and_goes_on(cli, tmp_path):
+    import shutil
+
+    d = tmp_path / "ds"
+    shutil.copytree(SHAPES, d)
+    (d / "images" / "wide.jpg").unlink()
+    (d / "images" / "square.jpg").write_bytes(b"not an image")
+    rep = tmp_path / "r.json"
+    code, out, err = cli("scan", d / "labels", "--model", "yolo11n.yaml", "--nc", "3", "--imgsz", "320",
+                         "--report", rep)
+    assert code == 0, err
+    doc = json.loads(rep.read_text())
+    reasons = {Path(e["file"]).name: e["reason"] for e in doc["errors"]}
+    assert doc["images"] == 4 and doc["gts"] == 5  # landscape (3) and portrait (2) were still scanned
+    assert reasons["wide.txt"] == "no image found for this label file"
+    assert "square.jpg" in reasons["square.txt"] and "does not decode" in reasons["square.txt"]
+    assert "2 problem(s)" in out
+    # a dataset YAML lists its images: a label file without one is not part of it
+    code, out, err = cli("scan", d / "shapes.yaml", "--model", "yolo11n.yaml", "--nc", "3", "--imgsz", "320",
+                         "--report", rep)
+    assert code == 0 and json.loads(rep.read_text())["images"] == 3
+
+
+def test_scan_model_interrupted_writes_a_partial_report(cli, tmp_path, monkeypatch):
+    from yolotal import scan_model
+
+    real = scan_model.records_of
+    calls = {"n": 0}
+
+    def once_then_interrupt(trace):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise KeyboardInterrupt
+        return real(trace)
+
+    monkeypatch.setattr(scan_model, "records_of", once_then_interrupt)
+    code, out, err, doc = _scan_doc(cli, tmp_path)
+    assert code == 130
+    assert doc["partial"] is True and doc["images"] == 3 and doc["gts"] == 8
+    assert "PARTIAL" in out
+
+
+def test_scan_model_under_torchrun_equals_one_process(tmp_path):
+    import os
+    import subprocess
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", YOLOTAL_DIST_BACKEND="gloo", YOLO_OFFLINE="1", YOLO_VERBOSE="False")
+    args = ["scan", str(SHAPES / "shapes.yaml"), "--model", "yolo11n.yaml", "--nc", "3", "--imgsz", "320",
+            "--batch", "1"]
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    r = subprocess.run([sys.executable, "-m", "yolotal", *args, "--report", str(one)], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                        "29531", "-m", "yolotal", *args, "--report", str(two)], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = json.loads(one.read_text()), json.loads(two.read_text())
+    assert b["meta"]["processes"] == 2 and a["meta"]["processes"] == 1
+    for d in (a, b):
+        for k in ("seconds", "processes"):
+            d["meta"].pop(k)
+    assert a == b

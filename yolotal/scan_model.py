@@ -170,7 +170,7 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
         try:
             rgb = _decode_rgb(image)
         except InputError as e:
-            return None, errors + [{"file": label, "line": 0, "reason": f"image {image}: {e}"}]
+            return None, errors + [{"file": label, "line": 0, "reason": str(e)}]
         lb = letterbox_for(rgb.shape[1], rgb.shape[0], cfg.imgsz)
         arr = letterbox_array(rgb, lb, cfg.imgsz).transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
         return (label, image, rows, lines, lb, arr), errors

@@ -105,9 +105,14 @@ def image_for_label(label_file: str | Path, images_dir: str | Path | None = None
     return None
 
 
+def _why(e: Exception) -> str:
+    """The exception's class in brackets, unless it is an import failure of a decoder plugin."""
+    return "" if isinstance(e, ImportError) else f" ({e.__class__.__name__})"
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
     """(w, h) of an image file as decoded upright (EXIF orientation applied), reading its header only."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as im:
@@ -120,13 +125,13 @@ def image_size(path: str | Path) -> tuple[int, int]:
             return w, h
     except FileNotFoundError:
         raise InputError("image file not found", str(path)) from None
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise InputError(f"not a readable image ({e.__class__.__name__})", str(path)) from None
+    except Exception as e:  # PIL raises many types (and ultralytics, when loaded, patches Image.open)
+        raise InputError(f"not a readable image{_why(e)}", str(path)) from None
 
 
 def _decode_rgb(path: str | Path) -> np.ndarray:
     """(h, w, 3) uint8 RGB, upright (EXIF orientation applied), or InputError naming the file."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
 
     try:
         with Image.open(path) as im:
@@ -134,8 +139,8 @@ def _decode_rgb(path: str | Path) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except FileNotFoundError:
         raise InputError("image file not found", str(path)) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise InputError(f"image does not decode ({e.__class__.__name__})", str(path)) from None
+    except Exception as e:  # PIL raises many types (and ultralytics, when loaded, patches Image.open)
+        raise InputError(f"image does not decode{_why(e)}", str(path)) from None
 
 
 def letterbox_array(rgb: np.ndarray, box: Letterbox, imgsz: tuple[int, int]) -> np.ndarray:
