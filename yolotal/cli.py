@@ -47,9 +47,9 @@ NcOpt = Annotated[Optional[int], typer.Option("--nc", help="Number of classes.")
 RegMaxOpt = Annotated[Optional[int], typer.Option("--reg-max", help="DFL bins per side.")]
 ImgszOpt = Annotated[Optional[List[int]], typer.Option("--imgsz", help="Input size: one value, or h and w (repeat).")]
 StridesOpt = Annotated[Optional[str], typer.Option("--strides", help="Comma-separated strides, e.g. 8,16,32.")]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Seed of the synthetic heads.")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Seed of the synthetic heads, and of a --model YAML's weights (default 0).")]
 KindOpt = Annotated[Optional[str], typer.Option("--synthetic", help="Synthetic heads: randn or trained.")]
-BatchOpt = Annotated[Optional[int], typer.Option("--batch", help="Images in a synthetic batch.")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch", help="Images in a synthetic batch; scan --model: images per forward pass (default 16).")]
 ImageOpt = Annotated[Optional[List[int]], typer.Option("--image", "-i", help="Image(s) of the batch to show (default: all).")]
 PngOpt = Annotated[Optional[Path], typer.Option("--png", help="Also draw the assignment: one panel per level, to OUT.png.")]
 ImageFileOpt = Annotated[Optional[List[Path]], typer.Option("--image-file", help="Picture of each image (repeat, batch order); default with --png: found next to the labels (images/ <-> labels/).")]
@@ -409,7 +409,9 @@ def scan(
     run: dict = None,
 ) -> None:
     """Audit every label file of a dataset: label errors, GTs with no candidate anchor, tiny GTs, GTs whose DFL
-    targets are clamped at every level; with --simulate, positives per GT from the full assignment."""
+    targets are clamped at every level; with --simulate, positives per GT from the full assignment. With --model:
+    the dataset's images through your model, and per class and size which GTs get no positive or only
+    zero-weight ones (runs under torchrun too)."""
     import time
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -529,7 +531,12 @@ def _scan_model(data: Path, config: Path | None, report: Path | None, workers: i
     _warnings_cfg(cfg, con)
     render_model_scan(doc, con)
     secs = doc["meta"]["seconds"]
-    con.print(f"{res.n_done} images in {secs:.2f} s ({res.n_done / max(secs, 1e-9):.1f} images/s, {world} process(es))")
+    parts = res.seconds
+    doc["meta"]["stage_seconds"] = {k: round(v, 3) for k, v in parts.items()}
+    con.print(f"{res.n_done} images in {secs:.2f} s ({res.n_done / max(secs, 1e-9):.1f} images/s, {world} process(es)); "
+              f"decode+letterbox {parts['images']:.2f} s, model forward {parts['forward']:.2f} s, assignment + loss "
+              f"{parts['assign_loss']:.2f} s ({100 * parts['assign_loss'] / max(parts['forward'], 1e-9):.0f}% of the "
+              "forward)")
     if report is not None:
         p = write_report(doc, report)
         con.print(f"report: {len(doc['per_gt'])} GTs{' (PARTIAL)' if doc['partial'] else ''} written to {p}")

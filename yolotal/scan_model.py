@@ -57,6 +57,8 @@ class ModelScan:
     batches: dict[int, tuple[list[GTRecord], list[dict], list[dict]]] = field(default_factory=dict)
     n_done: int = 0
     partial: bool = False
+    seconds: dict[str, float] = field(default_factory=lambda: {"images": 0.0, "forward": 0.0, "assign_loss": 0.0})
+    losses: dict[int, tuple[float, float, float]] = field(default_factory=dict)  # batch -> (box, cls, dfl) weighted
 
     def _cat(self, i: int) -> list:
         return [x for k in sorted(self.batches) for x in self.batches[k][i]]
@@ -175,9 +177,13 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
         arr = letterbox_array(rgb, lb, cfg.imgsz).transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
         return (label, image, rows, lines, lb, arr), errors
 
+    import time
+
+    clock = time.perf_counter
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         try:
             for k in range(rank, len(batches), world):
+                t0 = clock()
                 prepared = list(pool.map(prepare, batches[k]))
                 ok = [p for p, _ in prepared if p is not None]
                 errors = [e for _, errs in prepared for e in errs]
@@ -191,10 +197,18 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
                     arr = np.asarray(rows, np.float32).reshape(-1, 5)
                     labels = Labels(np.asarray(bidx, np.int64), arr[:, 0].astype(np.int64), arr[:, 1:5].copy(),
                                     tuple(origin), tuple(Path(p[0]).stem for p in ok), tuple(p[0] for p in ok))
-                    heads = model_heads(lm, np.stack([p[5] for p in ok]), lm.describe(cfg.imgsz))
-                    trace = run(cfg, labels, heads, with_loss=False, pictures=[p[1] for p in ok],
+                    images = np.stack([p[5] for p in ok])
+                    t1 = clock()
+                    heads = model_heads(lm, images, lm.describe(cfg.imgsz))
+                    t2 = clock()
+                    trace = run(cfg, labels, heads, with_loss=True, pictures=[p[1] for p in ok],
                                 letterboxes=[p[4] for p in ok])
                     recs, ims = records_of(trace)
+                    out.losses[k] = tuple(float(trace[n]) for n in ("loss_box", "loss_cls", "loss_dfl"))
+                    t3 = clock()
+                    out.seconds["images"] += t1 - t0
+                    out.seconds["forward"] += t2 - t1
+                    out.seconds["assign_loss"] += t3 - t2
                     for im, p in zip(ims, ok):
                         im.update(file=p[0], picture=str(p[1]))
                 out.batches[k] = (recs, ims, errors)
@@ -211,6 +225,9 @@ def merge(parts: list[ModelScan]) -> ModelScan:
     merged = ModelScan()
     for res in parts:
         merged.batches.update(res.batches)
+        merged.losses.update(res.losses)
+        for key, v in res.seconds.items():
+            merged.seconds[key] += v
         merged.n_done += res.n_done
         merged.partial |= res.partial
     return merged
@@ -242,9 +259,12 @@ def summarise(res: ModelScan, names: list[str] | None, top: int = 20) -> dict:
     worst = [_row(recs[i], names) for i in order[:top] if recs[i].flags or recs[i].score_sum < 1.0]
     worst_images = sorted(res.images, key=lambda d: (-d["starved"], -d["gts"], d["file"]))[:top]
     worst_images = [d for d in worst_images if d["starved"]]
+    losses = [res.losses[k] for k in sorted(res.losses)]
     return {
         "partial": res.partial,
         "images": res.n_done,
+        "loss_mean": {name: round(float(np.mean([x[i] for x in losses])), 5) if losses else None
+                      for i, name in enumerate(("box", "cls", "dfl"))},
         "gts": len(recs),
         "all": stats(recs),
         "by_class": by_class,
