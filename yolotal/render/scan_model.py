@@ -44,7 +44,7 @@ def render_model_scan(doc: dict, con: Console) -> None:
         for r in doc["worst_gts"]:
             b = r["box"]
             why = ", ".join(r["flags"]) or "low total target score"
-            t.add_row(f"{r['file']}:{r['line']}", r["name"], f"{b[2] - b[0]:.0f}×{b[3] - b[1]:.0f}",
+            t.add_row(f"{r['file']}:{r['line']}", r['name'], f"{b[2] - b[0]:.4g}×{b[3] - b[1]:.4g}",
                       str(r["positives"]), f"{r['score_sum']:.3f}", why)
         con.print(t)
     if doc["worst_images"]:
