@@ -295,3 +295,30 @@ def test_scan_model_under_torchrun_equals_one_process(tmp_path):
         for k in ("seconds", "processes", "stage_seconds"):
             d["meta"].pop(k)
     assert a == b
+
+
+def test_checkpoint_saved_by_ultralytics_8_3_runs_under_this_version(cli, tmp_path):
+    """A real trainer-format checkpoint of 8.3.200 (model None, half-precision ema, train_args) written by
+    scripts/make_legacy_checkpoint.py, with 8.3's own raw outputs on a fixed input."""
+    pt = ROOT / "tests" / "fixtures" / "models" / "yolov8_tiny_u83.pt"
+    want = np.load(ROOT / "tests" / "fixtures" / "models" / "yolov8_tiny_u83_outputs.npz")
+    lm = load_model(pt)
+    assert (lm.nc, lm.reg_max, lm.strides, lm.train_imgsz) == (2, 16, (8, 16, 32), (128, 128))
+    assert lm.train_gains == {"box": 7.0, "cls": 0.7, "dfl": 1.2} and lm.names == {0: "cat", 1: "dog"}
+    assert lm.half_weights and lm.kind == "checkpoint"
+    h = model_heads(lm, want["images"], "test")
+    for i, lv in enumerate(heads_to_levels(h)):
+        np.testing.assert_allclose(lv, want[f"level{i}"], atol=HEADS_ATOL, rtol=0, err_msg=f"level{i}")
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels" / "a.txt").write_text("1 0.5 0.5 0.4 0.3\n")
+    from PIL import Image
+
+    Image.new("RGB", (200, 100), (90, 30, 200)).save(tmp_path / "images" / "a.png")
+    out = tmp_path / "e.npz"
+    code, text, err = cli("loss", tmp_path / "labels", "--model", pt, "--export", out)
+    assert code == 0, err
+    assert "imgsz 128×128" in " ".join(text.split())
+    e = np.load(out)
+    assert float(e["loss_cls"]) == pytest.approx(0.7 * float(e["raw_cls"]), rel=1e-6)
+    np.testing.assert_allclose(e["gt_bboxes"][0, 0], [38.4, 54.4, 89.6, 73.6], atol=1e-4)  # r 0.64, top 32

@@ -142,6 +142,23 @@ def _train_args(ckpt: dict) -> tuple[tuple[int, int] | None, dict[str, float]]:
     return imgsz, gains
 
 
+def _load_checkpoint(tasks, p: Path, src: str):
+    """Unpickle a checkpoint with ultralytics' own loader (it maps the module paths of older versions), else
+    torch.load; any failure is one line naming the file."""
+    import contextlib
+    import io
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            if hasattr(tasks, "torch_safe_load"):
+                return tasks.torch_safe_load(str(p))[0]
+            return torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as e:  # not a pickle, a truncated zip, a YOLOv5-repo model, a class that no longer exists ...
+        msg = (str(e).strip().splitlines() or [""])[0].replace("ERROR ❌️ ", "").replace(str(p), "the file").strip()
+        raise InputError(f"not a readable checkpoint ({e.__class__.__name__}{': ' + msg[:160] if msg else ''})",
+                         src) from None
+
+
 def load_model(path: str | Path, nc: int | None = None, seed: int = 0, device: str = "cpu") -> LoadedModel:
     """Load a checkpoint (``.pt``) or build a model YAML (``.yaml``/``.yml``, a path or a name ultralytics ships)."""
     src = str(path)
@@ -167,13 +184,9 @@ def load_model(path: str | Path, nc: int | None = None, seed: int = 0, device: s
                              f"{str(e)[:120]})", src) from None
         kind, arch, train_imgsz, gains, half = "yaml", str(cfg.get("yaml_file", p.name)), None, {}, False
     else:
-        try:
-            ckpt = torch.load(p, map_location="cpu", weights_only=False)
-        except Exception as e:  # not a pickle, a zip that is not torch's, a class that no longer exists, ...
-            raise InputError(f"not a readable checkpoint ({e.__class__.__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})",
-                             src) from None
+        ckpt = _load_checkpoint(tasks, p, src)
         if isinstance(ckpt, dict):
-            module = ckpt.get("ema") or ckpt.get("model")
+            module = ckpt.get("ema") if ckpt.get("ema") is not None else ckpt.get("model")
             if module is None:
                 keys = ", ".join(map(str, list(ckpt)[:8]))
                 raise InputError(f"not an ultralytics checkpoint: a dict without 'ema' or 'model' (keys: {keys})", src)
