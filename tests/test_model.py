@@ -322,3 +322,48 @@ def test_checkpoint_saved_by_ultralytics_8_3_runs_under_this_version(cli, tmp_pa
     e = np.load(out)
     assert float(e["loss_cls"]) == pytest.approx(0.7 * float(e["raw_cls"]), rel=1e-6)
     np.testing.assert_allclose(e["gt_bboxes"][0, 0], [38.4, 54.4, 89.6, 73.6], atol=1e-4)  # r 0.64, top 32
+
+
+def test_compare_runs_the_model_once_per_branch_and_names_what_it_skips(cli, tmp_path, monkeypatch):
+    from yolotal.inputs import model as model_mod
+
+    calls = []
+    real = model_mod.raw_outputs
+
+    def counting(lm, images, branch="one2many"):
+        calls.append(branch)
+        return real(lm, images, branch)
+
+    monkeypatch.setattr(model_mod, "raw_outputs", counting)
+    code, out, err = cli("compare", SHAPES / "labels", "--model", "yolo26n.yaml", "--nc", "3", "--imgsz", "320",
+                         "-a", "tal,atss,simota,tal-o2o,yolov5", "-i", "2")
+    assert code == 0, err
+    assert calls == ["one2many", "one2one"]  # tal and atss share one forward; tal-o2o reads the one2one branch
+    text = " ".join(out.split())
+    assert "simota, yolov5 skipped: SimOTA and YOLOv5 need heads of their own layout" in text
+    assert "assigners: tal (ultralytics), atss (yolov6), tal-o2o (ultralytics)" in text
+
+
+def test_end_to_end_model_one2one_branch_for_tal_o2o(cli, tmp_path):
+    from ultralytics.nn.tasks import DetectionModel
+
+    torch.manual_seed(0)
+    m = DetectionModel("yolo26n.yaml", nc=3, verbose=False)
+    with torch.no_grad():  # at init the one2one branch is a copy of one2many: make them differ, as training does
+        for prm in m.model[-1].one2one_cv3.parameters():
+            prm.add_(0.05 * torch.randn_like(prm))
+    pt = tmp_path / "e2e.pt"
+    torch.save({"model": m, "train_args": {"imgsz": 320}}, pt)
+    a, b, s = tmp_path / "a.npz", tmp_path / "b.npz", tmp_path / "s.npz"
+    code, out, err = cli("assign", SHAPES / "labels", "--model", pt, "--assigner", "tal-o2o", "--export", a,
+                         "--save-heads", s)
+    assert code == 0, err
+    assert "one2one branch of an end-to-end head" in " ".join(out.split())
+    assert cli("assign", SHAPES / "labels", "--model", pt, "--export", b)[0] == 0
+    za, zb = np.load(a), np.load(b)
+    m.eval()
+    with torch.no_grad():
+        _, raw = m(torch.from_numpy(np.load(s)["images"]))
+    assert torch.equal(torch.from_numpy(za["pred_logits"]), raw["one2one"]["scores"].permute(0, 2, 1))
+    assert torch.equal(torch.from_numpy(zb["pred_logits"]), raw["one2many"]["scores"].permute(0, 2, 1))
+    assert (load_model(pt).end2end, load_model(pt).reg_max) == (True, 1)

@@ -201,7 +201,8 @@ def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_lo
         if not lab.n_images or labels is None:
             raise InputError("--model needs LABELS whose images it can run on")
         images = model_input(geo_pics, geo_boxes, cfg.imgsz)
-        h = model_heads(lm, images, lm.describe(cfg.imgsz))
+        branch = "one2one" if cfg.assigner.name == "tal-o2o" and lm.end2end else "one2many"
+        h = model_heads(lm, images, lm.describe(cfg.imgsz, branch), branch)
         cfg = replace(cfg, nc=lm.nc)
         notes.append(h.source)
         if save_heads is not None:
@@ -592,12 +593,14 @@ def compare(
             if n in runs:
                 raise InputError(f"--assigners: {n} given twice")
             opts = dict(run, name=name, profile=profile)
-            if run.get("model") is not None and runs:  # the model ran once: replay its saved heads
+            saved = Path(tmp) / f"model_heads_{'one2one' if name == 'tal-o2o' else 'one2many'}.npz"
+            h_path = heads
+            if run.get("model") is not None and saved.exists():  # the model ran already: replay its heads
                 opts.update(model=None, device=None, save_heads=None)
-                heads = Path(tmp) / "model_heads.npz"
+                h_path = saved
             elif run.get("model") is not None:
-                opts["save_heads"] = Path(tmp) / "model_heads.npz"
-            runs[n] = _assign_like(labels, config, heads, opts, png, image_file, yolox_heads, v8_heads=True,
+                opts["save_heads"] = saved
+            runs[n] = _assign_like(labels, config, h_path, opts, png, image_file, yolox_heads, v8_heads=True,
                                    with_loss=False)
     first = runs[names[0]]
     con = _console()

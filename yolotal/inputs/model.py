@@ -59,12 +59,12 @@ class LoadedModel:
     end2end: bool = False
     half_weights: bool = False
 
-    def describe(self, imgsz: tuple[int, int]) -> str:
+    def describe(self, imgsz: tuple[int, int], branch: str = "one2many") -> str:
         what = "checkpoint" if self.kind == "checkpoint" else "model YAML (weights: seeded random init)"
         return (f"heads from the model {self.path} ({what}; {self.arch}, nc {self.nc}, reg_max {self.reg_max}, "
                 f"strides {list(self.strides)}, imgsz {imgsz[0]}×{imgsz[1]}, device {self.device}, BatchNorm in eval "
                 f"mode (running statistics), float32{' (saved as float16)' if self.half_weights else ''}, "
-                f"not fused, no_grad{', one2many branch of an end-to-end head' if self.end2end else ''})")
+                f"not fused, no_grad{f', {branch} branch of an end-to-end head' if self.end2end else ''})")
 
 
 def _import_ultralytics():
@@ -216,17 +216,18 @@ def load_model(path: str | Path, nc: int | None = None, seed: int = 0, device: s
                        gains, end2end, half)
 
 
-def raw_outputs(lm: LoadedModel, images: np.ndarray) -> Any:
-    """The model's raw head outputs on (b, 3, h, w) float32 images: 8.4's dict (``one2many`` for end-to-end
-    heads) or the per-level list of older versions, on the CPU in float32, forward passes in chunks."""
+def raw_outputs(lm: LoadedModel, images: np.ndarray, branch: str = "one2many") -> Any:
+    """The model's raw head outputs on (b, 3, h, w) float32 images: 8.4's dict (of an end-to-end head: its
+    ``branch``, one2many or one2one) or the per-level list of older versions; on the CPU in float32, forward
+    passes in chunks."""
     parts = []
     with torch.no_grad():
         for i in range(0, len(images), FORWARD_CHUNK):
             x = torch.from_numpy(np.ascontiguousarray(images[i : i + FORWARD_CHUNK])).to(lm.device)
             out = lm.module(x)
             raw = out[1] if isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[1], (dict, list, tuple)) else out
-            if isinstance(raw, dict) and "one2many" in raw:
-                raw = raw["one2many"]
+            if isinstance(raw, dict) and branch in raw:
+                raw = raw[branch]
             parts.append(_to_cpu(raw))
     return _concat(parts)
 
@@ -253,7 +254,7 @@ def _concat(parts: list):
     return torch.cat(parts, dim)
 
 
-def model_heads(lm: LoadedModel, images: np.ndarray, source: str) -> Heads:
+def model_heads(lm: LoadedModel, images: np.ndarray, source: str, branch: str = "one2many") -> Heads:
     """Run the model on the images and read its raw outputs as Heads (validated like a heads file)."""
-    raw = raw_outputs(lm, images)
+    raw = raw_outputs(lm, images, branch)
     return heads_from_object(raw, source, lm.reg_max, lm.nc)
