@@ -97,3 +97,14 @@ def test_png_cli_errors(cli, tmp_path):
     code, out, err = cli("walk", "--png", tmp_path / "w.png")
     assert code == 0 and "4 image(s) × 3 levels; 0 on their picture, 4 on a blank canvas" in " ".join(out.split())
     assert Image.open(tmp_path / "w.png").size[0] == 3 * 640 + 4 * 8
+
+
+def test_panel_headers_fit_narrow_panels():
+    from yolotal.render.png import _fit, _font
+
+    font = _font(13)
+    texts = ("tal (ultralytics) · image 0 · landscape · level 0: stride 8, 40x40 anchors", "tal · image 0 · L0 s8 40x40",
+             "0 L0 s8")
+    assert _fit(font, 2000, texts) == texts[0]
+    assert _fit(font, 320, texts) == texts[1] and font.getlength(texts[1]) <= 320
+    assert _fit(font, 10, texts) == texts[2]  # nothing fits: the shortest

@@ -199,13 +199,24 @@ def render_png_rows(rows: list[tuple[Trace, int]], path: str | Path) -> Path:
         y0 = r * row_h
         for lvi, lv in enumerate(trace.levels):
             x0 = GAP + lvi * (w + GAP)
-            d.text((x0, y0 + 4), f"{trace.config.assigner.name} ({trace.config.assigner.profile}) · image {i} · {trace.labels.images[i]} · level {lvi}: "
-                   f"stride {lv.stride}, {lv.h}x{lv.w} anchors", fill=TEXT, font=font)
+            d.text((x0, y0 + 4), _fit(font, w, (
+                f"{trace.config.assigner.name} ({trace.config.assigner.profile}) · image {i} · {trace.labels.images[i]} "
+                f"· level {lvi}: stride {lv.stride}, {lv.h}x{lv.w} anchors",
+                f"{trace.config.assigner.name} · image {i} · L{lvi} s{lv.stride} {lv.h}x{lv.w}",
+                f"{i} L{lvi} s{lv.stride}")), fill=TEXT, font=font)
             out.paste(render_panel(trace, i, lvi, data, bg), (x0, y0 + HEADER))
     a = first.config.assigner
     out.paste(_legend(width, a.profile if a.is_tal or a.name == "yolov5" else a.name), (0, len(rows) * row_h + GAP // 2))
     atomic_write(p, lambda fh: out.save(fh, format="PNG"))
     return p
+
+
+def _fit(font, width: int, texts: tuple[str, ...]) -> str:
+    """The first of the texts (longest first) that fits the panel's width, so headers never run into each other."""
+    for t in texts:
+        if font.getlength(t) <= width:
+            return t
+    return texts[-1]
 
 
 def panel_origin(trace: Trace, row: int, level: int) -> tuple[int, int]:
