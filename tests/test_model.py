@@ -285,8 +285,14 @@ def test_scan_model_under_torchrun_equals_one_process(tmp_path):
     r = subprocess.run([sys.executable, "-m", "yolotal", *args, "--report", str(one)], env=env, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                        "29531", "-m", "yolotal", *args, "--report", str(two)], env=env, capture_output=True,
+    import socket
+
+    with socket.socket() as sock:  # a free port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                        "127.0.0.1", "--master_port", str(port), "-m", "yolotal", *args, "--report", str(two)], env=env,
+                       capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     a, b = json.loads(one.read_text()), json.loads(two.read_text())
