@@ -18,11 +18,19 @@ def test_defaults_are_ultralytics_84_training():
     assert c.grids == [(80, 80), (40, 40), (20, 20)]
 
 
-def test_every_repo_config_loads(tmp_path):
+def test_every_repo_config_loads_with_the_values_it_documents():
+    from dataclasses import replace
     from pathlib import Path
 
-    for p in (Path(__file__).parents[1] / "configs").glob("*.yaml"):
-        load_config(p)
+    configs = Path(__file__).parents[1] / "configs"
+    assert sorted(p.name for p in configs.glob("*.yaml")) == ["default.yaml", "walkthrough.yaml", "yolo26-one2one.yaml"]
+    # default.yaml writes out the built-in defaults (with nc 80 spelled out)
+    assert load_config(configs / "default.yaml") == replace(load_config(None), nc=80)
+    w = load_config(configs / "walkthrough.yaml")
+    assert (w.imgsz, w.strides, w.nc, w.reg_max, w.assigner.profile, w.heads.kind, w.heads.batch) == (
+        (640, 640), (80, 160, 320), 3, 16, "classic", "randn", 4)
+    o2o = load_config(configs / "yolo26-one2one.yaml")
+    assert (o2o.assigner.topk, o2o.assigner.topk2, o2o.assigner.profile) == (7, 1, "ultralytics")
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tolerances import LOSS, METRIC, OVERLAP, SCORE, assert_close_f32
 
 from yolotal.config import config_from_dict
 from yolotal.inputs.heads import from_levels
@@ -51,18 +52,18 @@ def test_matches_reference(profile, name):
     # intermediates
     if "mask_in_gts" in exp:
         np.testing.assert_array_equal(t["mask_in_gts"].numpy(), exp["mask_in_gts"])
-        np.testing.assert_allclose(t["overlaps"].numpy(), exp["overlaps"], rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(t["align_metric"].numpy(), exp["align_metric"], rtol=1e-5, atol=1e-7)
+        assert_close_f32(t["overlaps"], exp["overlaps"], OVERLAP, "overlaps")
+        assert_close_f32(t["align_metric"], exp["align_metric"], METRIC, "align_metric")
         np.testing.assert_array_equal(t["mask_pos_topk"].numpy(), exp["mask_pos_topk"])
     # assigner outputs
     np.testing.assert_array_equal(t["fg_mask"].numpy(), exp["fg_mask"])
     np.testing.assert_array_equal(t["target_gt_idx"].numpy(), exp["target_gt_idx"])
     np.testing.assert_array_equal(t["target_labels"].numpy(), exp["target_labels"])
     np.testing.assert_array_equal(t["target_bboxes"].numpy(), exp["target_bboxes"])
-    np.testing.assert_allclose(t["target_scores"].numpy(), exp["target_scores"], rtol=1e-5, atol=1e-7)
+    assert_close_f32(t["target_scores"], exp["target_scores"], SCORE, "target_scores")
     # losses (gain-weighted, not multiplied by batch size)
     got = np.array([t["loss_box"].item(), t["loss_cls"].item(), t["loss_dfl"].item()], dtype=np.float32)
-    np.testing.assert_allclose(got, exp["loss"], rtol=2e-6, atol=1e-7)
+    assert_close_f32(got, exp["loss"], LOSS, "loss")
 
 
 def test_reference_can_give_a_gt_more_than_topk_positives():

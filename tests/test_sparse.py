@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from test_golden import CASES, load_case
+from tolerances import SCORE, assert_close_f32
 from yolotal import TaskAlignedAssigner
 from yolotal.assigners.tal import TALParams, assign
 from yolotal.assigners.tal_sparse import assign_sparse, candidate_pairs, grid_structure
@@ -35,11 +36,9 @@ def test_matches_reference_on_every_weighted_positive(profile, name):
         stride=list(cfg.strides), eps=a.eps, topk2=a.topk2, profile=profile,
     )
     labels_t, bboxes, scores, fg, gt_idx = tal(*assigner_inputs(t))
-    # the soft scores are identical everywhere: bit for bit against 8.4; 8.3 normalises in another order
-    if profile == "ultralytics":
-        np.testing.assert_array_equal(scores.numpy(), exp["target_scores"])
-    else:
-        np.testing.assert_allclose(scores.numpy(), exp["target_scores"], rtol=0, atol=1.1e-7)
+    # the soft scores agree everywhere: within the cross-CPU tolerance of the fixture (bit for bit against 8.4 on
+    # the machine that recorded it; 8.3 normalises in another order, 1.1e-7 apart there)
+    assert_close_f32(scores, exp["target_scores"], SCORE, f"{profile}/{name} target_scores")
     w_ref = torch.from_numpy(exp["fg_mask"]) & torch.from_numpy(exp["target_scores"].sum(-1) > 0)
     w = weighted(fg, scores)
     assert torch.equal(w, w_ref)

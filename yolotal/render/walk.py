@@ -111,7 +111,7 @@ def _walk_other(trace: Trace, con: Console, full: bool) -> None:
 
         step(con, "7. Loss (YOLOv5: CIoU, objectness, BCE per anchor box) on these targets")
         render_v5_loss(trace, con, list(range(trace.batch)))
-    elif "loss" in trace:
+    elif "loss_box" in trace:  # the v8 loss stage (tal, tal-o2o, atss)
         step(con, "7. Loss (YOLOv8/11: BCE, CIoU, DFL) on these targets")
         render_loss(trace, con, list(range(trace.batch)))
     else:
