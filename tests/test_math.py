@@ -60,3 +60,35 @@ def test_dfl_loss_by_hand():
     logp = torch.log_softmax(logits[0, 0], 0)
     want = -(0.75 * logp[1] + 0.25 * logp[2])
     assert dfl_loss(logits, torch.full((1, 4), 1.25), 4).item() == pytest.approx(want.item(), rel=1e-6)
+
+
+def test_dfl_clamped_exactly_at_reg_max_minus_1_01():
+    """The DFL target is clamped to [0, reg_max − 1.01] (float32: 14.99 -> 14.9899997711 for reg_max 16): a side at
+    exactly that distance is kept, the next float32 above it is clamped, and so is any negative distance."""
+    import numpy as np
+    import torch
+
+    from yolotal.loss import detection_loss
+
+    reg_max = 16
+    edge = np.float32(reg_max - 1 - 0.01)  # 14.99 in float32
+    above = np.nextafter(edge, np.float32(100))
+    anchor = np.float32(16.5)  # one anchor at (16.5, 16.5) grid units, stride 1 (grid = px)
+    sides = []
+    for left in (edge, above, np.nextafter(edge, np.float32(0))):
+        x1 = np.float32(anchor - left)  # exact: the difference of these float32 values is representable
+        assert np.float32(anchor - x1) == left
+        sides.append([x1, np.float32(15.0), np.float32(18.0), np.float32(18.0)])  # t = 1.5, r = b = 1.5
+    for (x1, y1, x2, y2), want in zip(sides, ([False] * 4, [True, False, False, False], [False] * 4)):
+        tb = torch.tensor([[[x1, y1, x2, y2]]], dtype=torch.float32)
+        lo = detection_loss(torch.zeros(1, 1, 4 * reg_max), torch.zeros(1, 1, 1), tb.clone(),
+                            torch.tensor([[16.5, 16.5]]), torch.ones(1, 1), torch.ones(1, 1, dtype=torch.bool), tb,
+                            torch.ones(1, 1, 1), (32, 32), reg_max, (7.5, 0.5, 1.5))
+        assert lo.dfl_clamped[0, 0].tolist() == want, (x1, want)
+        assert float(lo.dfl_target_ltrb[0, 0, 0]) == float(16.5 - x1)
+    # a negative distance (the anchor outside the box on that side) is clamped at 0
+    tb = torch.tensor([[[17.0, 15.0, 18.0, 18.0]]])
+    lo = detection_loss(torch.zeros(1, 1, 4 * reg_max), torch.zeros(1, 1, 1), tb.clone(), torch.tensor([[16.5, 16.5]]),
+                        torch.ones(1, 1), torch.ones(1, 1, dtype=torch.bool), tb, torch.ones(1, 1, 1), (32, 32), reg_max,
+                        (7.5, 0.5, 1.5))
+    assert lo.dfl_clamped[0, 0].tolist() == [True, False, False, False]
