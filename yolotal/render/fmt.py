@@ -49,9 +49,9 @@ def point(p: Iterable[float], decimals: int = 4) -> str:
 
 def fit(con: Console, tab: Table, secondary: Iterable[str] = ()) -> Table:
     """Make ``tab`` fit ``con``'s width without cutting a number: a column is never narrower than its longest
-    word (a number is one word), so only text wraps, at spaces. Widths are chosen here (the widest reducible
-    column gives up a character at a time) because rich's own collapse narrows the widest columns regardless
-    of their content. While even the narrowest layout is too wide, the ``secondary`` columns (by header,
+    word (a number is one word), so only text wraps, at spaces. Widths are chosen here (the column with the
+    most room to wrap gives up a character at a time) because rich's own collapse narrows the widest columns
+    regardless of their content. While even the narrowest layout is too wide, the ``secondary`` columns (by header,
     last first) are dropped and the caption says which."""
     dropped: list[str] = []
     while True:
@@ -67,11 +67,11 @@ def fit(con: Console, tab: Table, secondary: Iterable[str] = ()) -> Table:
             slack = [k for k in range(len(widths)) if widths[k] > lows[k]]
             if not slack:
                 break
-            k = max(slack, key=lambda i: widths[i])
+            k = max(slack, key=lambda i: (widths[i] - lows[i], widths[i]))  # the most room to wrap first
             widths[k] -= 1
             total -= 1
-        for c, w, p in zip(tab.columns, widths, pads):
-            c.width, c.no_wrap = max(w - p, 1), False
+        for c, w, p in zip(tab.columns, widths, pads):  # fold, never "…", should a last resort still be needed
+            c.width, c.no_wrap, c.overflow = max(w - p, 1), False, "fold"
     if dropped:
         note = Text(f"not shown at {con.width} columns: {', '.join(reversed(dropped))} (set COLUMNS wider)", style="dim")
         tab.caption = note if tab.caption is None else Text.assemble(str(tab.caption), " · ", note)

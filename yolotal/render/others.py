@@ -135,7 +135,7 @@ def _simota_image(trace: Trace, con: Console, i: int, rows: int, full: bool) -> 
             tab.add_row(str(a), _cell(trace, a), f"{float(ious[j, c]):.4f}", f"{float(cls_c[j, c]):.3f}",
                         f"{float(iou_c[j, c]):.3f}", "✓" if bool(geo[j, c]) else "✗ penalty",
                         f"{float(cost[j, c]):.4g}", "✓" if bool(picked[j, c]) else "", res)
-        con.print(fit(con, tab))
+        con.print(fit(con, tab, ("in geometry", "picked")))
 
 
 # ------------------------------------------------------------------------------------------------ YOLOv5

@@ -437,7 +437,7 @@ def render_assign(trace: Trace, con: Console, images: list[int], full: bool, row
     ))
     render_gt_tensors(trace, con, full)
     if trace.summarised:
-        warn(con, trace.summarised)
+        note(con, trace.summarised)  # how the output is shown, not a problem with the input: stdout
     rows = rows or a_cfg.topk + 3
     for i in images:
         con.print(Rule(f"image {i} · {trace.labels.images[i]}"))
@@ -462,7 +462,7 @@ def render_assign(trace: Trace, con: Console, images: list[int], full: bool, row
                     con.print(Text(f"GT {j}: candidate box enlarged {fmt_box(gb[j])} → {fmt_box(cb[j])} px", style="cyan"))
         render_grids(trace, con, i)
         for j in range(n):
-            con.print(fit(con, candidate_table(trace, i, j, rows), ("#", "level")))
+            con.print(fit(con, candidate_table(trace, i, j, rows), ("level", "#")))
         ct = conflict_table(trace, i)
         con.print(fit(con, ct) if ct is not None else Text("no anchor was claimed by more than one GT", style="dim"))
         con.print(f"foreground anchors: {int(fg.sum())} · background: {int((~fg).sum())} "
@@ -501,7 +501,8 @@ def explain(trace: Trace, f: GTFacts) -> str:
     if f.positives == 0:
         return (" — every candidate has t = 0 (CIoU clamped to 0, or s^alpha·u^beta underflows float32), so top-k "
                 "over all anchors picked non-candidates (torch's order among ties) and nothing survived the in-box mask")
-    return (f" — all {f.positives} of its positives have target score < {NEAR_ZERO:g} (largest {f.best_weight:.2g}; a "
+    which = "its only positive has" if f.positives == 1 else f"all {f.positives} of its positives have"
+    return (f" — {which} target score < {NEAR_ZERO:g} (largest {f.best_weight:.2g}; a "
             f"positive's target score is t / max t · max u, and its best CIoU u is {f.best_iou:.3f}), so they add almost "
             "nothing to the box, DFL and class loss: the head is barely taught this GT")
 
