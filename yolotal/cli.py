@@ -257,8 +257,9 @@ def check_output(path: Path | None, option: str, suffixes: tuple[str, ...] = ())
     if suffixes and path.suffix.lower() not in suffixes:
         raise InputError(f"{option} path must end in {' or '.join(suffixes)}", str(path))
     directory = path.parent
+    what = {"--png": "PNG", "--export": "export", "--report": "report", "--log": "log"}.get(option, option)
     if not directory.is_dir():
-        raise InputError(f"{option}: directory {str(directory)!r} does not exist", str(path))
+        raise InputError(f"{what} directory does not exist: {directory} ({option})", str(path))
     if path.is_dir():
         raise InputError(f"{option}: is a directory, not a file", str(path))
     import tempfile
@@ -268,7 +269,7 @@ def check_output(path: Path | None, option: str, suffixes: tuple[str, ...] = ())
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise InputError(f"{option}: cannot write in directory {str(directory)!r} ({e.strerror})", str(path)) from None
+        raise InputError(f"{what} directory is not writable: {directory} ({option}: {e.strerror})", str(path)) from None
     if path.exists() and not os.access(path, os.W_OK):
         raise InputError(f"{option}: file is not writable", str(path))
 
