@@ -268,6 +268,14 @@ def test_flagged_rows_first(cli, write, budget):
     assert [x.split(" (")[0] for x in flags] == ["✗ GT 1", "✗ GT 3"]
 
 
+def test_other_assigners_flagged_rows_first(cli):
+    # coco8 image 1: ATSS gives its 5.8×6.4-px GT 2 no positive
+    code, out, err = cli("assign", COCO8, "--synthetic", "trained", "--assigner", "atss", "-i", "1")
+    assert code == 0, err
+    assert _summary_rows(out, "Per-GT summary · atss · image 1 (000000000025) · flagged GTs first") == [2, 0, 1]
+    assert "warning: GT 2 (" in err and "gets no positive from atss" in err
+
+
 def test_near_zero_weight_positives_flagged(cli):
     """Image 2 GT 0 of the seed walkthrough: 6 positives, target scores all in (0, 0.01)."""
     from yolotal.config import load_config

@@ -62,7 +62,11 @@ def summary_table(trace: Trace, image: int) -> Table:
     cand = trace["cand_triples"]
     cand = cand[cand[:, 0] == image]
     gb = trace["gt_bboxes"][image]
-    for j, anchors in enumerate(positives_by_gt(trace, image)):
+    per = positives_by_gt(trace, image)
+    if not all(per):
+        tab.title += " · flagged GTs first"
+    for j in sorted(range(len(per)), key=lambda j: (bool(per[j]), j)):  # GTs with no positive first
+        anchors = per[j]
         x1, y1, x2, y2 = gb[j].tolist()
         nc_ = int((cand[:, 1] == j).sum()) if trace.config.assigner.name != "yolov5" else None
         tab.add_row(Text(gt_symbol(j), style=gt_style(j)), str(int(trace["gt_labels"][image, j, 0])),
