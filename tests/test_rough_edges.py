@@ -312,9 +312,15 @@ def test_decode_names_the_gt(cli, tmp_path):
     bg = int(np.nonzero(~t["fg_mask"][3])[0][0])
     code, out, _ = cli("decode", COCO8, "--synthetic", "trained", "-i", "3", "--anchor", bg)
     assert "background: no GT of image 3 has this anchor as a positive (tal assigner)" in " ".join(out.split())
-    # yolov5: an anchor cell may serve one GT through several anchor boxes; named once
-    code, out, _ = cli("decode", COCO8, "-i", "3", "--assigner", "yolov5")
-    assert code == 0 and "(yolov5 assigner)" in out
+    # every assigner: by default each GT's best positive, named (yolov5: a cell may serve a GT through several
+    # anchor boxes; it is named once)
+    for name in ("tal-o2o", "atss", "simota", "yolov5"):
+        code, out, err = cli("decode", COCO8, "--synthetic", "trained", "-i", "3", "--assigner", name)
+        assert code == 0, (name, err)
+        text = " ".join(out.split())
+        for j, (cls, line) in enumerate(((2, 1), (58, 2), (75, 3))):
+            assert f"positive of image 3 GT {j} (class {cls}, {COCO8}/000000000034.txt:{line}) ({name} assigner)" \
+                in text, (name, j)
 
 
 # ------------------------------------------------------------------------------------------------ item 12

@@ -705,3 +705,7 @@ def main() -> None:
 
         Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
         sys.exit(2)
+    finally:  # the renderers' warnings go back to their own console (library use after a command in-process)
+        terminal = sys.modules.get("yolotal.render.terminal")
+        if terminal is not None:
+            terminal.warnings_to(None)

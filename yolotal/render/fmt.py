@@ -53,6 +53,10 @@ def fit(con: Console, tab: Table, secondary: Iterable[str] = ()) -> Table:
     most room to wrap gives up a character at a time) because rich's own collapse narrows the widest columns
     regardless of their content. While even the narrowest layout is too wide, the ``secondary`` columns (by header,
     last first) are dropped and the caption says which."""
+    if not all(hasattr(tab, a) for a in ("_measure_column", "_get_padding_width", "_extra_width")):
+        for c in tab.columns:  # a rich without these internals (written against rich 15): fold, never "…"
+            c.overflow = "fold"
+        return tab
     dropped: list[str] = []
     while True:
         ms = [tab._measure_column(con, con.options, c) for c in tab.columns]

@@ -130,15 +130,22 @@ def render_anchors(trace: Trace, con: Console, level: int | None = None, full: b
 
 # ------------------------------------------------------------------------------------------------ decode
 def default_anchors(trace: Trace, image: int) -> list[int]:
-    """The best positive of each GT of the image (by target score), else the first anchor."""
+    """The best positive of each GT of the image, else the first anchor. Best = largest target score (TAL, ATSS),
+    IoU with the matched GT (SimOTA); YOLOv5 has no per-anchor weight: the GT's first positive cell."""
+    pt = trace["pos_triples"]
+    pt = pt[pt[:, 0] == image]
+    weight = None
+    if "norm_align_metric" in trace:
+        weight = trace["norm_align_metric"][image]
+    elif "pred_ious" in trace:
+        weight = trace["pred_ious"][image]
+    elif "target_scores" in trace:
+        weight = trace["target_scores"][image].amax(-1)
     out = []
-    if "fg_mask" in trace and trace.n_gts(image):
-        fg, tgi = trace["fg_mask"][image], trace["target_gt_idx"][image]
-        ns = trace["norm_align_metric"][image]
-        for j in range(trace.n_gts(image)):
-            idx = torch.nonzero(fg & (tgi == j)).flatten()
-            if idx.numel():
-                out.append(int(idx[ns[idx].argmax()]))
+    for j in range(trace.n_gts(image)):
+        idx = pt[pt[:, 1] == j, 2]
+        if idx.numel():
+            out.append(int(idx[weight[idx].argmax()]) if weight is not None else int(idx.min()))
     return out or [0]
 
 
