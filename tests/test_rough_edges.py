@@ -204,6 +204,8 @@ def _no_work(monkeypatch):
     (("compare", COCO8, "--png"), "x.svg", "--png path must end in .png"),
     (("scan", COCO8, "--report"), "r.txt", "--report path must end in .json"),
     (("assign", COCO8, "--export"), "adir.npz", "--export: is a directory, not a file"),
+    (("assign", COCO8, "--model", "m.pt", "--save-heads"), "nope/h.npz", "--save-heads directory does not exist"),
+    (("decode", COCO8, "--model", "m.pt", "--save-heads"), "h.pt", "--save-heads path must end in .npz"),
 ])
 def test_output_paths_checked_before_any_work(cli, monkeypatch, tmp_path, args, path, msg):
     (tmp_path / "file.txt").write_text("x")

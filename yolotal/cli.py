@@ -341,6 +341,7 @@ def decode(
     from .render.terminal import default_anchors, render_decode
 
     check_output(export, "--export", EXPORT_SUFFIXES)
+    check_output(run.get("save_heads"), "--save-heads", (".npz",))
     trace = _trace(labels, config, heads, with_loss=False, **run)
     (image,) = _images(trace, [image])
     n = trace["anchor_points"].shape[0]
@@ -360,6 +361,7 @@ def _assign_like(labels: Path | None, config: Path | None, heads: Path | None, r
     if labels is None:
         raise InputError("missing LABELS: give a label file, a directory of label files, or a batch file")
     check_output(png, "--png", (".png",))
+    check_output(run.get("save_heads"), "--save-heads", (".npz",))
     return _trace(labels, config, heads, pictures=image_file, yolox_heads=yolox_heads, v8_heads=v8_heads,
                   with_loss=with_loss, **run)
 
