@@ -510,7 +510,7 @@ def explain(trace: Trace, f: GTFacts) -> str:
                 "over all anchors picked non-candidates (torch's order among ties) and nothing survived the in-box mask")
     which = "its only positive has" if f.positives == 1 else f"all {f.positives} of its positives have"
     return (f" — {which} target score < {NEAR_ZERO:g} (largest {f.best_weight:.2g}; a "
-            f"positive's target score is t / max t · max u, and its best CIoU u is {f.best_iou:.3f}), so they add almost "
+            f"positive's target score is t / max t · max u, and its best CIoU u is {f.best_iou:.3g}), so they add almost "
             "nothing to the box, DFL and class loss: the head is barely taught this GT")
 
 
