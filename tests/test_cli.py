@@ -119,9 +119,10 @@ def test_profiles_differ_for_tiny_objects(cli, write):
 
 def test_clamped_dfl_warning(cli, write):
     p = write("big.txt", "0 0.5 0.5 0.99 0.99\n")
-    code, out, _ = cli("loss", p, "--nc", "1", "--synthetic", "trained", "--imgsz", "1280")
+    code, out, err = cli("loss", p, "--nc", "1", "--synthetic", "trained", "--imgsz", "1280")
     assert code == 0
-    assert "DFL target side(s) clamped at reg_max − 1.01 = 14.99 grid units" in out
+    assert "DFL target side(s) clamped at reg_max − 1.01 = 14.99 grid units" in err  # warnings go to stderr
+    assert "clamped at reg_max" not in out
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, List, Optional
@@ -24,6 +25,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     rich_markup_mode=None,  # plain click help: rich's help renderer alone costs ~90 ms of start-up
+    context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every command
     help="Inspect YOLOv8/YOLO11 training: anchors → DFL decode → label assignment (task-aligned; SimOTA, ATSS "
     "and YOLOv5 side by side) → loss, with numbers that match the original trainers to float32.",
 )
@@ -45,7 +47,7 @@ AlphaOpt = Annotated[Optional[float], typer.Option("--alpha", help="Exponent of 
 BetaOpt = Annotated[Optional[float], typer.Option("--beta", help="Exponent of the CIoU in t.")]
 NcOpt = Annotated[Optional[int], typer.Option("--nc", help="Number of classes.")]
 RegMaxOpt = Annotated[Optional[int], typer.Option("--reg-max", help="DFL bins per side.")]
-ImgszOpt = Annotated[Optional[List[int]], typer.Option("--imgsz", help="Input size: one value, or h and w (repeat).")]
+ImgszOpt = Annotated[Optional[List[str]], typer.Option("--imgsz", help="Input size in px: one value, or h,w (e.g. 720,1280; or repeat: --imgsz 720 --imgsz 1280).")]
 StridesOpt = Annotated[Optional[str], typer.Option("--strides", help="Comma-separated strides, e.g. 8,16,32.")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Seed of the synthetic heads, and of a --model YAML's weights (default 0).")]
 KindOpt = Annotated[Optional[str], typer.Option("--synthetic", help="Synthetic heads: randn or trained.")]
@@ -97,10 +99,22 @@ def run_options(*names: str):
     return decorate
 
 
+def _width(stream) -> "int | None":
+    """COLUMNS when set (also when piped), else the terminal's width, else 100 (piped output)."""
+    cols = os.environ.get("COLUMNS", "").strip()
+    if cols.isdigit() and int(cols) > 0:
+        return int(cols)
+    return None if stream.isatty() else 100
+
+
 def _console(record: bool = False) -> "Console":
+    """The main output console; warnings go to a stderr console of the same width (render.terminal.warn)."""
     from rich.console import Console
 
-    return Console(record=record, highlight=False, width=None if sys.stdout.isatty() else 100)
+    from .render.terminal import warnings_to
+
+    warnings_to(Console(stderr=True, highlight=False, width=_width(sys.stderr)))
+    return Console(record=record, highlight=False, width=_width(sys.stdout))
 
 
 def _config(config: Path | None, base=None, **over):
@@ -115,10 +129,33 @@ def _config(config: Path | None, base=None, **over):
             raise InputError(f"--strides: expected comma-separated integers, got {strides!r}") from None
     imgsz = over.pop("imgsz", None)
     if imgsz:
-        if len(imgsz) > 2:
-            raise InputError("--imgsz: give one value or two (h then w)")
-        over["imgsz"] = list(imgsz) * (2 // len(imgsz))
+        over["imgsz"] = parse_imgsz(imgsz)
     return with_overrides(cfg, **over)
+
+
+def parse_imgsz(values: "list[str]") -> list[int]:
+    """--imgsz values -> [h, w]: "640", "720,1280" (h,w, as the config's [720, 1280]) or two repeated values."""
+    parts = [x.strip() for v in values for x in str(v).split(",")]
+    if not all(p.isdigit() and int(p) > 0 for p in parts) or not 1 <= len(parts) <= 2:
+        raise InputError(f"--imgsz: expected one size or h,w in px (e.g. 640 or 720,1280), got {','.join(map(str, values))!r}")
+    sizes = [int(p) for p in parts]
+    return sizes * (2 // len(sizes))
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"yolotal {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    pass
 
 
 def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_loss: bool = True,
@@ -212,6 +249,34 @@ def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_lo
                yolov5_heads=v5h, notes=notes)
 
 
+def check_output(path: Path | None, option: str, suffixes: tuple[str, ...] = ()) -> None:
+    """Before any work: ``path`` must have one of ``suffixes`` and a writable directory (a probe file is created
+    there and removed), else InputError (exit 2) naming the path."""
+    if path is None:
+        return
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise InputError(f"{option} path must end in {' or '.join(suffixes)}", str(path))
+    directory = path.parent
+    what = {"--png": "PNG", "--export": "export", "--report": "report", "--log": "log"}.get(option, option)
+    if not directory.is_dir():
+        raise InputError(f"{what} directory does not exist: {directory} ({option})", str(path))
+    if path.is_dir():
+        raise InputError(f"{option}: is a directory, not a file", str(path))
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise InputError(f"{what} directory is not writable: {directory} ({option}: {e.strerror})", str(path)) from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f"{option}: file is not writable", str(path))
+
+
+EXPORT_SUFFIXES = (".npz", ".json")
+
+
 def _images(trace: "Trace", image: list[int] | None) -> list[int]:
     if not image:
         return list(range(trace.batch))
@@ -251,6 +316,7 @@ def anchors(
     """Anchor points per level: stride, grid, count, flat index range, first/last anchor (grid and px)."""
     from .render.terminal import render_anchors
 
+    check_output(export, "--export", EXPORT_SUFFIXES)
     trace = _trace(None, config, None, with_loss=False, **run)
     if level is not None and not 0 <= level < len(trace.levels):
         raise InputError(f"--level {level}: there are levels 0..{len(trace.levels) - 1}")
@@ -274,6 +340,8 @@ def decode(
     """DFL decode of chosen anchors: bin distributions, ltrb distances, decoded box in grid units and px."""
     from .render.terminal import default_anchors, render_decode
 
+    check_output(export, "--export", EXPORT_SUFFIXES)
+    check_output(run.get("save_heads"), "--save-heads", (".npz",))
     trace = _trace(labels, config, heads, with_loss=False, **run)
     (image,) = _images(trace, [image])
     n = trace["anchor_points"].shape[0]
@@ -292,8 +360,8 @@ def _assign_like(labels: Path | None, config: Path | None, heads: Path | None, r
     """The full pipeline (assignment and, unless with_loss is False, loss) for the commands that need LABELS."""
     if labels is None:
         raise InputError("missing LABELS: give a label file, a directory of label files, or a batch file")
-    if png is not None and png.suffix.lower() != ".png":
-        raise InputError("--png path must end in .png", str(png))
+    check_output(png, "--png", (".png",))
+    check_output(run.get("save_heads"), "--save-heads", (".npz",))
     return _trace(labels, config, heads, pictures=image_file, yolox_heads=yolox_heads, v8_heads=v8_heads,
                   with_loss=with_loss, **run)
 
@@ -326,6 +394,7 @@ def assign(
     from .render.others import render_assign_other
     from .render.terminal import render_assign
 
+    check_output(export, "--export", EXPORT_SUFFIXES)
     trace = _assign_like(labels, config, heads, run, png, image_file)
     con = _console()
     _warnings(trace, con)
@@ -352,6 +421,7 @@ def loss(
     from .render.others import render_v5_loss, render_yolox_loss
     from .render.terminal import render_loss
 
+    check_output(export, "--export", EXPORT_SUFFIXES)
     trace = _assign_like(labels, config, heads, run)
     con = _console()
     _warnings(trace, con)
@@ -381,6 +451,8 @@ def walk(
     (640 px, 8/4/2 grids, 3 classes, batch 4, seven labels), shipped inside the package."""
     from .render.walk import render_walk
 
+    check_output(export, "--export", EXPORT_SUFFIXES)
+    check_output(log, "--log")
     if labels is None and config is None:
         data = Path(__file__).resolve().parent / "data"
         config, labels = data / "walkthrough.yaml", data / "walkthrough_labels.txt"
@@ -390,8 +462,11 @@ def walk(
     _png(trace, list(range(trace.batch)), png, con)
     _finish(trace, con, export)
     if log is not None:
+        from .render.terminal import printed_warnings
+
+        text = con.export_text(styles=False) + "".join(f"warning: {w}\n" for w in printed_warnings())
         try:
-            log.write_text(con.export_text(styles=False), encoding="utf-8")
+            log.write_text(text, encoding="utf-8")
         except OSError as e:
             raise InputError(f"cannot write log ({e.strerror})", str(log)) from None
         con.print(f"log written to {log}")
@@ -425,6 +500,7 @@ def scan(
 
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
+    check_output(report, "--report", (".json",))
     if run.get("model") is not None:
         return _scan_model(data, config, report, workers, split, top, run)
     for k in ("model", "device", "images_dir", "batch", "seed"):
@@ -474,8 +550,6 @@ def _scan_model(data: Path, config: Path | None, report: Path | None, workers: i
     images_dir = run.pop("images_dir", None)
     if images_dir is not None and not images_dir.is_dir():
         raise InputError("--images: directory not found", str(images_dir))
-    if report is not None and not (report.parent if str(report.parent) else Path(".")).is_dir():
-        raise InputError("report directory does not exist", str(report.parent))
     ls = find_labels(data)
     files = ls.files
     chosen = "all"
@@ -548,7 +622,7 @@ def _scan_model(data: Path, config: Path | None, report: Path | None, workers: i
 def _console_err() -> "Console":
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, width=_width(sys.stderr))
 
 
 def _warnings_cfg(cfg, con: "Console") -> None:
@@ -575,6 +649,7 @@ def compare(
     the anchor cells they disagree on."""
     from .render.others import render_compare
 
+    check_output(png, "--png", (".png",))
     names = [x.strip() for x in assigners.split(",") if x.strip()]
     if not names:
         raise InputError("--assigners: give at least one assigner")
@@ -632,3 +707,7 @@ def main() -> None:
 
         Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
         sys.exit(2)
+    finally:  # the renderers' warnings go back to their own console (library use after a command in-process)
+        terminal = sys.modules.get("yolotal.render.terminal")
+        if terminal is not None:
+            terminal.warnings_to(None)

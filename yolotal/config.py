@@ -51,11 +51,15 @@ class AssignerConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Loss gains, as ultralytics' hyp.box / hyp.cls / hyp.dfl."""
+    """Loss gains: ultralytics' hyp.box / hyp.cls / hyp.dfl (tal, tal-o2o, atss), and YOLOv5's hyp.box / obj / cls
+    for the yolov5 assigner's loss (hyp.scratch-low.yaml values)."""
 
     box: float = 7.5
     cls: float = 0.5
     dfl: float = 1.5
+    v5_box: float = 0.05
+    v5_obj: float = 1.0
+    v5_cls: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -204,7 +208,7 @@ def config_from_dict(raw: Any, src: str | None = None, base: Config | None = Non
             akw["eps"] = _num(a, "eps", "assigner.eps", src, positive=True)
         kw["assigner"] = replace(cfg.assigner, **akw)
     if "loss" in top:
-        lo = _check_keys(top["loss"], {"box", "cls", "dfl"}, "loss.", src)
+        lo = _check_keys(top["loss"], {f.name for f in fields(LossConfig)}, "loss.", src)
         kw["loss"] = replace(cfg.loss, **{k: _num(lo, k, f"loss.{k}", src) for k in lo})
     if "heads" in top:
         h = _check_keys(top["heads"], {"seed", "kind", "batch"}, "heads.", src)

@@ -61,6 +61,7 @@ class Trace:
     summarised: str = ""  # why the dense (b, M, A) stages were not built, when they were not
     pictures: list = field(default_factory=list)  # per image: (path, Letterbox) of its picture, or None
     notes: list[str] = field(default_factory=list)  # how the inputs were read (geometry, model): shown as info
+    assigner_heads: str = ""  # simota / yolov5: the heads their assignment and loss read (heads_source: the v8 decode's)
 
     def add(self, name: str, title: str, **tensors: torch.Tensor) -> None:
         self.stages[name] = Stage(name, title, tensors)
@@ -203,8 +204,12 @@ def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool
     elif a_cfg.name == "atss":
         _assign_atss(trace, cfg, nc, inputs)
     elif a_cfg.name == "simota":
-        _assign_simota(trace, cfg, nc, yolox_heads if yolox_heads is not None else yolox_from_v8(trace))
+        xh = yolox_heads if yolox_heads is not None else yolox_from_v8(trace)
+        trace.assigner_heads = xh.source
+        _assign_simota(trace, cfg, nc, xh)
     else:
+        trace.assigner_heads = ("YOLOv5 heads given (--heads)" if yolov5_heads is not None else
+                                f"synthetic {cfg.heads.kind} YOLOv5 heads (seed {cfg.heads.seed})")
         v5_levels = _assign_yolov5(trace, cfg, labels)
     _add_positives(trace)
     if with_loss and a_cfg.name in V8_LOSS_ASSIGNERS:
@@ -354,7 +359,7 @@ def _assign_simota(trace: Trace, cfg: Config, nc: int, heads: Heads) -> None:
         gt_cxcywh = torch.from_numpy(lab.xywhn[rows]) * torch.tensor([w, h, w, h], dtype=torch.float32)
         per_image[f"simota_gt_cxcywh[{i}]"] = gt_cxcywh
         r = assign_image(gt_cxcywh, trace["gt_labels"][i, :n, 0], pred[i], cls[i], lead[i, :, 4:5], cells, st, nc,
-                         cfg.assigner.profile)
+                         cfg.assigner.profile, cfg.assigner.topk)
         fg[i], iou[i] = r.fg, r.matched_iou
         gt_idx[i] = r.matched_gt.clamp(min=0)
         for k in ("candidates", "in_box", "in_centre", "geometry", "ious", "cls_cost", "iou_cost", "cost", "topk_ious",
@@ -438,9 +443,10 @@ def _add_v5_loss(trace: Trace, cfg: Config, nc: int, lvs: list, preds: list[torc
         if tuple(p.shape[2:4]) != (lv.h, lv.w) or p.shape[0] != trace.batch:
             raise InputError(f"YOLOv5 heads: level {lv.index} is {tuple(p.shape)}, expected (b={trace.batch}, na, "
                              f"{lv.h}, {lv.w}, 5+nc)")
-    lo = yolov5_loss(preds, lvs, nc)
+    g = (cfg.loss.v5_box, cfg.loss.v5_obj, cfg.loss.v5_cls)
+    lo = yolov5_loss(preds, lvs, nc, gains=g)
     ciou = {f"v5_l{i}_ciou": c for i, c in enumerate(lo.ciou)}
-    trace.add("loss", "YOLOv5 loss (hyp box 0.05, obj 1.0, cls 0.5; balance 4, 1, 0.4)", v5_loss=lo.total,
+    trace.add("loss", f"YOLOv5 loss (hyp box {g[0]:g}, obj {g[1]:g}, cls {g[2]:g}; balance 4, 1, 0.4)", v5_loss=lo.total,
               v5_lbox=lo.lbox, v5_lobj=lo.lobj, v5_lcls=lo.lcls, v5_level_box=torch.tensor(lo.level_box),
               v5_level_obj=torch.tensor(lo.level_obj), v5_level_cls=torch.tensor(lo.level_cls), **ciou)
 

@@ -9,7 +9,7 @@ Profiles:
 
 Then, on the candidates C of the image: pairwise IoU (n, C) of GT and predicted boxes, cost =
 BCE(sqrt(sigmoid(cls) * sigmoid(obj)), one-hot) summed over classes + 3 * (-log(IoU + 1e-8)) + penalty;
-each GT's dynamic k = max(1, int(sum of its 10 largest IoUs)); each GT takes its k lowest-cost candidates;
+each GT's dynamic k = max(1, int(sum of its topk (10) largest IoUs)); each GT takes its k lowest-cost candidates;
 an anchor taken by several GTs goes to the GT of lowest cost there.
 
 Head layout accepted: per level (b, 5 + nc, h, w) = YOLOX's raw output order reg (x, y, log w, log h),
@@ -92,11 +92,13 @@ def assign_image(
     strides: torch.Tensor,
     num_classes: int,
     profile: str = "yolox",
+    topk: int = N_CANDIDATE_K,
 ) -> SimOTAImage:
     """SimOTA for one image with n >= 1 GTs.
 
     gt_cxcywh (n, 4) px, gt_cls (n,), pred_cxcywh (A, 4) px, cls_logits (A, nc), obj_logits (A, 1),
-    cell_xy (A, 2) cell indices, strides (A, 1).
+    cell_xy (A, 2) cell indices, strides (A, 1). topk: how many of each GT's largest IoUs are summed for its
+    dynamic k (YOLOX: 10; config assigner.topk).
     """
     radius, penalty, box_test = PROFILES[profile]
     n, a = gt_cxcywh.shape[0], pred_cxcywh.shape[0]
@@ -130,7 +132,7 @@ def assign_image(
     ]) if n else torch.zeros(0, c)
     cost = cls_cost + 3.0 * iou_cost + penalty * (~geometry)
 
-    k = min(N_CANDIDATE_K, c)
+    k = min(topk, c)
     topk_ious = torch.topk(ious, k, dim=1).values
     dynamic_k = torch.clamp(topk_ious.sum(1).int(), min=1)
     picked = torch.zeros_like(cost, dtype=torch.bool)

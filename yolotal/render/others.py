@@ -13,6 +13,7 @@ from rich.text import Text
 
 from ..core.anchors import cell_of
 from ..pipeline import Trace
+from .fmt import fit, num, size
 from .terminal import gt_style, gt_symbol, render_gt_tensors, print_tensor, warn
 
 OFFSET_NAMES = ("centre", "left", "up", "right", "down")
@@ -21,7 +22,7 @@ DESCRIPTIONS = {
             "threshold = mean + std of their IoUs; positives: IoU > threshold and centre inside the GT; an anchor "
             "claimed twice goes to the larger prior IoU. Soft score: IoU(GT, predicted box).",
     "simota": "YOLOX SimOTA ({profile}): cost = BCE(sqrt(cls·obj)) + 3·(−log IoU) + penalty outside the geometry; "
-              "dynamic k = int(Σ top-10 IoUs) ≥ 1 lowest-cost candidates per GT; conflicts go to the lowest cost.",
+              "dynamic k = int(Σ top-{topk} IoUs) ≥ 1 lowest-cost candidates per GT; conflicts go to the lowest cost.",
     "yolov5": "YOLOv5 static matching: a GT matches an anchor box when max(r, 1/r) < anchor_t ({anchor_t:g}) for "
               "w and h; its centre cell and the nearest neighbour cell in x and in y (0.5 rule) become positives. "
               "No predictions are used.",
@@ -61,11 +62,15 @@ def summary_table(trace: Trace, image: int) -> Table:
     cand = trace["cand_triples"]
     cand = cand[cand[:, 0] == image]
     gb = trace["gt_bboxes"][image]
-    for j, anchors in enumerate(positives_by_gt(trace, image)):
+    per = positives_by_gt(trace, image)
+    if not all(per):
+        tab.title += " · flagged GTs first"
+    for j in sorted(range(len(per)), key=lambda j: (bool(per[j]), j)):  # GTs with no positive first
+        anchors = per[j]
         x1, y1, x2, y2 = gb[j].tolist()
         nc_ = int((cand[:, 1] == j).sum()) if trace.config.assigner.name != "yolov5" else None
         tab.add_row(Text(gt_symbol(j), style=gt_style(j)), str(int(trace["gt_labels"][image, j, 0])),
-                    f"({x1:.0f},{y1:.0f} {x2:.0f},{y2:.0f})", f"{x2 - x1:.3g}×{y2 - y1:.3g}",
+                    f"({num(x1, 0)},{num(y1, 0)} {num(x2, 0)},{num(y2, 0)})", f"{size(x2 - x1)}×{size(y2 - y1)}",
                     "—" if nc_ is None else str(nc_), str(len(anchors)), level_counts(trace, anchors),
                     Text("NO POSITIVES", style="bold red") if not anchors else "")
     return tab
@@ -99,9 +104,9 @@ def _atss_image(trace: Trace, con: Console, i: int, rows: int) -> None:
                 res = Text("below threshold", style="dim")
             else:
                 res = Text("centre outside the GT", style="dim")
-            tab.add_row(str(a), _cell(trace, a), f"{float(dist[j, a]):.1f}", f"{float(ov[j, a]):.4f}",
+            tab.add_row(str(a), _cell(trace, a), num(dist[j, a]), f"{float(ov[j, a]):.4f}",
                         "✓" if bool(is_pos[j, a]) else "", "✓" if bool(in_gt[j, a]) else "", res)
-        con.print(tab)
+        con.print(fit(con, tab))
 
 
 # ------------------------------------------------------------------------------------------------ SimOTA
@@ -134,7 +139,7 @@ def _simota_image(trace: Trace, con: Console, i: int, rows: int, full: bool) -> 
             tab.add_row(str(a), _cell(trace, a), f"{float(ious[j, c]):.4f}", f"{float(cls_c[j, c]):.3f}",
                         f"{float(iou_c[j, c]):.3f}", "✓" if bool(geo[j, c]) else "✗ penalty",
                         f"{float(cost[j, c]):.4g}", "✓" if bool(picked[j, c]) else "", res)
-        con.print(tab)
+        con.print(fit(con, tab, ("in geometry", "picked")))
 
 
 # ------------------------------------------------------------------------------------------------ YOLOv5
@@ -145,7 +150,7 @@ def _yolov5_image(trace: Trace, con: Console, i: int) -> None:
         anchors, ratio, match = trace[p + "anchors"], trace[p + "ratio"], trace[p + "match"]
         sel_gt = torch.nonzero(torch.from_numpy(trace.labels.batch_idx == i)).flatten()  # label rows of the image
         tab = Table(title=f"level {lv.index} · stride {lv.stride} · anchors (grid units) "
-                          + ", ".join(f"{w:.3g}×{h:.3g}" for w, h in anchors.tolist()),
+                          + ", ".join(f"{num(w, 2)}×{num(h, 2)}" for w, h in anchors.tolist()),
                     title_justify="left", box=rbox.SIMPLE_HEAD, pad_edge=False)
         tab.add_column("GT", justify="right")
         for k in range(anchors.shape[0]):
@@ -160,7 +165,7 @@ def _yolov5_image(trace: Trace, con: Console, i: int) -> None:
             tab.add_row(Text(gt_symbol(j), style=gt_style(j)),
                         *[Text(f"{float(ratio[k, row]):.3f}", style="green" if bool(match[k, row]) else "dim")
                           for k in range(anchors.shape[0])], "; ".join(cells) or "—")
-        con.print(tab)
+        con.print(fit(con, tab))
         entries = torch.nonzero(e_img == i).flatten().tolist()
         if entries:
             tb = trace[p + "tbox"]
@@ -173,7 +178,7 @@ def _yolov5_image(trace: Trace, con: Console, i: int) -> None:
                 et.add_row(Text(gt_symbol(int(e_gt[e])), style=gt_style(int(e_gt[e]))), str(int(e_a[e])),
                            str(int(e_gy[e])), str(int(e_gx[e])), OFFSET_NAMES[int(e_off[e])],
                            *[f"{float(v):.4f}" for v in tb[e]])
-            con.print(et)
+            con.print(fit(con, et))
 
 
 def render_assign_other(trace: Trace, con: Console, images: list[int], full: bool, rows: int = 12,
@@ -193,7 +198,7 @@ def render_assign_other(trace: Trace, con: Console, images: list[int], full: boo
             _simota_image(trace, con, i, rows, full)
         else:
             _yolov5_image(trace, con, i)
-        con.print(summary_table(trace, i))
+        con.print(fit(con, summary_table(trace, i), ("pos/stride",)))
         for j, anchors in enumerate(positives_by_gt(trace, i)):
             if not anchors:
                 f, ln = trace.gt_origin[i][j]
@@ -230,8 +235,8 @@ def render_compare(traces: dict[str, Trace], con: Console, images: list[int]) ->
                     other = set(mine)
                     text += f"\n∩{len(base & other)} −{len(base - other)} +{len(other - base)}"
                 cells.append(Text(text, style="bold red" if not mine else ""))
-            tab.add_row(Text(gt_symbol(j), style=gt_style(j)), f"{x2 - x1:.3g}×{y2 - y1:.3g}", *cells)
-        con.print(tab)
+            tab.add_row(Text(gt_symbol(j), style=gt_style(j)), f"{size(x2 - x1)}×{size(y2 - y1)}", *cells)
+        con.print(fit(con, tab, ("w×h px",)))
         for j in range(first.n_gts(i)):
             none = [k for k in names if not per[k][j]]
             if none and len(none) < len(names):
@@ -254,7 +259,7 @@ def render_yolox_loss(trace: Trace, con: Console, images: list[int]) -> None:
     for name, key in (("iou_loss (×5)", "yolox_loss_iou"), ("conf_loss", "yolox_loss_obj"), ("cls_loss", "yolox_loss_cls"),
                       ("total_loss", "yolox_loss")):
         tab.add_row(name, f"{float(trace[key]):.6g}")
-    con.print(tab)
+    con.print(fit(con, tab))
     iou_pa, obj_pa, cls_pa, fg = trace["iou_per_anchor"], trace["obj_per_anchor"], trace["cls_per_anchor"], trace["fg_mask"]
     img = Table(title="Per image (raw sums; divide by num_fg for the terms)", box=rbox.SIMPLE_HEAD, pad_edge=False)
     for c in ("image", "fg", "Σ(1−IoU²)", "Σ obj BCE", "Σ cls BCE"):
@@ -262,7 +267,7 @@ def render_yolox_loss(trace: Trace, con: Console, images: list[int]) -> None:
     for i in images:
         img.add_row(str(i), str(int(fg[i].sum())), f"{float(iou_pa[i].sum()):.5g}", f"{float(obj_pa[i].sum()):.5g}",
                     f"{float(cls_pa[i].sum()):.5g}")
-    con.print(img)
+    con.print(fit(con, img))
     tgi, ious = trace["target_gt_idx"], trace["pred_ious"]
     for i in images:
         n = trace.n_gts(i)
@@ -277,23 +282,24 @@ def render_yolox_loss(trace: Trace, con: Console, images: list[int]) -> None:
             gt.add_row(Text(gt_symbol(j), style=gt_style(j)), Text(str(k), style="bold red" if not k else ""),
                        f"{float(ious[i][sel].mean()):.4f}" if k else "—", f"{float(iou_pa[i][sel].sum()):.5g}",
                        f"{float(cls_pa[i][sel].sum()):.5g}")
-        con.print(gt)
+        con.print(fit(con, gt))
 
 
 # ------------------------------------------------------------------------------------------------ YOLOv5 loss
 def render_v5_loss(trace: Trace, con: Console, images: list[int]) -> None:
     """YOLOv5's loss items, per level and per GT."""
+    lo = trace.config.loss
     con.print(Panel("YOLOv5 loss (ComputeLoss): box = mean(1 − CIoU) of each level's targets; obj = BCE over every "
                     "(anchor, cell) with target CIoU at the targets, weighted 4.0 / 1.0 / 0.4 by level; cls = BCE of the "
-                    "targets' class logits; gains box 0.05, obj 1.0, cls 0.5 (train.py rescales them by the number of "
-                    "levels, classes and imgsz); total = (box + obj + cls) × batch size", title="YOLOv5 loss",
-                    expand=False))
+                    f"targets' class logits; gains box {lo.v5_box:g}, obj {lo.v5_obj:g}, cls {lo.v5_cls:g} (config "
+                    "loss.v5_box / v5_obj / v5_cls; YOLOv5's train.py rescales them by the number of levels, classes "
+                    "and imgsz); total = (box + obj + cls) × batch size", title="YOLOv5 loss", expand=False))
     tab = Table(title="Terms (as YOLOv5 logs them)", box=rbox.SIMPLE_HEAD, pad_edge=False)
     for c in ("term", "value"):
         tab.add_column(c, justify="right")
     for name, key in (("box", "v5_lbox"), ("obj", "v5_lobj"), ("cls", "v5_lcls"), ("total (× batch)", "v5_loss")):
         tab.add_row(name, f"{float(trace[key]):.6g}")
-    con.print(tab)
+    con.print(fit(con, tab))
     lv_tab = Table(title="Per level (before gains and balance)", box=rbox.SIMPLE_HEAD, pad_edge=False)
     for c in ("level", "stride", "targets", "mean 1−CIoU", "obj BCE", "cls BCE"):
         lv_tab.add_column(c, justify="right")
@@ -302,7 +308,7 @@ def render_v5_loss(trace: Trace, con: Console, images: list[int]) -> None:
         lv_tab.add_row(str(lv.index), str(lv.stride), str(int(trace[p + "image"].numel())),
                        f"{float(trace['v5_level_box'][lv.index]):.5g}", f"{float(trace['v5_level_obj'][lv.index]):.5g}",
                        f"{float(trace['v5_level_cls'][lv.index]):.5g}")
-    con.print(lv_tab)
+    con.print(fit(con, lv_tab))
     for i in images:
         n = trace.n_gts(i)
         if not n:
@@ -323,4 +329,4 @@ def render_v5_loss(trace: Trace, con: Console, images: list[int]) -> None:
             allv = torch.cat(vals) if vals else torch.zeros(0)
             gt.add_row(Text(gt_symbol(j), style=gt_style(j)), Text(str(allv.numel()), style="" if allv.numel() else "bold red"),
                        f"{float(allv.mean()):.4f}" if allv.numel() else "—", " ".join(per) or "—")
-        con.print(gt)
+        con.print(fit(con, gt))

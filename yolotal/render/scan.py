@@ -7,6 +7,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .fmt import fit, num
+
 FLAG_TEXT = {
     "starved_classic": ("no candidate (classic)", "no anchor centre inside the box: never a positive under 8.0-8.3"),
     "starved_ultralytics": ("no candidate (ultralytics)", "not even after 8.4's enlargement to stride_val"),
@@ -38,7 +40,7 @@ def render_scan(doc: dict, con: Console, errors_shown: int = 10) -> None:
     for k, n in doc["flag_counts"].items():
         name, meaning = FLAG_TEXT[k]
         tab.add_row(Text(name, style="bold red" if n and k != "tiny" else ""), str(n), _pct(n, g), meaning)
-    con.print(tab)
+    con.print(fit(con, tab))
 
     sizes = doc["size_histogram_px"]
     top = max(sizes.values(), default=0)
@@ -47,7 +49,7 @@ def render_scan(doc: dict, con: Console, errors_shown: int = 10) -> None:
         tab.add_column(c, justify=j)
     for k, n in sizes.items():
         tab.add_row(k, str(n), _pct(n, g), _bar(n, top))
-    con.print(tab)
+    con.print(fit(con, tab))
 
     classes = sorted(doc["class_counts"].items(), key=lambda kv: -kv[1])
     tab = Table(title=f"Classes ({len(classes)} used; the 15 most frequent)", title_justify="left",
@@ -57,7 +59,7 @@ def render_scan(doc: dict, con: Console, errors_shown: int = 10) -> None:
     top = classes[0][1] if classes else 0
     for name, n in classes[:15]:
         tab.add_row(name, str(n), _pct(n, g), _bar(n, top))
-    con.print(tab)
+    con.print(fit(con, tab))
 
     tab = Table(title="Per level", title_justify="left", box=rbox.SIMPLE_HEAD, pad_edge=False)
     tab.add_column("stride", justify="right")
@@ -72,7 +74,7 @@ def render_scan(doc: dict, con: Console, errors_shown: int = 10) -> None:
         if sim is not None:
             row += [str(sim[i]), _pct(sim[i], sum(sim))]
         tab.add_row(*row)
-    con.print(tab)
+    con.print(fit(con, tab))
 
     if doc["worst_files"]:
         tab = Table(title="Worst files (flagged GTs + label errors)", title_justify="left", box=rbox.SIMPLE_HEAD,
@@ -81,13 +83,13 @@ def render_scan(doc: dict, con: Console, errors_shown: int = 10) -> None:
             tab.add_column(c, justify=j, overflow="fold")
         for w in doc["worst_files"][:10]:
             tab.add_row(w["file"], str(w["flagged_gts"]), str(w["errors"]))
-        con.print(tab)
+        con.print(fit(con, tab))
 
     serious = [x for x in doc["flagged"] if set(x["flags"]) - {"tiny"}]
     if serious:
         con.print(Text(f"{len(serious)} GTs flagged beyond 'tiny'; the first {min(10, len(serious))}:", style="bold"))
         for x in serious[:10]:
-            box = ",".join(f"{v:.0f}" for v in x["box_px"])
+            box = ",".join(num(v, 0) for v in x["box_px"])
             names = ", ".join(FLAG_TEXT[k][0] for k in x["flags"])
             con.print(f"  {x['file']}:{x['line']}: class {x['cls']} box ({box}) px: {names}", soft_wrap=True,
                       markup=False)

@@ -7,6 +7,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .fmt import fit, size
+
 COLUMNS = (("GTs", "gts", "{:,}"), ("no pos %", "no_positive_pct", "{:.1f}"), ("0-w %", "zero_weight_pct", "{:.1f}"),
            ("pos/GT", "positives_per_gt", "{:.2f}"), ("score", "mean_target_score", "{:.3f}"),
            ("IoU", "mean_iou", "{:.3f}"))
@@ -32,9 +34,9 @@ def render_model_scan(doc: dict, con: Console) -> None:
     con.print(Text("no pos = GTs with no positive anchor; 0-w = GTs whose positives all have target score < 0.01; "
                    "pos/GT = final positives per GT; score = mean target score of positives; IoU = mean IoU of the "
                    "positives' predicted boxes with their GT", style="dim"))
-    con.print(_table("All GTs", "", {"all": doc["all"]}))
-    con.print(_table("Per size (letterboxed px: small < 32², medium < 96²)", "size", doc["by_size"]))
-    con.print(_table("Per class", "class", doc["by_class"]))
+    con.print(fit(con, _table("All GTs", "", {"all": doc["all"]})))
+    con.print(fit(con, _table("Per size (letterboxed px: small < 32², medium < 96²)", "size", doc["by_size"])))
+    con.print(fit(con, _table("Per class", "class", doc["by_class"])))
     if doc["worst_gts"]:
         t = Table(title=f"Worst GTs (first {len(doc['worst_gts'])})", title_justify="left", box=rbox.SIMPLE_HEAD,
                   pad_edge=False)
@@ -44,16 +46,16 @@ def render_model_scan(doc: dict, con: Console) -> None:
         for r in doc["worst_gts"]:
             b = r["box"]
             why = ", ".join(r["flags"]) or "low total target score"
-            t.add_row(f"{r['file']}:{r['line']}", r['name'], f"{b[2] - b[0]:.4g}×{b[3] - b[1]:.4g}",
+            t.add_row(f"{r['file']}:{r['line']}", r["name"], f"{size(b[2] - b[0])}×{size(b[3] - b[1])}",
                       str(r["positives"]), f"{r['score_sum']:.3f}", why)
-        con.print(t)
+        con.print(fit(con, t))
     if doc["worst_images"]:
         t = Table(title="Images with the most starved GTs", title_justify="left", box=rbox.SIMPLE_HEAD, pad_edge=False)
         for c, j in (("label file", "left"), ("GTs", "right"), ("starved", "right")):
             t.add_column(c, justify=j, overflow="fold")
         for d in doc["worst_images"]:
             t.add_row(d["file"], str(d["gts"]), str(d["starved"]))
-        con.print(t)
+        con.print(fit(con, t))
     if doc["errors"]:
         con.print(Text(f"{len(doc['errors'])} problem(s) (label lines skipped, images missing or unreadable):",
                        style="bold yellow"))

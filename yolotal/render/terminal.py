@@ -15,10 +15,12 @@ from rich.text import Text
 
 from ..core.anchors import Level, cell_of
 from ..pipeline import Trace
+from .fmt import box as fmt_box, fit, num, point, size
 
 FULL_LIMIT = 1000  # tensors with more elements print as a summary unless --full (torch's own threshold)
 PRINT_LIMIT = 2_000_000  # not even --full prints more elements than this
 SUMMARY_ROWS = 40  # per-GT rows shown when the dense stages were summarised (flagged GTs first)
+NEAR_ZERO = 0.01  # a positive whose target score is below this carries near-zero weight in the box/DFL/cls loss
 SYMBOLS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 COLORS = ["red", "green", "yellow", "blue", "magenta", "cyan", "bright_red", "bright_green", "bright_yellow",
           "bright_blue", "bright_magenta", "bright_cyan", "orange1", "purple", "spring_green2", "deep_pink2"]
@@ -73,17 +75,31 @@ def print_tensor(con: Console, name: str, t: torch.Tensor, what: str, full: bool
     con.print(tensor_text(t, full), markup=False, highlight=False)
 
 
-def fmt_box(b) -> str:
-    return "(" + ",".join(f"{float(v):.1f}" for v in b) + ")"
-
-
 def note(con: Console, msg: str) -> None:
     """How the inputs were read (geometry, model): informational, on the main output."""
     con.print(Text.assemble(("note: ", "bold cyan"), msg), soft_wrap=True)
 
 
+_WARN: dict = {"console": None, "seen": {}}  # where warnings go, and those already printed (in order)
+
+
+def warnings_to(err: Console | None) -> None:
+    """Send every warning of this run to ``err`` (the CLI's stderr console), each once; None = the console the
+    renderer was given (library use)."""
+    _WARN["console"], _WARN["seen"] = err, {}
+
+
+def printed_warnings() -> list[str]:
+    """The warnings printed since warnings_to, in order (walk --log writes them to the log too)."""
+    return list(_WARN["seen"])
+
+
 def warn(con: Console, msg: str) -> None:
-    con.print(Text.assemble(("warning: ", "bold yellow"), msg), soft_wrap=True)
+    """A warning: on the stderr console when the CLI set one (warnings_to), printed once per run."""
+    if msg in _WARN["seen"]:
+        return
+    _WARN["seen"][msg] = None
+    (_WARN["console"] or con).print(Text.assemble(("warning: ", "bold yellow"), msg), soft_wrap=True)
 
 
 # ------------------------------------------------------------------------------------------------ anchors
@@ -94,16 +110,15 @@ def render_anchors(trace: Trace, con: Console, level: int | None = None, full: b
                    f"{ap.shape[0]} anchors, one per grid cell at its centre (offset 0.5)"))
     con.print(Text("anchor_points are in grid units of their level; pixels = grid × stride", style="italic"))
     tab = Table(box=rbox.SIMPLE_HEAD, pad_edge=False)
-    for c in ("level/stride", "grid h×w", "anchors", "flat index", "first grid", "first px", "last grid", "last px"):
-        tab.add_column(c, justify="right", no_wrap=True)
+    for c in ("level", "grid h×w", "anchors", "flat index", "first grid", "first px", "last grid", "last px"):
+        tab.add_column(c, justify="right")
     for lv in trace.levels:
         f, l = ap[lv.start], ap[lv.stop - 1]
         tab.add_row(
             level_name(lv), f"{lv.h}×{lv.w}", str(lv.count), f"{lv.start}–{lv.stop - 1}",
-            f"({f[0]:g},{f[1]:g})", f"({f[0] * lv.stride:g},{f[1] * lv.stride:g})",
-            f"({l[0]:g},{l[1]:g})", f"({l[0] * lv.stride:g},{l[1] * lv.stride:g})",
+            point(f), point(f * lv.stride), point(l), point(l * lv.stride),
         )
-    con.print(tab)
+    con.print(fit(con, tab, ("first grid", "last grid")))
     if level is not None:
         lv = trace.levels[level]
         pts = ap[lv.start : lv.stop]
@@ -115,15 +130,22 @@ def render_anchors(trace: Trace, con: Console, level: int | None = None, full: b
 
 # ------------------------------------------------------------------------------------------------ decode
 def default_anchors(trace: Trace, image: int) -> list[int]:
-    """The best positive of each GT of the image (by target score), else the first anchor."""
+    """The best positive of each GT of the image, else the first anchor. Best = largest target score (TAL, ATSS),
+    IoU with the matched GT (SimOTA); YOLOv5 has no per-anchor weight: the GT's first positive cell."""
+    pt = trace["pos_triples"]
+    pt = pt[pt[:, 0] == image]
+    weight = None
+    if "norm_align_metric" in trace:
+        weight = trace["norm_align_metric"][image]
+    elif "pred_ious" in trace:
+        weight = trace["pred_ious"][image]
+    elif "target_scores" in trace:
+        weight = trace["target_scores"][image].amax(-1)
     out = []
-    if "fg_mask" in trace and trace.n_gts(image):
-        fg, tgi = trace["fg_mask"][image], trace["target_gt_idx"][image]
-        ns = trace["norm_align_metric"][image]
-        for j in range(trace.n_gts(image)):
-            idx = torch.nonzero(fg & (tgi == j)).flatten()
-            if idx.numel():
-                out.append(int(idx[ns[idx].argmax()]))
+    for j in range(trace.n_gts(image)):
+        idx = pt[pt[:, 1] == j, 2]
+        if idx.numel():
+            out.append(int(idx[weight[idx].argmax()]) if weight is not None else int(idx.min()))
     return out or [0]
 
 
@@ -134,8 +156,10 @@ def render_decode(trace: Trace, con: Console, image: int, anchors: list[int]) ->
     ap = trace["anchor_points"]
     for a in anchors:
         lv, cx, cy = cell_of(trace.levels, a)
-        con.print(Rule(f"image {image} · anchor {a} · {level_name(lv)} cell (x={cx}, y={cy}) · "
-                       f"centre ({ap[a, 0]:g}, {ap[a, 1]:g}) grid = ({ap[a, 0] * lv.stride:g}, {ap[a, 1] * lv.stride:g}) px"))
+        con.print(Rule(f"image {image} · anchor {a}"))
+        con.print(f"anchor {a} · {level_name(lv)} cell (x={cx}, y={cy}) · centre {point(ap[a])} grid = "
+                  f"{point(ap[a] * lv.stride)} px")
+        con.print(owner_text(trace, image, a))
         if reg_max > 1:
             probs = dist[a].view(4, reg_max).softmax(-1)
             tab = Table(title=f"DFL: softmax over {reg_max} bins per side; distance = Σ bin·p (grid units)")
@@ -150,11 +174,11 @@ def render_decode(trace: Trace, con: Console, image: int, anchors: list[int]) ->
                 top = float(p.max())
                 spark = "".join(bars[min(8, int(round(float(v) / top * 8)))] for v in p)
                 tab.add_row(side, spark, str(int(p.argmax())), f"{float(ltrb[a, s]):.4f}", f"{float(ltrb[a, s]) * lv.stride:.2f}")
-            con.print(tab)
+            con.print(fit(con, tab, ("px",)))
         else:
             con.print(f"reg_max = 1: no distribution; ltrb = {[round(float(v), 4) for v in ltrb[a]]} grid units")
         con.print(f"decoded box xyxy: {fmt_box(grid_box[a])} grid units = {fmt_box(px_box[a])} px; "
-                  f"size {float(px_box[a, 2] - px_box[a, 0]):.1f}×{float(px_box[a, 3] - px_box[a, 1]):.1f} px")
+                  f"size {num(px_box[a, 2] - px_box[a, 0])}×{num(px_box[a, 3] - px_box[a, 1])} px")
         sc = trace["pred_scores"][image, a]
         best = int(sc.argmax())
         con.print(f"class scores (sigmoid): best class {best} = {float(sc[best]):.4f}; max over classes tells the "
@@ -170,15 +194,16 @@ class GTFacts:
     origin: tuple[str, int]
     candidates: int
     positives: int
-    zero_weight: int
+    zero_weight: int  # positives with target score < NEAR_ZERO
     levels: dict[str, int]
     best_iou: float
     max_metric: float
     picked_lost: int  # picked by its top-k but given to another GT
+    best_weight: float = 0.0  # largest target score among its positives
 
     @property
     def short_flag(self) -> str:
-        return {"": "", "NO POSITIVES": "NO POS", "ONLY ZERO-WEIGHT POSITIVES": "0-W ONLY"}.get(self.flag, "NO CAND")
+        return {"": "", "NO POSITIVES": "NO POS", "ONLY NEAR-ZERO-WEIGHT POSITIVES": "0-W ONLY"}.get(self.flag, "NO CAND")
 
     @property
     def flag(self) -> str:
@@ -187,7 +212,7 @@ class GTFacts:
         if self.positives == 0:
             return "NO POSITIVES"
         if self.zero_weight == self.positives:
-            return "ONLY ZERO-WEIGHT POSITIVES"
+            return "ONLY NEAR-ZERO-WEIGHT POSITIVES"
         return ""
 
 
@@ -199,6 +224,7 @@ def gt_facts(trace: Trace, image: int) -> list[GTFacts]:
     inb, mask_gt = trace["mask_in_gts"][image], trace["mask_gt"][image]
     ov, am = trace["overlaps"][image], trace["align_metric"][image]
     mp, mpt = trace["mask_pos"][image], trace["mask_pos_topk"][image]
+    ns = trace["norm_align_metric"][image]  # (A,) target score of each anchor (its GT's)
     out = []
     for j in range(n):
         cand = inb[j] & mask_gt[j].bool()
@@ -210,10 +236,11 @@ def gt_facts(trace: Trace, image: int) -> list[GTFacts]:
         out.append(GTFacts(
             index=j, cls=int(gl[j, 0]), box=[float(v) for v in gb[j]], origin=trace.gt_origin[image][j],
             candidates=int(cand.sum()), positives=int(pos.numel()),
-            zero_weight=int((am[j, pos] == 0).sum()) if pos.numel() else 0,
+            zero_weight=int((ns[pos] < NEAR_ZERO).sum()) if pos.numel() else 0,
             levels=levels, best_iou=float(ov[j].max()) if cand.any() else 0.0,
             max_metric=float(am[j].max()) if cand.any() else 0.0,
             picked_lost=int((mpt[j] & ~mp[j]).sum()),
+            best_weight=float(ns[pos].max()) if pos.numel() else 0.0,
         ))
     return out
 
@@ -235,7 +262,9 @@ def _gt_facts_from_pairs(trace: Trace, image: int) -> list[GTFacts]:
 
     cands = torch.bincount(pm, minlength=n).tolist() if n else []
     pos = torch.bincount(pm[pp], minlength=n).tolist() if n else []
-    zero_w = torch.bincount(pm[pp & (pt == 0)], minlength=n).tolist() if n else []
+    weight = trace["norm_align_metric"][image][pa]  # (pairs,) target score of the pair's anchor
+    zero_w = torch.bincount(pm[pp & (weight < NEAR_ZERO)], minlength=n).tolist() if n else []
+    best_w = per_gt(torch.where(pp, weight, torch.zeros_like(weight)), "amax")
     lost = torch.bincount(pm[ptk & ~pp], minlength=n).tolist() if n else []
     best_u, max_t = per_gt(pu, "amax"), per_gt(pt, "amax")
     out = []
@@ -246,13 +275,14 @@ def _gt_facts_from_pairs(trace: Trace, image: int) -> list[GTFacts]:
         out.append(GTFacts(
             index=j, cls=int(gl[j, 0]), box=[float(v) for v in gb[j]], origin=trace.gt_origin[image][j],
             candidates=cands[j], positives=pos[j], zero_weight=zero_w[j], levels=levels,
-            best_iou=best_u[j], max_metric=max_t[j], picked_lost=lost[j],
+            best_iou=best_u[j], max_metric=max_t[j], picked_lost=lost[j], best_weight=best_w[j],
         ))
     return out
 
 
 def summary_table(trace: Trace, image: int, facts: list[GTFacts]) -> Table:
-    tab = Table(title=f"Per-GT summary · image {image} ({trace.labels.images[image]})", title_justify="left",
+    first = " · flagged GTs first" if any(f.flag for f in facts) else ""
+    tab = Table(title=f"Per-GT summary · image {image} ({trace.labels.images[image]}){first}", title_justify="left",
                 box=rbox.SIMPLE_HEAD, pad_edge=False)
     for c, j in (("GT", "right"), ("cls", "right"), ("box px", "left"), ("w×h px", "right"),
                  ("cand", "right"), ("pos", "right"), ("0-w", "right"), ("pos/stride", "left"),
@@ -263,7 +293,7 @@ def summary_table(trace: Trace, image: int, facts: list[GTFacts]) -> Table:
         w, h = f.box[2] - f.box[0], f.box[3] - f.box[1]
         tab.add_row(
             Text(gt_symbol(f.index), style=gt_style(f.index)), str(f.cls),
-            f"({f.box[0]:.0f},{f.box[1]:.0f} {f.box[2]:.0f},{f.box[3]:.0f})", f"{w:.3g}×{h:.3g}",
+            f"({num(f.box[0], 0)},{num(f.box[1], 0)} {num(f.box[2], 0)},{num(f.box[3], 0)})", f"{size(w)}×{size(h)}",
             str(f.candidates), str(f.positives), str(f.zero_weight),
             " ".join(f"{k}×{v}" for k, v in f.levels.items()) or "—", f"{f.best_iou:.3f}", f"{f.max_metric:.2g}",
             Text(f.short_flag, style=style),
@@ -350,7 +380,7 @@ def candidate_table(trace: Trace, image: int, j: int, rows: int) -> Table:
         title_justify="left", box=rbox.SIMPLE_HEAD, pad_edge=False,
     )
     for c in ("#", "anchor", "level", "cell x,y", "s (score)", "u (CIoU)", "t", "top-k", "result", "target score"):
-        tab.add_column(c, justify="right" if c not in ("result", "level") else "left", no_wrap=c == "result")
+        tab.add_column(c, justify="right" if c not in ("result", "level") else "left")
     for r, a in enumerate(order.tolist(), start=1):
         lv, cx, cy = cell_of(trace.levels, a)
         if final[a] and not topk_picked[a]:
@@ -414,7 +444,7 @@ def render_assign(trace: Trace, con: Console, images: list[int], full: bool, row
     ))
     render_gt_tensors(trace, con, full)
     if trace.summarised:
-        warn(con, trace.summarised)
+        note(con, trace.summarised)  # how the output is shown, not a problem with the input: stdout
     rows = rows or a_cfg.topk + 3
     for i in images:
         con.print(Rule(f"image {i} · {trace.labels.images[i]}"))
@@ -439,9 +469,9 @@ def render_assign(trace: Trace, con: Console, images: list[int], full: bool, row
                     con.print(Text(f"GT {j}: candidate box enlarged {fmt_box(gb[j])} → {fmt_box(cb[j])} px", style="cyan"))
         render_grids(trace, con, i)
         for j in range(n):
-            con.print(candidate_table(trace, i, j, rows))
+            con.print(fit(con, candidate_table(trace, i, j, rows), ("level", "#")))
         ct = conflict_table(trace, i)
-        con.print(ct if ct is not None else Text("no anchor was claimed by more than one GT", style="dim"))
+        con.print(fit(con, ct) if ct is not None else Text("no anchor was claimed by more than one GT", style="dim"))
         con.print(f"foreground anchors: {int(fg.sum())} · background: {int((~fg).sum())} "
                   f"(background has no GT: its target_gt_idx 0 and target label are placeholders)")
         render_summary(trace, con, i)
@@ -450,17 +480,17 @@ def render_assign(trace: Trace, con: Console, images: list[int], full: bool, row
 def render_summary(trace: Trace, con: Console, image: int) -> None:
     """The per-GT summary table of one image, then one line for each flagged GT saying why."""
     facts = gt_facts(trace, image)
-    shown = facts
+    flagged = [f for f in facts if f.flag]
+    shown = flagged + [f for f in facts if not f.flag]  # flagged GTs first, each part in GT order
     if trace.summarised and len(facts) > SUMMARY_ROWS:
-        flagged = [f for f in facts if f.flag]
-        shown = sorted((flagged + [f for f in facts if not f.flag])[:SUMMARY_ROWS], key=lambda f: f.index)
+        shown = shown[:SUMMARY_ROWS]
         counts = {}
         for f in flagged:
             counts[f.short_flag] = counts.get(f.short_flag, 0) + 1
         con.print(f"{len(facts)} GTs, {len(flagged)} flagged ("
                   + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none")
                   + f"); the table shows {SUMMARY_ROWS} of them, flagged first; --export has every pair")
-    con.print(summary_table(trace, image, shown))
+    con.print(fit(con, summary_table(trace, image, shown), ("t max", "u max", "pos/stride")))
     for f in shown:
         if f.flag:
             con.print(Text.assemble(("✗ ", "bold red"), f"GT {f.index} ({f.origin[0]}:{f.origin[1]}): {f.flag}"
@@ -472,13 +502,16 @@ def explain(trace: Trace, f: GTFacts) -> str:
     smin = min(trace.config.strides)
     if f.candidates == 0:
         hint = "; the ultralytics profile enlarges such boxes" if trace.config.assigner.profile == "classic" else ""
-        return f" — the box is {w:.1f}×{h:.1f} px and contains no anchor centre of any level (finest stride {smin}){hint}"
+        return f" — the box is {num(w)}×{num(h)} px and contains no anchor centre of any level (finest stride {smin}){hint}"
     if f.positives == 0 and f.picked_lost:
         return f" — its {f.picked_lost} top-k pick(s) among its candidates went to other GTs (larger CIoU there)"
     if f.positives == 0:
         return (" — every candidate has t = 0 (CIoU clamped to 0, or s^alpha·u^beta underflows float32), so top-k "
                 "over all anchors picked non-candidates (torch's order among ties) and nothing survived the in-box mask")
-    return " — its positives have alignment metric 0 (CIoU or score too small), so they carry no loss weight"
+    which = "its only positive has" if f.positives == 1 else f"all {f.positives} of its positives have"
+    return (f" — {which} target score < {NEAR_ZERO:g} (largest {f.best_weight:.2g}; a "
+            f"positive's target score is t / max t · max u, and its best CIoU u is {f.best_iou:.3g}), so they add almost "
+            "nothing to the box, DFL and class loss: the head is barely taught this GT")
 
 
 # ------------------------------------------------------------------------------------------------ loss
@@ -504,7 +537,7 @@ def render_loss(trace: Trace, con: Console, images: list[int]) -> None:
         tab.add_row(name, what, f"{float(trace[raw]):.6g}", f"{gain:g}", f"{float(trace[w]):.6g}", f"{float(trace[w]) * b:.6g}")
     total = sum(float(trace[k]) for k in ("loss_box", "loss_cls", "loss_dfl"))
     tab.add_row("total", "", "", "", f"{total:.6g}", f"{total * b:.6g}", style="bold")
-    con.print(tab)
+    con.print(fit(con, tab, ("what",)))
 
     cls_pa, box_pa, dfl_pa, fg = trace["cls_per_anchor"], trace["box_per_anchor"], trace["dfl_per_anchor"], trace["fg_mask"]
     ts = trace["target_scores"]
@@ -514,7 +547,7 @@ def render_loss(trace: Trace, con: Console, images: list[int]) -> None:
     for i in range(b):
         img.add_row(str(i), trace.labels.images[i], str(trace.n_gts(i)), str(int(fg[i].sum())), f"{float(ts[i].sum()):.4f}",
                     f"{float(cls_pa[i].sum()):.5g}", f"{float(box_pa[i].sum()):.5g}", f"{float(dfl_pa[i].sum()):.5g}")
-    con.print(img)
+    con.print(fit(con, img, ("name",)))
 
     tgi, ciou, ltrb, clamped = trace["target_gt_idx"], trace["ciou"], trace["dfl_target_ltrb"], trace["dfl_clamped"]
     rmax = cfg.reg_max - 1 - 0.01
@@ -547,6 +580,20 @@ def render_loss(trace: Trace, con: Console, images: list[int]) -> None:
                     f"(largest {mx:.2f} at stride {strides}): the box is too large for its anchors' strides; "
                     f"the head cannot learn its full extent"
                 )
-        con.print(gt)
+        con.print(fit(con, gt, ("cls@pos", "mean CIoU", "cls")))
         for w in warnings:
             warn(con, w)
+
+
+def owner_text(trace: Trace, image: int, anchor: int) -> Text:
+    """Which GT an anchor is a positive of (image, GT index, class, file:line), or that it is background."""
+    name = trace.config.assigner.name
+    pt = trace["pos_triples"]
+    gts = pt[(pt[:, 0] == image) & (pt[:, 2] == anchor), 1].tolist()
+    if not gts:
+        return Text(f"background: no GT of image {image} has this anchor as a positive ({name} assigner)", style="dim")
+    parts = []
+    for j in gts:
+        f, ln = trace.gt_origin[image][j]
+        parts.append(f"image {image} GT {j} (class {int(trace['gt_labels'][image, j, 0])}, {f}:{ln})")
+    return Text(f"positive of {' and '.join(parts)} ({name} assigner)", style=gt_style(gts[0]))

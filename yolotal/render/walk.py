@@ -10,9 +10,11 @@ from rich.text import Text
 from ..pipeline import Trace
 from .terminal import (
     conflict_table,
+    fit,
     print_tensor,
     render_loss,
     render_summary,
+    warn,
 )
 
 
@@ -32,7 +34,7 @@ def render_walk(trace: Trace, con: Console, full: bool = False) -> None:
     for n in trace.notes:
         con.print(Text.assemble(("note: ", "bold cyan"), n), soft_wrap=True)
     for w in trace.warnings:
-        con.print(Text.assemble(("warning: ", "bold yellow"), w))
+        warn(con, w)
 
     step(con, "1. Predictions: the head outputs, flattened over levels",
          f"each level is (b, 4*reg_max+nc, h, w) = (b, {4 * r + nc}, h, w); heads: {trace.heads_source}")
@@ -88,7 +90,7 @@ def render_walk(trace: Trace, con: Console, full: bool = False) -> None:
         ct = conflict_table(trace, i)
         if ct is not None:
             con.print(f"image {i}:")
-            con.print(ct)
+            con.print(fit(con, ct))
     print_tensor(con, "mask_pos", trace["mask_pos"].float(), "(b, M, A) final positives", full)
 
     _walk_targets(trace, con, full)
