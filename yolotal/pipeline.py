@@ -113,11 +113,12 @@ def pad_targets(labels: Labels, batch: int, imgsz: tuple[int, int]) -> tuple[tor
     return gt_labels, gt_bboxes, mask_gt
 
 
-def make_heads(cfg: Config, labels: Labels, heads: Heads | None) -> Heads:
-    """The given heads, or synthetic ones of the configured kind."""
+def make_heads(cfg: Config, labels: Labels, heads: Heads | None, batch: int | None = None) -> Heads:
+    """The given heads, or synthetic ones of the configured kind (``batch`` images: by default
+    ``heads.batch`` of the config, else as many as the labels describe)."""
     if heads is not None:
         return heads
-    batch = cfg.heads.batch or max(labels.n_images, 1)
+    batch = batch or cfg.heads.batch or max(labels.n_images, 1)
     if cfg.heads.kind == "randn":
         return synthetic_randn(batch, cfg.num_classes, cfg.reg_max, cfg.grids, cfg.heads.seed)
     gt = xywh_to_xyxy(torch.from_numpy(labels.xywhn) * torch.tensor([cfg.imgsz[1], cfg.imgsz[0]] * 2)).numpy()
@@ -152,7 +153,13 @@ def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool
         from .inputs.pictures import apply_letterbox
 
         labels = apply_letterbox(labels, boxes, cfg.imgsz)
-    heads = make_heads(cfg, labels, heads)
+    # the assigner's own heads (YOLOX, YOLOv5) set the batch when the v8 heads are synthetic: images beyond the
+    # labels are background, whichever heads say how many there are
+    own = yolox_heads.batch if yolox_heads is not None else yolov5_heads[0].shape[0] if yolov5_heads else None
+    heads = make_heads(cfg, labels, heads, None if own is None else int(own))
+    if own is not None and int(own) != heads.batch:
+        raise InputError(f"the {'YOLOX' if yolox_heads is not None else 'YOLOv5'} heads hold {int(own)} images but "
+                         f"the YOLOv8 heads {heads.batch}", heads.source)
     check_grids(heads, cfg.grids, cfg.imgsz, cfg.strides)
     nc = heads.nc
     check_classes(labels, nc)
