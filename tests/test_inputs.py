@@ -159,16 +159,56 @@ def test_synthetic_randn_is_seeded_like_the_walkthrough():
 
 
 def test_synthetic_trained_predicts_near_the_labels():
+    from yolotal.core.decode import dfl_distances
+    from yolotal.inputs.heads import TRAINED_BOX_NOISE, _hash_normal
+
     xyxy = np.array([[96.0, 64.0, 224.0, 192.0]], np.float32)
     h = synthetic_trained(1, 2, 16, [(32, 32), (16, 16), (8, 8)], (8, 16, 32), 0, np.array([0]), np.array([1]), xyxy)
-    from yolotal.core.decode import dfl_distances
-
-    # anchor at the box centre on stride 16: cell (10, 8) -> flat 1024 + 8*16 + 10
+    # anchor (232, 136) px on stride 16: cell (14, 8) is outside; cell (10, 8) = (168, 136) px is inside
     a = 1024 + 8 * 16 + 10
     ltrb = dfl_distances(h.boxes.permute(0, 2, 1), 16)[0, a] * 16
-    assert ltrb.tolist() == pytest.approx([72, 72, 56, 56], abs=16)
-    inside = slice(1024, 1024 + 256)  # stride-16 level: the box covers cells 6..13 x 4..11
-    cells = torch.tensor([1024 + y * 16 + x for y in range(4, 12) for x in range(6, 14)])
-    assert torch.sigmoid(h.scores[0, 1, cells]).median() > 0.6  # the GT's class
-    assert torch.sigmoid(h.scores[0, 0, cells]).max() < 0.1  # other classes stay low
-    assert torch.sigmoid(h.scores[0, 1, inside]).median() < 0.1  # most of the level is outside the box
+    true = np.array([168 - 96, 136 - 64, 224 - 168, 192 - 136], np.float64)  # 72, 72, 56, 56 px
+    sigma = (TRAINED_BOX_NOISE[0] + TRAINED_BOX_NOISE[1] * 8) * 16  # px: 0.3 cells + 6% of the 8-cell side
+    noise = _hash_normal(0, np.array([0]), np.array([a]), np.arange(2, 6))
+    assert ltrb.tolist() == pytest.approx((true + noise * sigma).tolist(), abs=0.05)  # DFL decodes the bump's centre
+    cells = torch.tensor([1024 + y * 16 + x for y in range(4, 12) for x in range(6, 14)])  # the box's cells on s16
+    s = torch.sigmoid(h.scores[0])
+    # the GT's class logit: 0.5 - 16 d^2 + 0.7 noise; d = largest |offset| / (half side + half stride) = 8 / 72
+    eps = _hash_normal(0, np.array([0]), np.array([a]), np.array(6))[0]
+    assert float(h.scores[0, 1, a]) == pytest.approx(0.5 - 16 * (8 / 72) ** 2 + 0.7 * eps, abs=1e-5)
+    assert s[1, cells].median() < 0.05 and s[1, cells].max() < 0.9  # high only near the centre, never certain
+    assert s[0, cells].max() < 1e-4 and s[:, 1024:1280].median() < 1e-4  # other classes and the background
+    bg = h.scores[0, 0]  # class 0 has no GT: background everywhere
+    assert bg.min() >= -13.5 and bg.max() <= -10.5  # background logits: -12 ± 1.5
+
+
+def test_synthetic_trained_anchor_by_anchor():
+    """Any subset of anchors evaluates to the same values as the full heads (scan --simulate relies on it)."""
+    from yolotal.core.decode import dfl_distances
+    from yolotal.inputs.heads import _padded, trained_at, trained_background_logits, trained_dfl_logits
+
+    grids, strides = [(16, 16), (8, 8), (4, 4)], (8, 16, 32)
+    bi = np.array([0, 0, 1])
+    cls = np.array([1, 2, 0])
+    xyxy = np.array([[10, 20, 90, 70], [40, 30, 60, 50], [0, 0, 128, 100]], np.float32)
+    full = synthetic_trained(2, 3, 16, grids, strides, 5, bi, cls, xyxy)
+    again = synthetic_trained(2, 3, 16, grids, strides, 5, bi, cls, xyxy)
+    assert torch.equal(full.boxes, again.boxes) and torch.equal(full.scores, again.scores)  # deterministic per seed
+    other = synthetic_trained(2, 3, 16, grids, strides, 6, bi, cls, xyxy)
+    assert not torch.equal(full.scores, other.scores)
+    anc = torch.cat([torch.stack(torch.meshgrid(torch.arange(w) + 0.5, torch.arange(h) + 0.5, indexing="xy"), -1)
+                     .reshape(-1, 2) * s for (h, w), s in zip(grids, strides)])
+    st = torch.cat([torch.full((h * w,), float(s)) for (h, w), s in zip(grids, strides)])
+    gl, gb, valid = _padded(2, bi, cls, xyxy)
+    keys = torch.tensor([336 + 5, 53, 86, 300, 0])  # any order, both images
+    at = trained_at(keys, anc, st, gb, gl, valid, 5, 16)
+    n = anc.shape[0]
+    dense_ltrb = dfl_distances(full.boxes.permute(0, 2, 1), 16).reshape(-1, 4)[keys]
+    assert torch.equal(dfl_distances(trained_dfl_logits(at.dist, 16)[None], 16)[0], dense_ltrb)
+    flat_scores = full.scores.permute(0, 2, 1).reshape(-1, 3)
+    for k, o, c, lg in zip(keys.tolist(), at.owner.tolist(), at.owner_cls.tolist(), at.owner_logit.tolist()):
+        for c2 in range(3):
+            want = lg if o >= 0 and c2 == c else float(trained_background_logits(torch.tensor([k]), torch.tensor([c2]), n, 5)[0])
+            assert float(flat_scores[k, c2]) == pytest.approx(want, abs=0)
+    # image 1's anchor 5 lies in its GT (flat 1*M + 0); (44, 28) px in GT 0 only; (52, 44) px in both: the smaller wins
+    assert at.owner.tolist() == [2, 0, 1, -1, -1]

@@ -227,6 +227,134 @@ def synthetic_randn(batch: int, nc: int, reg_max: int, grids: list[tuple[int, in
     return from_levels(levels, reg_max, f"synthetic randn heads (seed {seed})")
 
 
+# A partly trained model, defined anchor by anchor so that any subset of anchors (scan --simulate's candidate
+# pairs) gets exactly the values the full heads hold. Every random number is a hash of (seed, image, anchor,
+# channel), not a draw from a generator, so it does not depend on which anchors are evaluated or in what order.
+TRAINED_BG_LOGIT = -12.0  # background class logit: sigmoid ~ 6e-6, like a converged detector's background
+TRAINED_BG_SPREAD = 3.0  # uniform spread of background logits around it
+TRAINED_PEAK_LOGIT = 0.5  # GT class logit at the box centre (sigmoid 0.62) ...
+TRAINED_FALLOFF = 16.0  # ... falling by this times d^2 towards the edges (d: 0 at the centre, 1 at an edge)
+TRAINED_UNFIT = 8.0  # ... and by this much more at a level whose reg_max cannot span the box
+TRAINED_LOGIT_NOISE = 0.7  # Gaussian noise of the GT class logit
+TRAINED_BOX_NOISE = (0.3, 0.06)  # per side: 0.3 cells + 6% of the box side, Gaussian
+TRAINED_DFL_WIDTH = 0.8  # the DFL logits are a Gaussian bump of this width (bins) at the predicted distance
+
+
+def _hash_uniform(seed: int, image: np.ndarray, anchor: np.ndarray, channel: np.ndarray) -> np.ndarray:
+    """Uniform floats in (0, 1), a pure function of (seed, image, anchor, channel) (broadcast), splitmix64."""
+    with np.errstate(over="ignore"):
+        x = (np.uint64(seed & 0xFFFFFFFF) * np.uint64(0x9E3779B97F4A7C15)
+             + image.astype(np.uint64) * np.uint64(0xD1B54A32D192ED03)
+             + anchor.astype(np.uint64) * np.uint64(0xABC98388FB8FAC03)
+             + channel.astype(np.uint64) * np.uint64(0x8CB92BA72F3D8DD7))
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return ((x >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
+
+
+def _hash_normal(seed: int, image: np.ndarray, anchor: np.ndarray, channel: np.ndarray) -> np.ndarray:
+    """Standard normal floats from two hashed uniforms (Box-Muller), channels 2c and 2c + 1."""
+    u1 = _hash_uniform(seed, image, anchor, 2 * channel)
+    u2 = _hash_uniform(seed, image, anchor, 2 * channel + 1)
+    return np.sqrt(-2 * np.log(u1)) * np.cos(2 * np.pi * u2)
+
+
+@dataclass(frozen=True)
+class TrainedAt:
+    """The partly-trained model at K anchors (flat keys image * A + anchor).
+
+    dist (K, 4) float32 predicted l, t, r, b in grid units (before the DFL encoding); owner (K,) int64 flat GT
+    (image * M + slot) whose box holds the anchor, -1 for none; owner_cls (K,) its class (-1); owner_logit (K,)
+    float32 the owner's class logit there.
+    """
+
+    dist: torch.Tensor
+    owner: torch.Tensor
+    owner_cls: torch.Tensor
+    owner_logit: torch.Tensor
+
+
+def trained_at(keys: torch.Tensor, anc_px: torch.Tensor, stride: torch.Tensor, gt_bboxes: torch.Tensor,
+               gt_cls: torch.Tensor, valid: torch.Tensor, seed: int, reg_max: int,
+               image_ids: torch.Tensor | None = None) -> TrainedAt:
+    """The partly-trained model at the anchors ``keys`` (K,) of a batch.
+
+    anc_px (A, 2) anchor centres px, stride (A,); gt_bboxes (b, M, 4) px xyxy, gt_cls (b, M), valid (b, M) bool.
+    image_ids (b,): the image number each batch position hashes as (default 0..b-1), so a dataset audited in
+    batches gets the same heads as one run on the whole list.
+
+    An anchor whose centre is inside a GT box (the assigner's in-box rule; the smallest box when several) is
+    that GT's: it predicts the GT's distances plus noise (0.3 cells + 6% of the box side per side), and the
+    GT's class logit is 0.5 at the box centre falling as 16·d² towards the edges (d = the largest offset from
+    the box centre over half the side plus half a stride: 0 at the centre, about 1 at an edge), 8 lower at a
+    level whose reg_max cannot reach the box's sides, plus noise 0.7. Other anchors predict
+    small boxes (0.5-2.5 cells per side); every other class logit is background, about -12.
+    """
+    from ..assigners.tal_sparse import candidate_pairs
+
+    b, m = valid.shape
+    n_anc = anc_px.shape[0]
+    ids = np.arange(b) if image_ids is None else np.asarray(image_ids)
+    k_np = keys.numpy()
+    img_h, anc_h = ids[k_np // n_anc], k_np % n_anc
+    seg, key = candidate_pairs(anc_px, gt_bboxes, valid)  # (GT, anchor) with the centre inside the real box
+    flat_boxes = gt_bboxes.reshape(-1, 4)
+    area = (flat_boxes[:, 2] - flat_boxes[:, 0]) * (flat_boxes[:, 3] - flat_boxes[:, 1])  # (b*M,)
+    order = torch.argsort(area, stable=True)  # smallest first; ties: the lower slot
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.numel())
+    best = torch.full((b * n_anc,), b * m, dtype=torch.int64)
+    if seg.numel():
+        best.scatter_reduce_(0, key, rank[seg], "amin")
+    r = best[keys]
+    has = r < b * m
+    owner = torch.where(has, order[r.clamp(max=max(b * m - 1, 0))] if b * m else r, torch.full_like(r, -1))
+    a = keys % n_anc
+    pts, s = anc_px[a], stride[a]  # (K, 2), (K,)
+    # unowned anchors: small random boxes
+    dist = torch.from_numpy((0.5 + 2 * _hash_uniform(seed, img_h[:, None], anc_h[:, None], np.arange(4)[None]))
+                            .astype(np.float32))
+    logit = torch.zeros(keys.numel())
+    cls_o = torch.full_like(owner, -1)
+    hk = has.nonzero().squeeze(1)
+    if hk.numel():
+        o = owner[hk]
+        box = flat_boxes[o]  # (k, 4)
+        p, sk = pts[hk], s[hk, None]
+        true = torch.cat((p - box[:, :2], box[:, 2:] - p), 1) / sk  # (k, 4) grid units
+        wh = (box[:, 2:] - box[:, :2]) / sk  # (k, 2) cells
+        sigma = TRAINED_BOX_NOISE[0] + TRAINED_BOX_NOISE[1] * torch.cat((wh, wh), 1)
+        ih, ah = img_h[hk.numpy()][:, None], anc_h[hk.numpy()][:, None]
+        noise = torch.from_numpy(_hash_normal(seed, ih, ah, np.arange(2, 6)[None]).astype(np.float32))
+        dist[hk] = true + noise * sigma
+        centre, half = (box[:, :2] + box[:, 2:]) / 2, (box[:, 2:] - box[:, :2]).clamp(min=1e-6) / 2
+        d = ((p - centre).abs() / (half + sk / 2)).amax(1)  # 0 at the centre, < 1 inside; half a cell of slack
+        unfit = (true.amax(1) > reg_max - 1).float()
+        eps = torch.from_numpy(_hash_normal(seed, ih[:, 0], ah[:, 0], np.array(6)).astype(np.float32))
+        logit[hk] = TRAINED_PEAK_LOGIT - TRAINED_FALLOFF * d**2 - TRAINED_UNFIT * unfit + TRAINED_LOGIT_NOISE * eps
+        cls_o[hk] = gt_cls.reshape(-1)[o].long()
+    return TrainedAt(dist, owner, cls_o, logit)
+
+
+def trained_background_logits(keys: torch.Tensor, classes: torch.Tensor, n_anchors: int, seed: int,
+                              image_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """Background class logits at (key, class) pairs, broadcast: about -12 (uniform ±1.5)."""
+    k = keys.numpy()
+    ids = np.arange(int(k.max()) // n_anchors + 1 if k.size else 1) if image_ids is None else np.asarray(image_ids)
+    u = _hash_uniform(seed, ids[k // n_anchors], k % n_anchors, 16 + classes.numpy())
+    return torch.from_numpy((TRAINED_BG_LOGIT + TRAINED_BG_SPREAD * (u - 0.5)).astype(np.float32))
+
+
+def trained_dfl_logits(dist: torch.Tensor, reg_max: int) -> torch.Tensor:
+    """(..., 4) distances in grid units -> (..., 4 * reg_max) DFL logits peaked there (the distances, reg_max 1)."""
+    d = dist.clamp(0, reg_max - 1).unsqueeze(-1)
+    if reg_max == 1:
+        return d.squeeze(-1)
+    bins = torch.arange(reg_max, dtype=torch.float32)
+    return (-((bins - d) ** 2) / (2 * TRAINED_DFL_WIDTH**2)).flatten(-2)
+
+
 def synthetic_trained(
     batch: int,
     nc: int,
@@ -238,40 +366,43 @@ def synthetic_trained(
     cls: np.ndarray,
     xyxy_px: np.ndarray,
 ) -> Heads:
-    """Heads of a partly trained model: anchors inside a GT predict a noisy version of it.
+    """Heads of a partly trained model (see :func:`trained_at`): losses like a model mid-training.
 
-    Every anchor whose centre lies inside a GT box (the smallest one when several) gets DFL logits peaked
-    near that box's true distances (Gaussian, noise 0.3 grid cells) and a class logit near +1 (sigmoid ~ 0.73) for the GT's
-    class; all other class logits sit near -7 (sigmoid ~ 0.001), and other anchors predict small random boxes.
+    batch_idx (n,), cls (n,), xyxy_px (n, 4): the GTs. Deterministic per seed.
     """
-    gen = torch.Generator().manual_seed(seed)
-    bins = torch.arange(reg_max, dtype=torch.float32)
-    levels = []
+    anc, st = [], []
     for (h, w), s in zip(grids, strides):
-        ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
-        pts = torch.stack((xs, ys), -1).view(-1, 2) * s  # [h*w, 2] px
-        dist = torch.rand(batch, h * w, 4, generator=gen) * 2 + 0.5  # grid units
-        logit = torch.randn(batch, h * w, nc, generator=gen) * 0.5 - 7.0
-        for bi in range(batch):
-            sel = np.nonzero(batch_idx == bi)[0]
-            if sel.size == 0:
-                continue
-            boxes = torch.from_numpy(xyxy_px[sel]).float()  # [m, 4]
-            inside = (pts[None, :, 0] > boxes[:, None, 0]) & (pts[None, :, 0] < boxes[:, None, 2])
-            inside &= (pts[None, :, 1] > boxes[:, None, 1]) & (pts[None, :, 1] < boxes[:, None, 3])  # [m, h*w]
-            area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[:, None].expand_as(inside)
-            area = torch.where(inside, area, torch.full_like(area, float("inf")))
-            best = area.argmin(0)  # [h*w]
-            hit = inside.any(0)
-            gt = boxes[best]  # [h*w, 4]
-            true = torch.cat((pts - gt[:, :2], gt[:, 2:] - pts), -1) / s
-            noisy = true + torch.randn(h * w, 4, generator=gen) * 0.3
-            dist[bi] = torch.where(hit[:, None], noisy, dist[bi])
-            c = torch.from_numpy(cls[sel]).long()[best]
-            boost = torch.randn(h * w, generator=gen) * 0.8 + 8.0
-            logit[bi, torch.nonzero(hit).squeeze(1), c[hit]] += boost[hit]
-        d = dist.clamp(0, reg_max - 1).unsqueeze(-1)  # [b, h*w, 4, 1]
-        dfl = -((bins - d) ** 2) / (2 * 0.6**2) if reg_max > 1 else d  # [b, h*w, 4, reg_max]
-        flat = torch.cat((dfl.reshape(batch, h * w, 4 * reg_max), logit), -1)  # [b, h*w, C]
-        levels.append(flat.permute(0, 2, 1).reshape(batch, 4 * reg_max + nc, h, w).contiguous())
-    return from_levels(levels, reg_max, f"synthetic partly-trained heads (seed {seed})")
+        ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32) + 0.5, torch.arange(w, dtype=torch.float32) + 0.5,
+                                indexing="ij")
+        anc.append(torch.stack((xs, ys), -1).view(-1, 2) * float(s))
+        st.append(torch.full((h * w,), float(s)))
+    anc_px, stride = torch.cat(anc), torch.cat(st)
+    n_anc = anc_px.shape[0]
+    gl, gb, valid = _padded(batch, batch_idx, cls, xyxy_px)
+    keys = torch.arange(batch * n_anc)
+    at = trained_at(keys, anc_px, stride, gb, gl, valid, seed, reg_max)
+    logits = trained_background_logits(keys[:, None], torch.arange(nc)[None], n_anc, seed, np.arange(batch))
+    hk = (at.owner >= 0).nonzero().squeeze(1)
+    logits[hk, at.owner_cls[hk]] = at.owner_logit[hk]
+    boxes = trained_dfl_logits(at.dist, reg_max).view(batch, n_anc, 4 * reg_max).permute(0, 2, 1).contiguous()
+    scores = logits.view(batch, n_anc, nc).permute(0, 2, 1).contiguous()
+    return Heads(boxes, scores, tuple((int(h), int(w)) for h, w in grids),
+                 f"synthetic partly-trained heads (seed {seed})")
+
+
+def _padded(batch: int, batch_idx: np.ndarray, cls: np.ndarray, xyxy: np.ndarray):
+    """GT rows -> (cls (b, M), boxes (b, M, 4), valid (b, M)), each image's GTs in row order."""
+    bi = np.asarray(batch_idx, np.int64)
+    counts = np.bincount(bi, minlength=batch) if bi.size else np.zeros(batch, np.int64)
+    m = int(counts.max()) if bi.size else 0
+    order = np.argsort(bi, kind="stable")
+    slot = np.empty_like(bi)
+    slot[order] = np.arange(bi.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    gl = torch.zeros(batch, m, dtype=torch.int64)
+    gb = torch.zeros(batch, m, 4)
+    valid = torch.zeros(batch, m, dtype=torch.bool)
+    if bi.size:
+        gl[bi, slot] = torch.from_numpy(np.asarray(cls, np.int64))
+        gb[bi, slot] = torch.from_numpy(np.asarray(xyxy, np.float32))
+        valid[bi, slot] = True
+    return gl, gb, valid
