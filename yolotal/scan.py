@@ -272,55 +272,80 @@ def geometry(rows: np.ndarray, imgsz: tuple[int, int], strides: tuple[int, ...],
     )
 
 
+SIMULATE_BATCH = 256  # files per assignment batch of --simulate
+
+
 def simulate(rows: np.ndarray, file: np.ndarray, n_files: int, imgsz: tuple[int, int], strides: tuple[int, ...],
-             reg_max: int, nc: int, profile: str, topk: int, seed: int = 0, batch: int = 16,
+             reg_max: int, nc: int, profile: str, topk: int, seed: int = 0, batch: int = SIMULATE_BATCH,
              progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Positives per GT and level (G, L) from the full assignment with synthetic partly-trained heads."""
+    """Positives per GT and level (G, L) from the full assignment with synthetic partly-trained heads.
+
+    rows (G, 5) cls cx cy w h normalised (already letterboxed onto the canvas), file (G,) file index. The
+    heads are evaluated only at the candidate anchors (:func:`yolotal.inputs.heads.trained_at`), with each
+    file's index as its image number, so the result is that of ``yolotal assign`` with ``--synthetic trained``
+    on the files one by one, whatever the batch size.
+    """
     import torch
 
-    from .assigners.tal import TALParams
-    from .assigners.tal_sparse import assign_sparse
+    from .assigners.tal import TALParams, candidate_boxes
+    from .assigners.tal_sparse import candidate_pairs, pair_positives
     from .config import Config
     from .core.anchors import levels_for, make_anchors
-    from .core.boxes import xywh_to_xyxy
+    from .core.boxes import complete_box_iou_gathered, xywh_to_xyxy
     from .core.decode import dfl_distances, ltrb_to_xyxy
-    from .inputs.heads import synthetic_trained
-    from .inputs.labels import labels_from_array
-    from .pipeline import pad_targets
+    from .inputs.heads import _padded, trained_at, trained_background_logits, trained_dfl_logits
 
     cfg = Config(imgsz=imgsz, strides=strides, nc=nc, reg_max=reg_max)
     levels = levels_for(cfg.grids, strides)
     pts, st = make_anchors(levels)
+    anc_px, st1 = pts * st, st[:, 0]
+    n_anc = pts.shape[0]
     level_of = np.concatenate([np.full(lv.count, lv.index) for lv in levels])
     p = TALParams(num_classes=nc, topk=topk, profile=profile, stride_val=cfg.stride_val)
+    h, w = imgsz
+    scale = torch.tensor([w, h, w, h], dtype=torch.float32)
     out = np.zeros((len(rows), len(strides)), np.int64)
     order = np.argsort(file, kind="stable")
     bounds = np.searchsorted(file[order], np.arange(0, n_files + batch, batch))
     for k in range(0, n_files, batch):
         sel = order[bounds[k // batch] : bounds[k // batch + 1]]
+        done = min(batch, n_files - k)
         if not len(sel):
             if progress:
-                progress(min(batch, n_files - k))
+                progress(done)
             continue
-        b_idx = (file[sel] - k).astype(np.float32)
+        b_idx = file[sel] - k
         nb = int(b_idx.max()) + 1
-        lab = labels_from_array(np.concatenate([b_idx[:, None], rows[sel]], 1), nb)
-        gt = xywh_to_xyxy(torch.from_numpy(lab.xywhn) * torch.tensor([imgsz[1], imgsz[0]] * 2)).numpy()
-        heads = synthetic_trained(nb, nc, reg_max, cfg.grids, strides, seed + k, lab.batch_idx, lab.cls, gt)
-        distri, logits = heads.boxes.permute(0, 2, 1), heads.scores.permute(0, 2, 1)
-        pred = ltrb_to_xyxy(dfl_distances(distri, reg_max), pts) * st
-        gl, gb, mg = pad_targets(lab, nb, imgsz)
-        r = assign_sparse(logits.sigmoid(), pred, pts * st, gl, gb, mg, p)
-        pos = r.pair_pos
-        # slot m of image b is the m-th GT of that image in file order: map back to rows
-        slot_rows = {}
-        for bi, rid in zip(lab.batch_idx.tolist(), sel.tolist()):
-            slot_rows.setdefault(bi, []).append(rid)
-        pb, pm, pa = r.pair_b[pos].numpy(), r.pair_m[pos].numpy(), r.pair_a[pos].numpy()
-        for bi, m, a in zip(pb, pm, pa):
-            out[slot_rows[int(bi)][int(m)], level_of[a]] += 1
+        # pixel boxes as the pipeline makes them: scale the normalised xywh, then corners
+        xyxy = xywh_to_xyxy(torch.from_numpy(rows[sel, 1:5].copy()) * scale).numpy()
+        gl, gb, valid = _padded(nb, b_idx, rows[sel, 0].astype(np.int64), xyxy)
+        m = gb.shape[1]
+        valid &= gb.sum(2) > 0  # the reference's mask_gt: a box whose corners sum to <= 0 is padding
+        seg, key = candidate_pairs(anc_px, candidate_boxes(gb, valid[..., None].float(), p), valid)
+        if not seg.numel():
+            if progress:
+                progress(done)
+            continue
+        uk, inv = torch.unique(key, return_inverse=True)
+        ids = np.arange(k, k + nb)
+        at = trained_at(uk, anc_px, st1, gb, gl, valid, seed, reg_max, ids)
+        a = uk % n_anc
+        ltrb = dfl_distances(trained_dfl_logits(at.dist, reg_max)[None], reg_max)[0]
+        pred = ltrb_to_xyxy(ltrb, pts[a]) * st[a]  # (K, 4) px, as the pipeline decodes
+        label = gl.reshape(-1)[seg]
+        logit = at.owner_logit[inv]
+        other = (at.owner_cls[inv] != label).nonzero().squeeze(1)  # the pair's class is background there
+        logit[other] = trained_background_logits(key[other], label[other], n_anc, seed, ids)
+        u = complete_box_iou_gathered(gb.reshape(-1, 4), seg, pred, inv).clamp_(min=0)
+        _, _, pos, _ = pair_positives(seg, key, logit.sigmoid(), u, nb, m, n_anc, p)
+        # slot m of image b is the m-th GT of that file in row order: map back to rows
+        slot_row = np.full(nb * max(m, 1), -1, np.int64)
+        rank = np.arange(len(sel)) - np.searchsorted(b_idx, b_idx)  # b_idx is sorted (stable by file)
+        slot_row[b_idx * m + rank] = sel
+        ps, pk = seg[pos].numpy(), key[pos].numpy()
+        np.add.at(out, (slot_row[ps], level_of[pk % n_anc]), 1)
         if progress:
-            progress(min(batch, n_files - k))
+            progress(done)
     return out
 
 

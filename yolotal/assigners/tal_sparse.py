@@ -327,27 +327,16 @@ def _zero_picks_that_matter(
     return out & ~positive_t
 
 
-def assign_sparse(
-    pd_scores: torch.Tensor,
-    pd_bboxes: torch.Tensor,
-    anc_points: torch.Tensor,
-    gt_labels: torch.Tensor,
-    gt_bboxes: torch.Tensor,
-    mask_gt: torch.Tensor,
-    p: TALParams,
-) -> SparseTAL:
-    """Task-aligned assignment of one batch on candidate pairs. Inputs as ``tal.assign``."""
-    dev = pd_scores.device
-    b, n_anc, nc = pd_scores.shape
-    m = gt_bboxes.shape[1]
-    cand = candidate_boxes(gt_bboxes, mask_gt, p)
-    seg, key = candidate_pairs(anc_points, cand, mask_gt[..., 0].bool())  # (P,) flat GT, flat anchor
+def pair_positives(seg: torch.Tensor, key: torch.Tensor, s: torch.Tensor, u: torch.Tensor, b: int, m: int, n_anc: int,
+                   p: TALParams) -> tuple[torch.Tensor, ...]:
+    """The task-aligned selection on candidate pairs, from each pair's class score ``s`` and CIoU ``u`` (P,).
 
-    labels = gt_labels[..., 0].long().reshape(-1)  # (b * M,)
-    s = pd_scores.reshape(-1).take(key * nc + labels.take(seg))
-    u = complete_box_iou_gathered(gt_bboxes.reshape(-1, 4), seg, pd_bboxes.reshape(-1, 4), key).clamp_(min=0)
+    seg (P,) flat GT (image * M + slot), key (P,) flat anchor (image * A + anchor), in candidate_pairs' order.
+    Returns t (P,), the top-k picks (P,) bool, the final positives (P,) bool after conflicts (and topk2), and
+    the anchors claimed more than once (b * A,) bool.
+    """
+    dev = s.device
     t = s.pow(p.alpha) * u.pow(p.beta)
-
     positive_t = t > 0
     counts = torch.bincount(seg, minlength=b * m)  # pairs per GT; a GT's pairs are contiguous
     first = counts.cumsum(0) - counts
@@ -373,6 +362,30 @@ def assign_sparse(
         idx = pos.nonzero().squeeze(1)
         order = idx[_rank_order(seg[idx], t[idx])]
         pos[order[_segment_rank(seg[order], torch.ones_like(order, dtype=torch.bool)) >= p.topk2]] = False
+
+    return t, pos_topk, pos, multi_flat
+
+
+def assign_sparse(
+    pd_scores: torch.Tensor,
+    pd_bboxes: torch.Tensor,
+    anc_points: torch.Tensor,
+    gt_labels: torch.Tensor,
+    gt_bboxes: torch.Tensor,
+    mask_gt: torch.Tensor,
+    p: TALParams,
+) -> SparseTAL:
+    """Task-aligned assignment of one batch on candidate pairs. Inputs as ``tal.assign``."""
+    dev = pd_scores.device
+    b, n_anc, nc = pd_scores.shape
+    m = gt_bboxes.shape[1]
+    cand = candidate_boxes(gt_bboxes, mask_gt, p)
+    seg, key = candidate_pairs(anc_points, cand, mask_gt[..., 0].bool())  # (P,) flat GT, flat anchor
+
+    labels = gt_labels[..., 0].long().reshape(-1)  # (b * M,)
+    s = pd_scores.reshape(-1).take(key * nc + labels.take(seg))
+    u = complete_box_iou_gathered(gt_bboxes.reshape(-1, 4), seg, pd_bboxes.reshape(-1, 4), key).clamp_(min=0)
+    t, pos_topk, pos, multi_flat = pair_positives(seg, key, s, u, b, m, n_anc, p)
 
     # per-GT maxima over the final positives, and the per-anchor outputs
     idx = pos.nonzero().squeeze(1)

@@ -240,24 +240,35 @@ TRAINED_BOX_NOISE = (0.3, 0.06)  # per side: 0.3 cells + 6% of the box side, Gau
 TRAINED_DFL_WIDTH = 0.8  # the DFL logits are a Gaussian bump of this width (bins) at the predicted distance
 
 
+_MIX = (0x9E3779B97F4A7C15, 0xD1B54A32D192ED03, 0xABC98388FB8FAC03, 0x8CB92BA72F3D8DD7)
+
+
+def _finalize(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser (uint64, wrapping)."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
 def _hash_uniform(seed: int, image: np.ndarray, anchor: np.ndarray, channel: np.ndarray) -> np.ndarray:
-    """Uniform floats in (0, 1), a pure function of (seed, image, anchor, channel) (broadcast), splitmix64."""
+    """Uniform floats in (0, 1), a pure function of (seed, image, anchor, channel) (broadcast): splitmix64 of
+    (seed, image, anchor), then of that plus the channel."""
     with np.errstate(over="ignore"):
-        x = (np.uint64(seed & 0xFFFFFFFF) * np.uint64(0x9E3779B97F4A7C15)
-             + image.astype(np.uint64) * np.uint64(0xD1B54A32D192ED03)
-             + anchor.astype(np.uint64) * np.uint64(0xABC98388FB8FAC03)
-             + channel.astype(np.uint64) * np.uint64(0x8CB92BA72F3D8DD7))
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        x = x ^ (x >> np.uint64(31))
-    return ((x >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
+        base = _finalize(np.uint64(seed & 0xFFFFFFFF) * np.uint64(_MIX[0])
+                         + np.asarray(image).astype(np.uint64) * np.uint64(_MIX[1])
+                         + np.asarray(anchor).astype(np.uint64) * np.uint64(_MIX[2]))
+        x = _finalize(base + np.asarray(channel).astype(np.uint64) * np.uint64(_MIX[3]))
+    return ((x >> np.uint64(40)).astype(np.float32) + np.float32(0.5)) * np.float32(1 / (1 << 24))
+
+
+def _box_muller(u1: np.ndarray, u2: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.float32(-2) * np.log(u1)) * np.cos(np.float32(2 * np.pi) * u2)
 
 
 def _hash_normal(seed: int, image: np.ndarray, anchor: np.ndarray, channel: np.ndarray) -> np.ndarray:
     """Standard normal floats from two hashed uniforms (Box-Muller), channels 2c and 2c + 1."""
-    u1 = _hash_uniform(seed, image, anchor, 2 * channel)
-    u2 = _hash_uniform(seed, image, anchor, 2 * channel + 1)
-    return np.sqrt(-2 * np.log(u1)) * np.cos(2 * np.pi * u2)
+    channel = np.asarray(channel)
+    return _box_muller(_hash_uniform(seed, image, anchor, 2 * channel), _hash_uniform(seed, image, anchor, 2 * channel + 1))
 
 
 @dataclass(frozen=True)
@@ -312,9 +323,10 @@ def trained_at(keys: torch.Tensor, anc_px: torch.Tensor, stride: torch.Tensor, g
     owner = torch.where(has, order[r.clamp(max=max(b * m - 1, 0))] if b * m else r, torch.full_like(r, -1))
     a = keys % n_anc
     pts, s = anc_px[a], stride[a]  # (K, 2), (K,)
-    # unowned anchors: small random boxes
-    dist = torch.from_numpy((0.5 + 2 * _hash_uniform(seed, img_h[:, None], anc_h[:, None], np.arange(4)[None]))
-                            .astype(np.float32))
+    # ten hashed uniforms per anchor: 0-3 the unowned anchors' distances; for owned ones 0-7 the box noise
+    # (four normals) and 8-9 the class-logit noise
+    u = torch.from_numpy(_hash_uniform(seed, img_h[:, None], anc_h[:, None], np.arange(10)[None]))  # (K, 10)
+    dist = u[:, :4] * 2 + 0.5  # unowned anchors: small random boxes
     logit = torch.zeros(keys.numel())
     cls_o = torch.full_like(owner, -1)
     hk = has.nonzero().squeeze(1)
@@ -325,13 +337,13 @@ def trained_at(keys: torch.Tensor, anc_px: torch.Tensor, stride: torch.Tensor, g
         true = torch.cat((p - box[:, :2], box[:, 2:] - p), 1) / sk  # (k, 4) grid units
         wh = (box[:, 2:] - box[:, :2]) / sk  # (k, 2) cells
         sigma = TRAINED_BOX_NOISE[0] + TRAINED_BOX_NOISE[1] * torch.cat((wh, wh), 1)
-        ih, ah = img_h[hk.numpy()][:, None], anc_h[hk.numpy()][:, None]
-        noise = torch.from_numpy(_hash_normal(seed, ih, ah, np.arange(2, 6)[None]).astype(np.float32))
+        uk = u[hk].numpy()
+        noise = torch.from_numpy(_box_muller(uk[:, 0:8:2], uk[:, 1:8:2]))  # (k, 4)
         dist[hk] = true + noise * sigma
         centre, half = (box[:, :2] + box[:, 2:]) / 2, (box[:, 2:] - box[:, :2]).clamp(min=1e-6) / 2
         d = ((p - centre).abs() / (half + sk / 2)).amax(1)  # 0 at the centre, < 1 inside; half a cell of slack
         unfit = (true.amax(1) > reg_max - 1).float()
-        eps = torch.from_numpy(_hash_normal(seed, ih[:, 0], ah[:, 0], np.array(6)).astype(np.float32))
+        eps = torch.from_numpy(_box_muller(uk[:, 8], uk[:, 9]))
         logit[hk] = TRAINED_PEAK_LOGIT - TRAINED_FALLOFF * d**2 - TRAINED_UNFIT * unfit + TRAINED_LOGIT_NOISE * eps
         cls_o[hk] = gt_cls.reshape(-1)[o].long()
     return TrainedAt(dist, owner, cls_o, logit)
@@ -343,7 +355,7 @@ def trained_background_logits(keys: torch.Tensor, classes: torch.Tensor, n_ancho
     k = keys.numpy()
     ids = np.arange(int(k.max()) // n_anchors + 1 if k.size else 1) if image_ids is None else np.asarray(image_ids)
     u = _hash_uniform(seed, ids[k // n_anchors], k % n_anchors, 16 + classes.numpy())
-    return torch.from_numpy((TRAINED_BG_LOGIT + TRAINED_BG_SPREAD * (u - 0.5)).astype(np.float32))
+    return torch.from_numpy(np.float32(TRAINED_BG_LOGIT) + np.float32(TRAINED_BG_SPREAD) * (u - np.float32(0.5)))
 
 
 def trained_dfl_logits(dist: torch.Tensor, reg_max: int) -> torch.Tensor:
@@ -351,8 +363,9 @@ def trained_dfl_logits(dist: torch.Tensor, reg_max: int) -> torch.Tensor:
     d = dist.clamp(0, reg_max - 1).unsqueeze(-1)
     if reg_max == 1:
         return d.squeeze(-1)
-    bins = torch.arange(reg_max, dtype=torch.float32)
-    return (-((bins - d) ** 2) / (2 * TRAINED_DFL_WIDTH**2)).flatten(-2)
+    x = torch.arange(reg_max, dtype=torch.float32) - d  # (..., 4, reg_max), in place from here on
+    x.square_().mul_(-1 / (2 * TRAINED_DFL_WIDTH**2))
+    return x.flatten(-2)
 
 
 def synthetic_trained(
