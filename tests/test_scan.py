@@ -50,6 +50,7 @@ def test_errors_are_collected_without_stopping(tmp_path):
     (tmp_path / "x.txt").write_text("0 0.5 0.5 0.1 0.1\n0 0.5 0.5 0.1\n9 0.5 0.5 0.1 0.1\n1 0.2 0.2 0.1 0.1\n")
     (tmp_path / "y.txt").write_bytes(b"\x00\x01binary")
     (tmp_path / "z.txt").write_text("0 0.5 nan 0.1 0.1\n0 1.5 0.5 0.1 0.1\n0 0.3 0.3 0.2 0.2\n")
+    (tmp_path / "w.txt").write_text("0 0.5 0.5 0.1 0.1\n2 0.2 0.2 0.1 0.1\n")
     doc = report(scan(tmp_path, (320, 320), (8, 16, 32), 16, nc=3))
     errs = [(Path(e["file"]).name, e["line"], e["reason"]) for e in doc["errors"]]
     assert errs == [
@@ -59,7 +60,10 @@ def test_errors_are_collected_without_stopping(tmp_path):
         ("z.txt", 1, "NaN or infinite value"),
         ("z.txt", 2, "cx=1.5 is outside [0, 1] (labels must be normalised)"),
     ]
-    assert doc["gts"] == 3 and doc["files"]["with_errors"] == 3  # the good lines are still audited
+    # ultralytics skips a file with any bad line whole (verify_image_label): x, y and z are corrupt, not
+    # background, and their good lines are not audited; w is clean
+    assert doc["gts"] == 2 and doc["files"]["corrupt"] == 3 and doc["files"]["background"] == 0
+    assert doc["files"]["with_errors"] == 3
     assert [Path(w["file"]).name for w in doc["worst_files"]] == ["x.txt", "z.txt", "y.txt"]
 
 
@@ -121,7 +125,8 @@ def test_cli_scan_report_and_errors(cli, tmp_path):
     code, out, err = cli("scan", y, "--report", out_json, "--simulate")
     assert code == 0, err
     out = " ".join(out.split())  # the console wraps at 100 columns
-    assert "4 label files (train 2, val 2) · 3 GTs · 2 background · 0 with errors" in out
+    assert "4 label files (train 2, val 2) · 3 GTs · 2 background · 0 corrupt (skipped, as ultralytics does) · " \
+        "0 duplicate rows dropped" in out
     assert "no candidate (classic)" in out and "positives (simulated)" in out
     assert "labels/train/a.txt:2: class 1 box" in out
     doc = json.loads(out_json.read_text())

@@ -33,7 +33,7 @@ app = typer.Typer(
 # ------------------------------------------------------------------------------------------------ shared options
 LabelsArg = Annotated[
     Optional[Path],
-    typer.Argument(help="YOLO label file (cls cx cy w h), a directory of them, or a batch file (batch_idx cls cx cy w h)."),
+    typer.Argument(help="YOLO label file (cls cx cy w h), a directory of them, a batch file (batch_idx cls cx cy w h), or a dataset YAML (its train split, or --split)."),
 ]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (see configs/default.yaml).")]
 HeadsOpt = Annotated[Optional[Path], typer.Option("--heads", help="Head outputs: .npz (level0, level1, ...) or .pt.")]
@@ -60,6 +60,7 @@ ModelOpt = Annotated[Optional[Path], typer.Option("--model", help="Your model: a
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="Where --model runs: cpu (default), cuda or cuda:N.")]
 ImagesDirOpt = Annotated[Optional[Path], typer.Option("--images", help="Directory holding the label files' images (same stem); default: ultralytics' labels/ <-> images/ pairing, then beside the label file.")]
 SaveHeadsOpt = Annotated[Optional[Path], typer.Option("--save-heads", help="With --model: write its heads, the input images and letterboxes to OUT.npz; --heads OUT.npz replays the run without the model.")]
+SplitOpt = Annotated[Optional[str], typer.Option("--split", help="With a dataset YAML as LABELS: the split to read (train, val, test; default train).")]
 BudgetOpt = Annotated[Optional[int], typer.Option("--budget-mb", help="Memory for the dense (b, M, A) display tensors; above it: pairs and summaries (default 512).")]
 
 # options of every command that runs the assignment, in help order: name -> (annotation, config key)
@@ -71,9 +72,9 @@ RUN_OPTIONS = {
     "budget_mb": (BudgetOpt, "dense_budget_mb"),
     # where the heads and pictures come from (not config keys: _trace takes them out)
     "model": (ModelOpt, "model"), "device": (DeviceOpt, "device"), "images": (ImagesDirOpt, "images_dir"),
-    "save_heads": (SaveHeadsOpt, "save_heads"),
+    "save_heads": (SaveHeadsOpt, "save_heads"), "split": (SplitOpt, "split"),
 }
-SOURCE_KEYS = ("model", "device", "images_dir", "save_heads")
+SOURCE_KEYS = ("model", "device", "images_dir", "save_heads", "split")
 
 
 def run_options(*names: str):
@@ -161,7 +162,7 @@ def _main(
 def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_loss: bool = True,
            pictures: "list[Path] | None" = None, yolox_heads: Path | None = None, v8_heads: bool = False,
            model: Path | None = None, device: str | None = None, images_dir: Path | None = None,
-           save_heads: Path | None = None, **over) -> "Trace":
+           save_heads: Path | None = None, split: str | None = None, **over) -> "Trace":
     """pictures: explicit image files in batch order; else each label file's image is looked up (one geometry
     rule for every command). model: run the user's model on those images for the heads."""
     from dataclasses import replace
@@ -215,7 +216,14 @@ def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_lo
         yh = load_heads(yolox_heads if yolox_heads is not None else heads, cfg.reg_max, cfg.nc, layout="yolox")
         if cfg.nc is None:
             cfg = replace(cfg, nc=yh.nc)
-    lab = load_labels(labels, cfg.num_classes) if labels is not None else no_labels()
+    if labels is not None and cfg.nc is None:  # a dataset YAML says how many classes there are
+        from .inputs.dataset import is_dataset_yaml, read_dataset
+
+        if is_dataset_yaml(labels) and read_dataset(labels).nc is not None:
+            cfg = replace(cfg, nc=read_dataset(labels).nc)
+    # a dataset YAML's split: as many of its images as the heads hold (default: a batch of 16, as ultralytics)
+    limit = (h.batch if h is not None else cfg.heads.batch or 16)
+    lab = load_labels(labels, cfg.num_classes, split, limit) if labels is not None else no_labels()
     notes: list[str] = []
     stored = saved_letterboxes(saved, lab.n_images) if saved else None
     if stored is not None and not pictures:

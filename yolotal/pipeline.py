@@ -173,7 +173,8 @@ def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool
     gt_origin: list[list[tuple[str, int]]] = [[] for _ in range(heads.batch)]
     for i in range(len(labels)):
         gt_origin[int(labels.batch_idx[i])].append(labels.origin[i])
-    trace = Trace(cfg, levels, labels, heads.source, gt_origin, warnings=list(cfg.warnings), notes=list(notes or []))
+    trace = Trace(cfg, levels, labels, heads.source, gt_origin, warnings=list(cfg.warnings) + list(labels.warnings),
+                  notes=list(labels.notes) + list(notes or []))
     trace.notes += geometry_notes(labels, pictures, boxes, cfg.imgsz)
     for i in range(heads.batch):
         pic = pictures[i] if i < len(pictures) else None

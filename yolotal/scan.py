@@ -26,21 +26,11 @@ from typing import Callable
 import numpy as np
 
 from .errors import InputError
+from .inputs.dataset import LabelSet, find_labels  # noqa: F401  (find_labels: part of scan's interface)
 from .inputs.labels import is_float, row_problem
 
-IMAGE_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic"}
 SIZE_BINS = (0, 8, 16, 32, 64, 128, 256, 512, math.inf)  # sqrt(w*h) px bins of the size histogram
 CHUNK = 256  # files per worker task
-
-
-@dataclass
-class LabelSet:
-    """Where the label files of a dataset are, and its class names."""
-
-    files: list[Path]  # label files (a missing file for an image is listed too: background)
-    names: list[str] | None
-    source: str
-    splits: dict[str, int] = field(default_factory=dict)  # split -> number of files
 
 
 @dataclass
@@ -51,82 +41,9 @@ class Parsed:
     file: np.ndarray
     line: np.ndarray
     errors: list[tuple[int, int, str]]  # (file index, line, reason)
-    empty: np.ndarray  # (files,) bool: file holds no labels
-
-
-# ------------------------------------------------------------------------------------------------ finding files
-def _label_for_image(img: Path) -> Path:
-    """ultralytics' rule: the last /images/ path component becomes /labels/, the suffix .txt."""
-    parts = list(img.parts)
-    for i in range(len(parts) - 1, -1, -1):
-        if parts[i] == "images":
-            parts[i] = "labels"
-            break
-    return Path(*parts).with_suffix(".txt")
-
-
-def _split_files(entry: Path, src: str) -> list[Path]:
-    if entry.is_file() and entry.suffix == ".txt":  # a list of image paths
-        base = entry.parent
-        out = []
-        for ln in entry.read_text(encoding="utf-8", errors="replace").splitlines():
-            ln = ln.strip()
-            if ln:
-                p = Path(ln)
-                out.append(_label_for_image(p if p.is_absolute() else base / p))
-        return out
-    if not entry.is_dir():
-        raise InputError(f"dataset split not found: {entry}", src)
-    images = sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if images:
-        return [_label_for_image(p) for p in images]
-    labels = _label_for_image(entry / "x.jpg").parent if entry.name == "images" else entry
-    return sorted(labels.rglob("*.txt")) if labels.is_dir() else []
-
-
-def find_labels(data: str | Path) -> LabelSet:
-    """An ultralytics dataset YAML (path, train, val, test, names) or a directory of label files."""
-    p = Path(data)
-    if p.is_dir():
-        files = sorted(p.rglob("*.txt"))
-        if not files:
-            raise InputError("no *.txt label files under this directory", str(p))
-        return LabelSet(files, None, str(p), {"all": len(files)})
-    if not p.is_file():
-        raise InputError("dataset not found (give a dataset YAML or a directory of label files)", str(p))
-    import yaml
-
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        mark = getattr(e, "problem_mark", None)
-        raise InputError(f"broken YAML: {getattr(e, 'problem', None) or 'invalid YAML'}", str(p),
-                         mark.line + 1 if mark is not None else None) from None
-    if not isinstance(raw, dict) or not any(k in raw for k in ("train", "val", "test")):
-        raise InputError("a dataset YAML needs 'train' and/or 'val' (and 'path', 'names')", str(p))
-    root = Path(raw.get("path") or ".")
-    root = root if root.is_absolute() else (p.parent / root)
-    names = raw.get("names")
-    if isinstance(names, dict):
-        names = [str(names[k]) for k in sorted(names)]
-    elif isinstance(names, list):
-        names = [str(x) for x in names]
-    elif names is not None:
-        raise InputError(f"names: expected a list or a mapping, got {names!r}", str(p))
-    files: list[Path] = []
-    splits: dict[str, int] = {}
-    for split in ("train", "val", "test"):
-        entries = raw.get(split)
-        if not entries:
-            continue
-        n0 = len(files)
-        for e in entries if isinstance(entries, list) else [entries]:
-            ep = Path(str(e))
-            files += _split_files(ep if ep.is_absolute() else root / ep, str(p))
-        splits[split] = len(files) - n0
-    if not files:
-        raise InputError("the dataset's splits hold no images or label files", str(p))
-    return LabelSet(files, names, str(p), splits)
+    empty: np.ndarray  # (files,) bool: file holds no labels (missing or empty: a background image)
+    corrupt: np.ndarray | None = None  # (files,) bool: a bad line (or an unreadable file): ultralytics skips it
+    duplicates: list[tuple[int, list[int]]] = field(default_factory=list)  # (file index, lines dropped)
 
 
 # ------------------------------------------------------------------------------------------------ parsing
@@ -170,15 +87,38 @@ def _parse_chunk(args: tuple[list[str], int, int | None]) -> Parsed:
     paths, first, nc = args
     rows, files, lines, errors = [], [], [], []
     empty = np.zeros(len(paths), bool)
+    corrupt = np.zeros(len(paths), bool)
     for k, path in enumerate(paths):
         r, ln, er = _parse_file(path, nc)
+        if er:  # ultralytics' verify_image_label: one bad row makes the whole image corrupt (skipped)
+            errors += [(first + k, line, why) for line, why in er]
+            corrupt[k] = True
+            continue
         rows += r
         files += [first + k] * len(r)
         lines += ln
-        errors += [(first + k, line, why) for line, why in er]
         empty[k] = not r
     return Parsed(np.array(rows, np.float32).reshape(-1, 5), np.array(files, np.int64), np.array(lines, np.int64),
-                  errors, empty)
+                  errors, empty, corrupt)
+
+
+def drop_duplicates(parsed: Parsed) -> Parsed:
+    """A file's repeated rows (equal as float32, like ultralytics' np.unique) dropped: the first copy stays."""
+    rows, file, line = parsed.rows, parsed.file, parsed.line
+    if len(rows) < 2:
+        return parsed
+    order = np.lexsort((line, rows[:, 4], rows[:, 3], rows[:, 2], rows[:, 1], rows[:, 0], file))
+    r, f = rows[order], file[order]
+    same = (f[1:] == f[:-1]) & (r[1:] == r[:-1]).all(1)
+    if not same.any():
+        return parsed
+    drop = order[1:][same]
+    keep = np.ones(len(rows), bool)
+    keep[drop] = False
+    dups: dict[int, list[int]] = {}
+    for fi, ln in sorted(zip(file[drop].tolist(), line[drop].tolist())):
+        dups.setdefault(fi, []).append(ln)
+    return Parsed(rows[keep], file[keep], line[keep], parsed.errors, parsed.empty, parsed.corrupt, sorted(dups.items()))
 
 
 def parse_all(files: list[Path], nc: int | None, workers: int = 1,
@@ -198,12 +138,13 @@ def parse_all(files: list[Path], nc: int | None, workers: int = 1,
             if progress:
                 progress(len(ch[0]))
     if not parts:
-        return Parsed(np.zeros((0, 5), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64), [], np.zeros(0, bool))
-    return Parsed(
+        return Parsed(np.zeros((0, 5), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64), [], np.zeros(0, bool),
+                      np.zeros(0, bool))
+    return drop_duplicates(Parsed(
         np.concatenate([p.rows for p in parts]), np.concatenate([p.file for p in parts]),
         np.concatenate([p.line for p in parts]), [e for p in parts for e in p.errors],
-        np.concatenate([p.empty for p in parts]),
-    )
+        np.concatenate([p.empty for p in parts]), np.concatenate([p.corrupt for p in parts]),
+    ))
 
 
 # ------------------------------------------------------------------------------------------------ geometry
@@ -432,7 +373,9 @@ def report(res: ScanResult, top: int = 20) -> dict:
                      "canvas": "square imgsz: normalised boxes scaled by imgsz, as the other commands do"},
         "files": {"total": res.n_files, "splits": res.labels.splits,
                   "background": int(res.parsed.empty.sum()) if res.n_files else 0,
-                  "with_errors": int((per_file_errors > 0).sum())},
+                  "corrupt": int(res.parsed.corrupt.sum()) if res.n_files else 0,
+                  "with_errors": int((per_file_errors > 0).sum()),
+                  "duplicate_rows_dropped": sum(len(v) for _, v in res.parsed.duplicates)},
         "gts": g,
         "flag_counts": {k: int(v.sum()) for k, v in flags.items()},
         "size_histogram_px": {f"{SIZE_BINS[i]}-{SIZE_BINS[i + 1]}": int(c) for i, c in enumerate(size_hist)},
@@ -444,6 +387,7 @@ def report(res: ScanResult, top: int = 20) -> dict:
         "worst_files": [{"file": files[i], "flagged_gts": int(per_file[i]), "errors": int(per_file_errors[i])}
                         for i in worst],
         "errors": [{"file": files[f], "line": ln, "reason": why} for f, ln, why in res.parsed.errors],
+        "duplicates": [{"file": files[f], "lines": lines} for f, lines in res.parsed.duplicates],
         "flagged": flagged,
     }
 

@@ -4,7 +4,11 @@
 * directory:    every ``*.txt`` inside, sorted by name; batch index = position in that order.
 * batch file:   ``batch_idx cls cx cy w h`` per line, as in the seed walkthrough (``labels`` tensor).
 
-Values are parsed to float32 like ultralytics' dataset loader does.
+* dataset YAML: an ultralytics dataset's split (``train`` by default), one image per label file; an image
+  without a label file is a background image.
+
+Values are parsed to float32 like ultralytics' dataset loader does, which also drops a file's duplicate rows
+(``np.unique``, keeping its sorted order): so does this reader, with a warning naming the file and lines.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ class Labels:
         origin: n (file, line) pairs, where each label came from.
         images: names of the images (one per batch position), e.g. label file stems.
         files: the label file of each image, where there is one per image (empty for a batch file).
+        names: class names (from a dataset YAML), else empty.
+        warnings: what the reader changed (duplicate rows dropped), one line each.
+        notes: how the labels were found (a dataset YAML's split), one line each.
     """
 
     batch_idx: np.ndarray
@@ -37,6 +44,9 @@ class Labels:
     origin: tuple[tuple[str, int], ...]
     images: tuple[str, ...]
     files: tuple[str | None, ...] = ()
+    names: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def n_images(self) -> int:
@@ -93,6 +103,30 @@ def _parse_rows(path: Path, text: str, nc: int | None) -> tuple[list[list[float]
     return rows, lines, ncols
 
 
+def duplicate_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ultralytics' duplicate check on one file's (n, 5) float32 rows: (kept, dropped) indices, kept in the
+    order ``np.unique(rows, axis=0, return_index=True)`` leaves them (sorted rows) when there are duplicates,
+    else 0..n-1 unchanged; dropped: the later copies, in line order."""
+    n = len(rows)
+    if n < 2:
+        return np.arange(n), np.zeros(0, np.int64)
+    _, keep = np.unique(np.asarray(rows, np.float32), axis=0, return_index=True)
+    if len(keep) == n:
+        return np.arange(n), np.zeros(0, np.int64)
+    return keep, np.setdiff1d(np.arange(n), keep)
+
+
+def _dedupe(path: Path, rows: list[list[float]], lines: list[int]) -> tuple[list[list[float]], list[int], list[str]]:
+    """Drop a 5-column file's duplicate rows as ultralytics does; a warning names the file and lines."""
+    keep, dropped = duplicate_rows(np.array(rows, np.float32).reshape(-1, 5))
+    if not dropped.size:
+        return rows, lines, []
+    shown = ", ".join(str(lines[i]) for i in dropped[:10]) + (" …" if dropped.size > 10 else "")
+    why = (f"{path}: {dropped.size} duplicate label row(s) dropped (line(s) {shown}), as ultralytics does; "
+           "the remaining rows are in its sorted order")
+    return [rows[i] for i in keep], [lines[i] for i in keep], [why]
+
+
 def is_float(s: str) -> bool:
     try:
         float(s)
@@ -130,29 +164,63 @@ def _assemble(rows: list[list[float]], origin: list[tuple[str, int]], images: li
     )
 
 
-def load_labels(path: str | Path, nc: int | None = None) -> Labels:
-    """Read a label file, a directory of label files, or a six-column batch file."""
+def load_labels(path: str | Path, nc: int | None = None, split: str | None = None, limit: int | None = None) -> Labels:
+    """Read a label file, a directory of label files, a six-column batch file, or a dataset YAML's split
+    (``split``, default train; its first ``limit`` images when given)."""
     p = Path(path)
+    from .dataset import is_dataset_yaml
+
+    if is_dataset_yaml(p):
+        return _load_dataset(p, nc, split or "train", limit)
+    if split is not None:
+        raise InputError(f"--split {split}: applies to a dataset YAML only", str(p))
     if p.is_dir():
         files = sorted(f for f in p.iterdir() if f.suffix == ".txt" and f.is_file())
         if not files:
             raise InputError("no *.txt label files in this directory", str(p))
-        rows, origin, images = [], [], []
-        for b, f in enumerate(files):
-            r, lines, ncols = _parse_rows(f, _read_text(f), nc)
-            if ncols == 6:
-                raise InputError("a directory holds one label file per image (5 columns); found 6", str(f), lines[0])
-            rows += [[b, *x] for x in r]
-            origin += [(str(f), ln) for ln in lines]
-            images.append(f.stem)
-        return replace(_assemble(rows, origin, images), files=tuple(str(f) for f in files))
+        return _load_files(files, nc)
     if not p.exists():
         raise InputError("label file not found", str(p))
     r, lines, ncols = _parse_rows(p, _read_text(p), nc)
     if ncols == 6:
         n = int(max(x[0] for x in r)) + 1
         return _assemble(r, [(str(p), ln) for ln in lines], [f"{p.stem}[{i}]" for i in range(n)])
-    return replace(_assemble([[0, *x] for x in r], [(str(p), ln) for ln in lines], [p.stem]), files=(str(p),))
+    r, lines, warns = _dedupe(p, r, lines)
+    lab = _assemble([[0, *x] for x in r], [(str(p), ln) for ln in lines], [p.stem])
+    return replace(lab, files=(str(p),), warnings=tuple(warns))
+
+
+def _load_files(files: list[Path], nc: int | None, missing_ok: bool = False) -> Labels:
+    """One image per label file, in the given order (batch index = position); with missing_ok, a label file
+    that does not exist is a background image (a dataset's image without labels)."""
+    rows, origin, images, warns = [], [], [], []
+    for b, f in enumerate(files):
+        if missing_ok and not f.exists():
+            images.append(f.stem)
+            continue
+        r, lines, ncols = _parse_rows(f, _read_text(f), nc)
+        if ncols == 6:
+            raise InputError("a directory holds one label file per image (5 columns); found 6", str(f), lines[0])
+        r, lines, w = _dedupe(f, r, lines)
+        warns += w
+        rows += [[b, *x] for x in r]
+        origin += [(str(f), ln) for ln in lines]
+        images.append(f.stem)
+    return replace(_assemble(rows, origin, images), files=tuple(str(f) for f in files), warnings=tuple(warns))
+
+
+def _load_dataset(p: Path, nc: int | None, split: str, limit: int | None) -> Labels:
+    from .dataset import dataset_labels, read_dataset
+
+    ds = read_dataset(p)
+    ls = dataset_labels(ds, (split,))
+    total = len(ls.files)
+    files = ls.files[:limit] if limit else ls.files
+    lab = _load_files(files, nc if nc is not None else ds.nc, missing_ok=True)
+    names = ", ".join(ds.names[:5]) + (", …" if len(ds.names) > 5 else "") if ds.names else ""
+    note = (f"dataset {p}: split {split!r}, {'the first ' + str(len(files)) + ' of ' if len(files) < total else ''}"
+            f"{total} image(s)" + (f"; nc {ds.nc} ({names})" if ds.nc else ""))
+    return replace(lab, names=tuple(ds.names or ()), notes=(note,))
 
 
 def check_classes(labels: Labels, nc: int) -> None:
@@ -176,7 +244,7 @@ def with_batch(labels: Labels, batch: int) -> Labels:
         )
     extra = tuple(f"background[{i}]" for i in range(labels.n_images, batch))
     files = labels.files + (None,) * len(extra) if labels.files else ()
-    return Labels(labels.batch_idx, labels.cls, labels.xywhn, labels.origin, labels.images + extra, files)
+    return replace(labels, images=labels.images + extra, files=files)
 
 
 def labels_from_array(rows: np.ndarray, n_images: int, source: str = "<array>") -> Labels:

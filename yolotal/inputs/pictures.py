@@ -8,7 +8,7 @@ and the picture describe the same pixels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -192,4 +192,4 @@ def apply_letterbox(labels: Labels, boxes: list[Letterbox | None], imgsz: tuple[
         out[sel, 1] = (xywhn[sel, 1] * sy + lb.top) / h
         out[sel, 2] = xywhn[sel, 2] * sx / w
         out[sel, 3] = xywhn[sel, 3] * sy / h
-    return Labels(labels.batch_idx, labels.cls, out.astype(np.float32), labels.origin, labels.images, labels.files)
+    return replace(labels, xywhn=out.astype(np.float32))

@@ -30,7 +30,8 @@ def render_scan(doc: dict, con: Console, errors_shown: int = 10) -> None:
     f, g, s = doc["files"], doc["gts"], doc["settings"]
     splits = ", ".join(f"{k} {v}" for k, v in f["splits"].items())
     con.print(Text(f"{doc['dataset']}: {f['total']} label files ({splits}) · {g} GTs · "
-                   f"{f['background']} background · {f['with_errors']} with errors", style="bold"))
+                   f"{f['background']} background · {f['corrupt']} corrupt (skipped, as ultralytics does) · "
+                   f"{f['duplicate_rows_dropped']} duplicate rows dropped", style="bold"))
     con.print(Text(f"imgsz {s['imgsz'][0]}×{s['imgsz'][1]} (normalised boxes scaled to a square canvas) · strides "
                    f"{s['strides']} · reg_max {s['reg_max']}", style="dim"))
 
@@ -95,7 +96,8 @@ def render_scan(doc: dict, con: Console, errors_shown: int = 10) -> None:
                       markup=False)
     errs = doc["errors"]
     if errs:
-        con.print(Text(f"{len(errs)} label errors (the lines were skipped; the rest of each file was read):",
+        con.print(Text(f"{len(errs)} label errors in {f['corrupt']} corrupt files (a file with a bad line is skipped "
+                       "whole by ultralytics' verify_image_label, so none of its GTs are trained on or audited here):",
                        style="bold red"))
         for e in errs[:errors_shown]:
             con.print(f"  {e['file']}:{e['line']}: {e['reason']}", soft_wrap=True, markup=False)
@@ -103,3 +105,9 @@ def render_scan(doc: dict, con: Console, errors_shown: int = 10) -> None:
             con.print(Text(f"  … and {len(errs) - errors_shown} more (all in --report)", style="dim"))
     else:
         con.print(Text("no label errors", style="green"))
+    dups = doc.get("duplicates", [])
+    if dups:
+        con.print(Text(f"{f['duplicate_rows_dropped']} duplicate rows dropped in {len(dups)} files (ultralytics drops "
+                       "them too):", style="yellow"))
+        for d in dups[:errors_shown]:
+            con.print(f"  {d['file']}: line(s) {', '.join(map(str, d['lines']))}", soft_wrap=True, markup=False)
