@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -44,6 +44,7 @@ class Parsed:
     empty: np.ndarray  # (files,) bool: file holds no labels (missing or empty: a background image)
     corrupt: np.ndarray | None = None  # (files,) bool: a bad line (or an unreadable file): ultralytics skips it
     duplicates: list[tuple[int, list[int]]] = field(default_factory=list)  # (file index, lines dropped)
+    image_wh: np.ndarray | None = None  # (files, 2) int: each file's image size from its header, 0 = no image
 
 
 # ------------------------------------------------------------------------------------------------ parsing
@@ -83,13 +84,34 @@ def _parse_file(path: str, nc: int | None) -> tuple[list[list[float]], list[int]
     return rows, lines, errs
 
 
-def _parse_chunk(args: tuple[list[str], int, int | None]) -> Parsed:
-    paths, first, nc = args
+def _image_wh(path: str | None) -> tuple[int, int, str]:
+    """(w, h) of a label file's image from its header, (0, 0) without one; a reason when ultralytics' check_image
+    would call it corrupt (unreadable, or a side under 10 px)."""
+    if path is None:
+        return 0, 0, ""
+    from .inputs.pictures import image_size
+
+    try:
+        w, h = image_size(path)
+    except InputError as e:
+        return 0, 0, f"image {path}: {e.message}"
+    if w < 10 or h < 10:
+        return 0, 0, f"image {path}: size {w}×{h} is under 10 px (ultralytics rejects it)"
+    return w, h, ""
+
+
+def _parse_chunk(args: tuple[list[str], int, int | None, list[str | None]]) -> Parsed:
+    paths, first, nc, images = args
     rows, files, lines, errors = [], [], [], []
     empty = np.zeros(len(paths), bool)
     corrupt = np.zeros(len(paths), bool)
+    wh = np.zeros((len(paths), 2), np.int64)
     for k, path in enumerate(paths):
+        w, h, bad = _image_wh(images[k])
+        wh[k] = w, h
         r, ln, er = _parse_file(path, nc)
+        if bad:
+            er = [(0, bad)] + er
         if er:  # ultralytics' verify_image_label: one bad row makes the whole image corrupt (skipped)
             errors += [(first + k, line, why) for line, why in er]
             corrupt[k] = True
@@ -99,7 +121,7 @@ def _parse_chunk(args: tuple[list[str], int, int | None]) -> Parsed:
         lines += ln
         empty[k] = not r
     return Parsed(np.array(rows, np.float32).reshape(-1, 5), np.array(files, np.int64), np.array(lines, np.int64),
-                  errors, empty, corrupt)
+                  errors, empty, corrupt, image_wh=wh)
 
 
 def drop_duplicates(parsed: Parsed) -> Parsed:
@@ -118,13 +140,15 @@ def drop_duplicates(parsed: Parsed) -> Parsed:
     dups: dict[int, list[int]] = {}
     for fi, ln in sorted(zip(file[drop].tolist(), line[drop].tolist())):
         dups.setdefault(fi, []).append(ln)
-    return Parsed(rows[keep], file[keep], line[keep], parsed.errors, parsed.empty, parsed.corrupt, sorted(dups.items()))
+    return replace(parsed, rows=rows[keep], file=file[keep], line=line[keep], duplicates=sorted(dups.items()))
 
 
 def parse_all(files: list[Path], nc: int | None, workers: int = 1,
-              progress: Callable[[int], None] | None = None) -> Parsed:
-    """Parse every file; ``workers`` > 1 spreads chunks of files over processes."""
-    chunks = [([str(f) for f in files[i : i + CHUNK]], i, nc) for i in range(0, len(files), CHUNK)]
+              progress: Callable[[int], None] | None = None, images: list[str | None] | None = None) -> Parsed:
+    """Parse every file (and read the header of its image, where given); ``workers`` > 1 spreads chunks of files
+    over processes."""
+    images = list(images) if images is not None else [None] * len(files)
+    chunks = [([str(f) for f in files[i : i + CHUNK]], i, nc, images[i : i + CHUNK]) for i in range(0, len(files), CHUNK)]
     parts: list[Parsed] = []
     if workers > 1 and len(chunks) > 1:
         with ProcessPoolExecutor(max_workers=workers) as ex:
@@ -139,12 +163,78 @@ def parse_all(files: list[Path], nc: int | None, workers: int = 1,
                 progress(len(ch[0]))
     if not parts:
         return Parsed(np.zeros((0, 5), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64), [], np.zeros(0, bool),
-                      np.zeros(0, bool))
+                      np.zeros(0, bool), image_wh=np.zeros((0, 2), np.int64))
     return drop_duplicates(Parsed(
         np.concatenate([p.rows for p in parts]), np.concatenate([p.file for p in parts]),
         np.concatenate([p.line for p in parts]), [e for p in parts for e in p.errors],
         np.concatenate([p.empty for p in parts]), np.concatenate([p.corrupt for p in parts]),
+        image_wh=np.concatenate([p.image_wh for p in parts]),
     ))
+
+
+def find_images(ls: LabelSet) -> list[str | None]:
+    """Each label file's image: the one a dataset YAML listed, else ultralytics' pairing (``labels/`` ->
+    ``images/``, then beside the label file; :func:`yolotal.inputs.pictures.image_candidates`), looked up in
+    directory listings read once per directory."""
+    import os
+
+    from .inputs.pictures import IMAGE_SUFFIXES, image_candidates
+
+    rank = {suf: i for i, suf in enumerate(IMAGE_SUFFIXES)}
+    listings: dict[Path, dict[str, tuple[int, str]]] = {}
+
+    def listing(d: Path) -> dict[str, tuple[int, str]]:
+        if d not in listings:
+            found: dict[str, tuple[int, str]] = {}
+            try:
+                with os.scandir(d) as it:
+                    for e in it:
+                        stem, dot, suf = e.name.rpartition(".")
+                        r = rank.get("." + suf.lower()) if dot else None
+                        if r is not None and stem and (stem not in found or r < found[stem][0]) and e.is_file():
+                            found[stem] = (r, e.path)
+            except OSError:
+                pass
+            listings[d] = found
+        return listings[d]
+
+    out: list[str | None] = []
+    for f, img in zip(ls.files, ls.images or [None] * len(ls.files)):
+        if img is not None:
+            out.append(str(img))
+            continue
+        hit = None
+        for c in image_candidates(f):
+            got = listing(c.parent).get(c.name)
+            if got is not None:
+                hit = got[1]
+                break
+        out.append(hit)
+    return out
+
+
+def letterbox_rows(rows: np.ndarray, file: np.ndarray, image_wh: np.ndarray, imgsz: tuple[int, int]) -> np.ndarray:
+    """Rows (G, 5) of files with an image mapped through its ultralytics letterbox onto the imgsz canvas, exactly
+    as :func:`yolotal.inputs.pictures.apply_letterbox` maps a batch's labels; rows of other files unchanged."""
+    from .inputs.pictures import letterbox_for
+
+    n = len(image_wh)
+    sx, sy = np.zeros(n), np.zeros(n)
+    left, top = np.zeros(n), np.zeros(n)
+    has = image_wh[:, 0] > 0
+    for i in np.nonzero(has)[0]:
+        lb = letterbox_for(int(image_wh[i, 0]), int(image_wh[i, 1]), imgsz)
+        sx[i], sy[i], left[i], top[i] = lb.w0 * lb.r, lb.h0 * lb.r, lb.left, lb.top
+    h, w = imgsz
+    sel = has[file]
+    f = file[sel]
+    x = rows[sel, 1:5].astype(np.float64)
+    out = rows.copy()
+    out[sel, 1] = ((x[:, 0] * sx[f] + left[f]) / w).astype(np.float32)
+    out[sel, 2] = ((x[:, 1] * sy[f] + top[f]) / h).astype(np.float32)
+    out[sel, 3] = (x[:, 2] * sx[f] / w).astype(np.float32)
+    out[sel, 4] = (x[:, 3] * sy[f] / h).astype(np.float32)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ geometry
@@ -326,7 +416,11 @@ def scan(data: str | Path, imgsz: tuple[int, int], strides: tuple[int, ...], reg
     if nc is None and ls.names is not None:
         nc = len(ls.names)
     n = len(ls.files)
-    parsed = parse_all(ls.files, nc, max(1, workers), (lambda k: progress("parse", k, n)) if progress else None)
+    images = find_images(ls)
+    parsed = parse_all(ls.files, nc, max(1, workers), (lambda k: progress("parse", k, n)) if progress else None,
+                       images)
+    # one geometry rule with the other commands: a file whose image is found is letterboxed onto the canvas
+    parsed = replace(parsed, rows=letterbox_rows(parsed.rows, parsed.file, parsed.image_wh, imgsz))
     geo = geometry(parsed.rows, imgsz, strides, reg_max)
     positives = None
     if do_simulate:
@@ -370,7 +464,11 @@ def report(res: ScanResult, top: int = 20) -> dict:
     return {
         "dataset": res.labels.source,
         "settings": {"imgsz": list(res.imgsz), "strides": list(res.strides), "reg_max": res.reg_max,
-                     "canvas": "square imgsz: normalised boxes scaled by imgsz, as the other commands do"},
+                     "canvas": "a file whose image is found: letterboxed onto imgsz (ultralytics' validation "
+                               "letterbox, size from the image header); without an image: normalised boxes × imgsz"},
+        "geometry": {"letterboxed": int((res.parsed.image_wh[:, 0] > 0).sum()) if res.n_files else 0,
+                     "no_image": int((res.parsed.image_wh[:, 0] == 0).sum() - res.parsed.corrupt.sum())
+                     if res.n_files else 0},
         "files": {"total": res.n_files, "splits": res.labels.splits,
                   "background": int(res.parsed.empty.sum()) if res.n_files else 0,
                   "corrupt": int(res.parsed.corrupt.sum()) if res.n_files else 0,

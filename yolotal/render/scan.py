@@ -32,8 +32,15 @@ def render_scan(doc: dict, con: Console, errors_shown: int = 10) -> None:
     con.print(Text(f"{doc['dataset']}: {f['total']} label files ({splits}) · {g} GTs · "
                    f"{f['background']} background · {f['corrupt']} corrupt (skipped, as ultralytics does) · "
                    f"{f['duplicate_rows_dropped']} duplicate rows dropped", style="bold"))
-    con.print(Text(f"imgsz {s['imgsz'][0]}×{s['imgsz'][1]} (normalised boxes scaled to a square canvas) · strides "
-                   f"{s['strides']} · reg_max {s['reg_max']}", style="dim"))
+    con.print(Text(f"imgsz {s['imgsz'][0]}×{s['imgsz'][1]} · strides {s['strides']} · reg_max {s['reg_max']}",
+                   style="dim"))
+    geo = doc.get("geometry", {})
+    if geo.get("letterboxed"):
+        con.print(Text(f"{geo['letterboxed']} files letterboxed onto the canvas like ultralytics' validation (image "
+                       "size read from its header)", style="dim"))
+    if geo.get("no_image"):
+        con.print(Text(f"{geo['no_image']} files: no image found: labels taken as a {s['imgsz'][1]}×{s['imgsz'][0]} "
+                       "image (normalised × imgsz, no letterbox)", style="dim"))
 
     tab = Table(title="GT fate, from geometry alone", title_justify="left", box=rbox.SIMPLE_HEAD, pad_edge=False)
     for c, j in (("flag", "left"), ("GTs", "right"), ("share", "right"), ("meaning", "left")):
