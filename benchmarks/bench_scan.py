@@ -79,12 +79,14 @@ def main() -> None:
             if args.images:
                 (sub.parent / "images").symlink_to(Path(tmp) / "images")
             n = min(args.simulate_files, args.files)
-            t0 = time.perf_counter()
-            res = scan(sub, (640, 640), (8, 16, 32), 16, nc=80, do_simulate=True)
-            dt = time.perf_counter() - t0
-            pos = res.positives.sum()
-            print(f"--simulate: {n} files, {len(res.parsed.rows)} GTs, {pos} positives in {dt:.2f} s = "
-                  f"{n / dt:,.0f} files/s (goal >= 1000)")
+            for w in args.workers:
+                t0, c0 = time.perf_counter(), time.process_time()
+                res = scan(sub, (640, 640), (8, 16, 32), 16, nc=80, do_simulate=True, workers=w)
+                dt, dc = time.perf_counter() - t0, time.process_time() - c0
+                pos = res.positives.sum()
+                cpu = f"; in-process CPU {dc:.2f} s = {n / dc:,.0f} files/s per core" if w == 1 else ""
+                print(f"--simulate --workers {w}: {n} files, {len(res.parsed.rows)} GTs, {pos} positives in "
+                      f"{dt:.2f} s wall = {n / dt:,.0f} files/s (goal >= 1000){cpu}")
 
 
 if __name__ == "__main__":

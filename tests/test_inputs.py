@@ -160,7 +160,7 @@ def test_synthetic_randn_is_seeded_like_the_walkthrough():
 
 def test_synthetic_trained_predicts_near_the_labels():
     from yolotal.core.decode import dfl_distances
-    from yolotal.inputs.heads import TRAINED_BOX_NOISE, _hash_normal
+    from yolotal.inputs.heads import TRAINED_BOX_NOISE, _box_muller, anchor_uniforms
 
     xyxy = np.array([[96.0, 64.0, 224.0, 192.0]], np.float32)
     h = synthetic_trained(1, 2, 16, [(32, 32), (16, 16), (8, 8)], (8, 16, 32), 0, np.array([0]), np.array([1]), xyxy)
@@ -169,12 +169,13 @@ def test_synthetic_trained_predicts_near_the_labels():
     ltrb = dfl_distances(h.boxes.permute(0, 2, 1), 16)[0, a] * 16
     true = np.array([168 - 96, 136 - 64, 224 - 168, 192 - 136], np.float64)  # 72, 72, 56, 56 px
     sigma = (TRAINED_BOX_NOISE[0] + TRAINED_BOX_NOISE[1] * 8) * 16  # px: 0.3 cells + 6% of the 8-cell side
-    noise = _hash_normal(0, np.array([0]), np.array([a]), np.arange(4))
+    u = anchor_uniforms(0, np.array([0]), np.array([a]))[0]
+    noise = _box_muller(u[0:8:2], u[1:8:2])
     assert ltrb.tolist() == pytest.approx((true + noise * sigma).tolist(), abs=0.05)  # DFL decodes the bump's centre
     cells = torch.tensor([1024 + y * 16 + x for y in range(4, 12) for x in range(6, 14)])  # the box's cells on s16
     s = torch.sigmoid(h.scores[0])
     # the GT's class logit: 0.5 - 16 d^2 + 0.7 noise; d = largest |offset| / (half side + half stride) = 8 / 72
-    eps = _hash_normal(0, np.array([0]), np.array([a]), np.array(4))[0]
+    eps = _box_muller(u[8], u[9])
     assert float(h.scores[0, 1, a]) == pytest.approx(0.5 - 16 * (8 / 72) ** 2 + 0.7 * eps, abs=1e-5)
     assert s[1, cells].median() < 0.05 and s[1, cells].max() < 0.9  # high only near the centre, never certain
     assert s[0, cells].max() < 1e-4 and s[:, 1024:1280].median() < 1e-4  # other classes and the background

@@ -89,3 +89,18 @@ def test_cli_scan_prints_the_geometry(cli, tmp_path):
     flat = " ".join(out.split())
     assert "3 files letterboxed onto the canvas like ultralytics' validation" in flat
     assert "1 files: no image found: labels taken as a 640×640 image" in flat
+
+
+def test_simulate_in_worker_processes_gives_the_same_positives(tmp_path, monkeypatch):
+    import yolotal.scan as scan_mod
+
+    rng = np.random.default_rng(3)
+    for i in range(100):
+        n = int(rng.integers(0, 6))
+        (tmp_path / f"{i:03d}.txt").write_text("".join(
+            f"{rng.integers(0, 4)} {rng.uniform(.2, .8):.4f} {rng.uniform(.2, .8):.4f} {rng.uniform(.01, .4):.4f} "
+            f"{rng.uniform(.01, .4):.4f}\n" for _ in range(n)))
+    monkeypatch.setattr(scan_mod, "SIMULATE_BATCH", 8)  # ranges of 32 files: four worker tasks
+    one = scan(tmp_path, (320, 320), (8, 16, 32), 16, nc=4, do_simulate=True)
+    two = scan(tmp_path, (320, 320), (8, 16, 32), 16, nc=4, do_simulate=True, workers=2)
+    assert one.positives.sum() > 0 and np.array_equal(one.positives, two.positives)

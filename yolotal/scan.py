@@ -308,17 +308,18 @@ SIMULATE_BATCH = 256  # files per assignment batch of --simulate
 
 def simulate(rows: np.ndarray, file: np.ndarray, n_files: int, imgsz: tuple[int, int], strides: tuple[int, ...],
              reg_max: int, nc: int, profile: str, topk: int, seed: int = 0, batch: int = SIMULATE_BATCH,
-             progress: Callable[[int], None] | None = None) -> np.ndarray:
+             progress: Callable[[int], None] | None = None, first: int = 0) -> np.ndarray:
     """Positives per GT and level (G, L) from the full assignment with synthetic partly-trained heads.
 
     rows (G, 5) cls cx cy w h normalised (already letterboxed onto the canvas), file (G,) file index. The
     heads are evaluated only at the candidate anchors (:func:`yolotal.inputs.heads.trained_at`), with each
     file's index as its image number, so the result is that of ``yolotal assign`` with ``--synthetic trained``
-    on the files one by one, whatever the batch size.
+    on the files one by one, whatever the batch size. Files ``first`` .. ``n_files - 1`` are simulated (``file``
+    holds global file indices in that range).
     """
     import torch
 
-    from .assigners.tal import TALParams, candidate_boxes
+    from .assigners.tal import IN_BOX_EPS, TALParams, candidate_boxes
     from .assigners.tal_sparse import candidate_pairs, pair_positives
     from .config import Config
     from .core.anchors import levels_for, make_anchors
@@ -337,9 +338,10 @@ def simulate(rows: np.ndarray, file: np.ndarray, n_files: int, imgsz: tuple[int,
     scale = torch.tensor([w, h, w, h], dtype=torch.float32)
     out = np.zeros((len(rows), len(strides)), np.int64)
     order = np.argsort(file, kind="stable")
-    bounds = np.searchsorted(file[order], np.arange(0, n_files + batch, batch))
-    for k in range(0, n_files, batch):
-        sel = order[bounds[k // batch] : bounds[k // batch + 1]]
+    starts = np.arange(first, n_files, batch)
+    bounds = np.searchsorted(file[order], np.append(starts, n_files))
+    for j, k in enumerate(starts.tolist()):
+        sel = order[bounds[j] : bounds[j + 1]]
         done = min(batch, n_files - k)
         if not len(sel):
             if progress:
@@ -359,7 +361,13 @@ def simulate(rows: np.ndarray, file: np.ndarray, n_files: int, imgsz: tuple[int,
             continue
         uk, inv = torch.unique(key, return_inverse=True)
         ids = np.arange(k, k + nb)
-        at = trained_at(uk, anc_px, st1, gb, gl, valid, seed, reg_max, ids)
+        # the heads' owners: pairs whose anchor centre is inside the real box (the candidates themselves under the
+        # classic profile; under ultralytics' the enlarged boxes' pairs that pass the same in-box test)
+        box = gb.reshape(-1, 4)[seg]
+        ap = anc_px[key % n_anc]
+        inside = ((ap[:, 0] - box[:, 0] > IN_BOX_EPS) & (ap[:, 1] - box[:, 1] > IN_BOX_EPS)
+                  & (box[:, 2] - ap[:, 0] > IN_BOX_EPS) & (box[:, 3] - ap[:, 1] > IN_BOX_EPS))
+        at = trained_at(uk, anc_px, st1, gb, gl, valid, seed, reg_max, ids, (seg[inside], key[inside]))
         a = uk % n_anc
         ltrb = dfl_distances(trained_dfl_logits(at.dist, reg_max)[None], reg_max)[0]
         pred = ltrb_to_xyxy(ltrb, pts[a]) * st[a]  # (K, 4) px, as the pipeline decodes
@@ -378,6 +386,44 @@ def simulate(rows: np.ndarray, file: np.ndarray, n_files: int, imgsz: tuple[int,
         if progress:
             progress(done)
     return out
+
+
+def _simulate_part(args: tuple) -> np.ndarray:
+    """One worker's share of :func:`simulate_all`: one torch thread per process (threads of several processes
+    competing for the cores slow each other down far more than they help)."""
+    import torch
+
+    torch.set_num_threads(1)
+    rows, file, lo, hi, rest = args
+    return simulate(rows, file, hi, *rest, first=lo)
+
+
+def simulate_all(rows: np.ndarray, file: np.ndarray, n_files: int, imgsz: tuple[int, int], strides: tuple[int, ...],
+                 reg_max: int, nc: int, profile: str, topk: int, workers: int = 1,
+                 progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """:func:`simulate` over all files, in ``workers`` processes when more than one (ranges of 4 batches of
+    files each; the result does not depend on how the files are split)."""
+    rest = (imgsz, strides, reg_max, nc, profile, topk)
+    if workers <= 1 or n_files <= SIMULATE_BATCH:
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # measured: on a busy machine, torch's threads cost far more than they gain here
+        try:
+            return simulate(rows, file, n_files, *rest, progress=progress)
+        finally:
+            torch.set_num_threads(threads)
+    step = 4 * SIMULATE_BATCH
+    cuts = np.searchsorted(file, np.arange(0, n_files + step, step))  # file is sorted (parse order)
+    tasks = [(rows[cuts[i]:cuts[i + 1]], file[cuts[i]:cuts[i + 1]], lo, min(lo + step, n_files), rest)
+             for i, lo in enumerate(range(0, n_files, step))]
+    out = []
+    with ProcessPoolExecutor(max_workers=workers) as ex:
+        for t, part in zip(tasks, ex.map(_simulate_part, tasks)):
+            out.append(part)
+            if progress:
+                progress(t[3] - t[2])
+    return np.concatenate(out) if out else np.zeros((0, len(strides)), np.int64)
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -425,8 +471,8 @@ def scan(data: str | Path, imgsz: tuple[int, int], strides: tuple[int, ...], reg
     positives = None
     if do_simulate:
         n_cls = nc if nc is not None else int(parsed.rows[:, 0].max()) + 1 if len(parsed.rows) else 1
-        positives = simulate(parsed.rows, parsed.file, n, imgsz, strides, reg_max, n_cls, profile, topk,
-                             progress=(lambda k: progress("simulate", k, n)) if progress else None)
+        positives = simulate_all(parsed.rows, parsed.file, n, imgsz, strides, reg_max, n_cls, profile, topk,
+                                 max(1, workers), (lambda k: progress("simulate", k, n)) if progress else None)
     return ScanResult(ls, imgsz, strides, reg_max, parsed, geo, positives)
 
 

@@ -238,6 +238,7 @@ TRAINED_UNFIT = 8.0  # ... and by this much more at a level whose reg_max cannot
 TRAINED_LOGIT_NOISE = 0.7  # Gaussian noise of the GT class logit
 TRAINED_BOX_NOISE = (0.3, 0.06)  # per side: 0.3 cells + 6% of the box side, Gaussian
 TRAINED_DFL_WIDTH = 0.8  # the DFL logits are a Gaussian bump of this width (bins) at the predicted distance
+TRAINED_DFL_FLOOR = -50.0  # ... floored here
 
 
 _MIX = (0x9E3779B97F4A7C15, 0xD1B54A32D192ED03, 0xABC98388FB8FAC03, 0x8CB92BA72F3D8DD7)
@@ -261,14 +262,21 @@ def _hash_uniform(seed: int, image: np.ndarray, anchor: np.ndarray, channel: np.
     return ((x >> np.uint64(40)).astype(np.float32) + np.float32(0.5)) * np.float32(1 / (1 << 24))
 
 
+def anchor_uniforms(seed: int, image: np.ndarray, anchor: np.ndarray) -> np.ndarray:
+    """(K,) image and anchor numbers -> (K, 12) float32 uniforms in (0, 1): three hashes of (seed, image, anchor),
+    each cut into four 16-bit numbers (the per-anchor noise of the trained heads, cheap enough for millions of
+    candidate anchors)."""
+    with np.errstate(over="ignore"):
+        base = _finalize(np.uint64(seed & 0xFFFFFFFF) * np.uint64(_MIX[0])
+                         + np.asarray(image).astype(np.uint64) * np.uint64(_MIX[1])
+                         + np.asarray(anchor).astype(np.uint64) * np.uint64(_MIX[2]))[:, None]
+        x = _finalize(base + np.arange(3, dtype=np.uint64)[None] * np.uint64(_MIX[3]))  # (K, 3)
+    parts = x[:, :, None] >> (np.arange(4, dtype=np.uint64) * np.uint64(16))[None, None]  # (K, 3, 4)
+    return (((parts & np.uint64(0xFFFF)).astype(np.float32) + np.float32(0.5)) * np.float32(1 / 65536)).reshape(-1, 12)
+
+
 def _box_muller(u1: np.ndarray, u2: np.ndarray) -> np.ndarray:
     return np.sqrt(np.float32(-2) * np.log(u1)) * np.cos(np.float32(2 * np.pi) * u2)
-
-
-def _hash_normal(seed: int, image: np.ndarray, anchor: np.ndarray, channel: np.ndarray) -> np.ndarray:
-    """Standard normal floats from two hashed uniforms (Box-Muller), channels 2c and 2c + 1."""
-    channel = np.asarray(channel)
-    return _box_muller(_hash_uniform(seed, image, anchor, 2 * channel), _hash_uniform(seed, image, anchor, 2 * channel + 1))
 
 
 @dataclass(frozen=True)
@@ -288,12 +296,13 @@ class TrainedAt:
 
 def trained_at(keys: torch.Tensor, anc_px: torch.Tensor, stride: torch.Tensor, gt_bboxes: torch.Tensor,
                gt_cls: torch.Tensor, valid: torch.Tensor, seed: int, reg_max: int,
-               image_ids: torch.Tensor | None = None) -> TrainedAt:
+               image_ids: torch.Tensor | None = None, owner_pairs: tuple | None = None) -> TrainedAt:
     """The partly-trained model at the anchors ``keys`` (K,) of a batch.
 
     anc_px (A, 2) anchor centres px, stride (A,); gt_bboxes (b, M, 4) px xyxy, gt_cls (b, M), valid (b, M) bool.
     image_ids (b,): the image number each batch position hashes as (default 0..b-1), so a dataset audited in
-    batches gets the same heads as one run on the whole list.
+    batches gets the same heads as one run on the whole list. owner_pairs: the (GT, anchor) pairs with the
+    anchor centre inside the GT box (``candidate_pairs`` of the boxes), when the caller has them.
 
     An anchor whose centre is inside a GT box (the assigner's in-box rule; the smallest box when several) is
     that GT's: it predicts the GT's distances plus noise (0.3 cells + 6% of the box side per side), and the
@@ -309,7 +318,8 @@ def trained_at(keys: torch.Tensor, anc_px: torch.Tensor, stride: torch.Tensor, g
     ids = np.arange(b) if image_ids is None else np.asarray(image_ids)
     k_np = keys.numpy()
     img_h, anc_h = ids[k_np // n_anc], k_np % n_anc
-    seg, key = candidate_pairs(anc_px, gt_bboxes, valid)  # (GT, anchor) with the centre inside the real box
+    # (GT, anchor) with the centre inside the real box
+    seg, key = owner_pairs if owner_pairs is not None else candidate_pairs(anc_px, gt_bboxes, valid)
     flat_boxes = gt_bboxes.reshape(-1, 4)
     area = (flat_boxes[:, 2] - flat_boxes[:, 0]) * (flat_boxes[:, 3] - flat_boxes[:, 1])  # (b*M,)
     order = torch.argsort(area, stable=True)  # smallest first; ties: the lower slot
@@ -323,9 +333,9 @@ def trained_at(keys: torch.Tensor, anc_px: torch.Tensor, stride: torch.Tensor, g
     owner = torch.where(has, order[r.clamp(max=max(b * m - 1, 0))] if b * m else r, torch.full_like(r, -1))
     a = keys % n_anc
     pts, s = anc_px[a], stride[a]  # (K, 2), (K,)
-    # ten hashed uniforms per anchor: 0-3 the unowned anchors' distances; for owned ones 0-7 the box noise
-    # (four normals) and 8-9 the class-logit noise
-    u = torch.from_numpy(_hash_uniform(seed, img_h[:, None], anc_h[:, None], np.arange(10)[None]))  # (K, 10)
+    # hashed uniforms per anchor: 0-3 the unowned anchors' distances; for owned ones 0-7 the box noise (four
+    # normals) and 8-9 the class-logit noise
+    u = torch.from_numpy(anchor_uniforms(seed, img_h, anc_h))  # (K, 12)
     dist = u[:, :4] * 2 + 0.5  # unowned anchors: small random boxes
     logit = torch.zeros(keys.numel())
     cls_o = torch.full_like(owner, -1)
@@ -364,7 +374,9 @@ def trained_dfl_logits(dist: torch.Tensor, reg_max: int) -> torch.Tensor:
     if reg_max == 1:
         return d.squeeze(-1)
     x = torch.arange(reg_max, dtype=torch.float32) - d  # (..., 4, reg_max), in place from here on
-    x.square_().mul_(-1 / (2 * TRAINED_DFL_WIDTH**2))
+    # floored at -50 (probability ~1e-22 next to the peak): far bins would otherwise give exp() subnormal
+    # intermediates, which make softmax on x86 many times slower and change nothing visible
+    x.square_().mul_(-1 / (2 * TRAINED_DFL_WIDTH**2)).clamp_(min=TRAINED_DFL_FLOOR)
     return x.flatten(-2)
 
 
