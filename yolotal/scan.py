@@ -378,11 +378,13 @@ def simulate(rows: np.ndarray, file: np.ndarray, n_files: int, imgsz: tuple[int,
         u = complete_box_iou_gathered(gb.reshape(-1, 4), seg, pred, inv).clamp_(min=0)
         _, _, pos, _ = pair_positives(seg, key, logit.sigmoid(), u, nb, m, n_anc, p)
         # slot m of image b is the m-th GT of that file in row order: map back to rows
-        slot_row = np.full(nb * max(m, 1), -1, np.int64)
+        slot_pos = np.full(nb * max(m, 1), -1, np.int64)  # GT slot -> its position in sel
         rank = np.arange(len(sel)) - np.searchsorted(b_idx, b_idx)  # b_idx is sorted (stable by file)
-        slot_row[b_idx * m + rank] = sel
+        slot_pos[b_idx * m + rank] = np.arange(len(sel))
         ps, pk = seg[pos].numpy(), key[pos].numpy()
-        np.add.at(out, (slot_row[ps], level_of[pk % n_anc]), 1)
+        n_lv = len(strides)
+        local = slot_pos[ps] * n_lv + level_of[pk % n_anc]
+        out[sel] += np.bincount(local, minlength=len(sel) * n_lv).reshape(-1, n_lv)
         if progress:
             progress(done)
     return out

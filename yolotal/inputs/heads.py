@@ -271,8 +271,8 @@ def anchor_uniforms(seed: int, image: np.ndarray, anchor: np.ndarray) -> np.ndar
                          + np.asarray(image).astype(np.uint64) * np.uint64(_MIX[1])
                          + np.asarray(anchor).astype(np.uint64) * np.uint64(_MIX[2]))[:, None]
         x = _finalize(base + np.arange(3, dtype=np.uint64)[None] * np.uint64(_MIX[3]))  # (K, 3)
-    parts = x[:, :, None] >> (np.arange(4, dtype=np.uint64) * np.uint64(16))[None, None]  # (K, 3, 4)
-    return (((parts & np.uint64(0xFFFF)).astype(np.float32) + np.float32(0.5)) * np.float32(1 / 65536)).reshape(-1, 12)
+    parts = np.ascontiguousarray(x).astype("<u8", copy=False).view("<u2")  # (K, 12): bits 0-15, 16-31, ... of each
+    return (parts.astype(np.float32) + np.float32(0.5)) * np.float32(1 / 65536)
 
 
 def _box_muller(u1: np.ndarray, u2: np.ndarray) -> np.ndarray:
