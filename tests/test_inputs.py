@@ -171,7 +171,8 @@ def test_synthetic_trained_predicts_near_the_labels():
     sigma = (TRAINED_BOX_NOISE[0] + TRAINED_BOX_NOISE[1] * 8) * 16  # px: 0.3 cells + 6% of the 8-cell side
     u = anchor_uniforms(0, np.array([0]), np.array([a]))[0]
     noise = _box_muller(u[0:8:2], u[1:8:2])
-    assert ltrb.tolist() == pytest.approx((true + noise * sigma).tolist(), abs=0.05)  # DFL decodes the bump's centre
+    want = np.round((true + noise * sigma) / 16 * 64) / 64 * 16  # predicted distances are rounded to 1/64 cell
+    assert ltrb.tolist() == pytest.approx(want.tolist(), abs=0.05)  # and DFL decodes the bump's centre
     cells = torch.tensor([1024 + y * 16 + x for y in range(4, 12) for x in range(6, 14)])  # the box's cells on s16
     s = torch.sigmoid(h.scores[0])
     # the GT's class logit: 0.5 - 16 d^2 + 0.7 noise; d = largest |offset| / (half side + half stride) = 8 / 72
@@ -186,7 +187,8 @@ def test_synthetic_trained_predicts_near_the_labels():
 def test_synthetic_trained_anchor_by_anchor():
     """Any subset of anchors evaluates to the same values as the full heads (scan --simulate relies on it)."""
     from yolotal.core.decode import dfl_distances
-    from yolotal.inputs.heads import _padded, trained_at, trained_background_logits, trained_dfl_logits
+    from yolotal.inputs.heads import (_padded, trained_at, trained_background_logits, trained_dfl_logits,
+                                      trained_distances)
 
     grids, strides = [(16, 16), (8, 8), (4, 4)], (8, 16, 32)
     bi = np.array([0, 0, 1])
@@ -206,6 +208,7 @@ def test_synthetic_trained_anchor_by_anchor():
     n = anc.shape[0]
     dense_ltrb = dfl_distances(full.boxes.permute(0, 2, 1), 16).reshape(-1, 4)[keys]
     assert torch.equal(dfl_distances(trained_dfl_logits(at.dist, 16)[None], 16)[0], dense_ltrb)
+    assert torch.equal(trained_distances(at.dist, 16), dense_ltrb)  # scan's table lookup: the same bits
     flat_scores = full.scores.permute(0, 2, 1).reshape(-1, 3)
     for k, o, c, lg in zip(keys.tolist(), at.owner.tolist(), at.owner_cls.tolist(), at.owner_logit.tolist()):
         for c2 in range(3):
@@ -213,3 +216,15 @@ def test_synthetic_trained_anchor_by_anchor():
             assert float(flat_scores[k, c2]) == pytest.approx(want, abs=0)
     # image 1's anchor 5 lies in its GT (flat 1*M + 0); (44, 28) px in GT 0 only; (52, 44) px in both: the smaller wins
     assert at.owner.tolist() == [2, 0, 1, -1, -1]
+
+
+@pytest.mark.parametrize("reg_max", [4, 16])
+def test_trained_distances_table_equals_the_dfl_decode_everywhere(reg_max):
+    """scan --simulate reads the decoded distances from a table: bit for bit the pipeline's softmax decode."""
+    from yolotal.core.decode import dfl_distances
+    from yolotal.inputs.heads import DFL_STEPS, trained_distances, trained_dfl_logits
+
+    dist = torch.cat([torch.rand(5000, 4) * (reg_max + 2) - 1,  # random, and every quantised value once
+                      (torch.arange((reg_max - 1) * DFL_STEPS + 1) / DFL_STEPS)[:, None].expand(-1, 4)])
+    decoded = dfl_distances(trained_dfl_logits(dist, reg_max)[None], reg_max)[0]
+    assert torch.equal(trained_distances(dist, reg_max), decoded)

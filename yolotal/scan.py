@@ -324,8 +324,8 @@ def simulate(rows: np.ndarray, file: np.ndarray, n_files: int, imgsz: tuple[int,
     from .config import Config
     from .core.anchors import levels_for, make_anchors
     from .core.boxes import complete_box_iou_gathered, xywh_to_xyxy
-    from .core.decode import dfl_distances, ltrb_to_xyxy
-    from .inputs.heads import _padded, trained_at, trained_background_logits, trained_dfl_logits
+    from .core.decode import ltrb_to_xyxy
+    from .inputs.heads import _padded, trained_at, trained_background_logits, trained_distances
 
     cfg = Config(imgsz=imgsz, strides=strides, nc=nc, reg_max=reg_max)
     levels = levels_for(cfg.grids, strides)
@@ -369,7 +369,7 @@ def simulate(rows: np.ndarray, file: np.ndarray, n_files: int, imgsz: tuple[int,
                   & (box[:, 2] - ap[:, 0] > IN_BOX_EPS) & (box[:, 3] - ap[:, 1] > IN_BOX_EPS))
         at = trained_at(uk, anc_px, st1, gb, gl, valid, seed, reg_max, ids, (seg[inside], key[inside]))
         a = uk % n_anc
-        ltrb = dfl_distances(trained_dfl_logits(at.dist, reg_max)[None], reg_max)[0]
+        ltrb = trained_distances(at.dist, reg_max)  # the DFL decode of the heads' logits, from its table
         pred = ltrb_to_xyxy(ltrb, pts[a]) * st[a]  # (K, 4) px, as the pipeline decodes
         label = gl.reshape(-1)[seg]
         logit = at.owner_logit[inv]

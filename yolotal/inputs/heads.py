@@ -368,16 +368,45 @@ def trained_background_logits(keys: torch.Tensor, classes: torch.Tensor, n_ancho
     return torch.from_numpy(np.float32(TRAINED_BG_LOGIT) + np.float32(TRAINED_BG_SPREAD) * (u - np.float32(0.5)))
 
 
-def trained_dfl_logits(dist: torch.Tensor, reg_max: int) -> torch.Tensor:
-    """(..., 4) distances in grid units -> (..., 4 * reg_max) DFL logits peaked there (the distances, reg_max 1)."""
-    d = dist.clamp(0, reg_max - 1).unsqueeze(-1)
-    if reg_max == 1:
-        return d.squeeze(-1)
-    x = torch.arange(reg_max, dtype=torch.float32) - d  # (..., 4, reg_max), in place from here on
+DFL_STEPS = 64  # predicted distances are quantised to 1/64 bin, so their decode is a table lookup (scan)
+
+
+def _dfl_bump(q: torch.Tensor, reg_max: int) -> torch.Tensor:
+    """(...,) quantised distances (units of 1/DFL_STEPS bin) -> (..., reg_max) DFL logits: a Gaussian bump there."""
+    x = torch.arange(reg_max, dtype=torch.float32) - (q.to(torch.float32) / DFL_STEPS).unsqueeze(-1)
     # floored at -50 (probability ~1e-22 next to the peak): far bins would otherwise give exp() subnormal
     # intermediates, which make softmax on x86 many times slower and change nothing visible
-    x.square_().mul_(-1 / (2 * TRAINED_DFL_WIDTH**2)).clamp_(min=TRAINED_DFL_FLOOR)
-    return x.flatten(-2)
+    return x.square_().mul_(-1 / (2 * TRAINED_DFL_WIDTH**2)).clamp_(min=TRAINED_DFL_FLOOR)
+
+
+def _dfl_quantised(dist: torch.Tensor, reg_max: int) -> torch.Tensor:
+    return torch.round(dist.clamp(0, reg_max - 1) * DFL_STEPS).long()
+
+
+def trained_dfl_logits(dist: torch.Tensor, reg_max: int) -> torch.Tensor:
+    """(..., 4) distances in grid units -> (..., 4 * reg_max) DFL logits peaked there, at the distance clamped to
+    [0, reg_max - 1] and rounded to 1/64 bin (reg_max 1: the clamped distances themselves)."""
+    if reg_max == 1:
+        return dist.clamp(0, 0)
+    return _dfl_bump(_dfl_quantised(dist, reg_max), reg_max).flatten(-2)
+
+
+_DFL_TABLES: dict[int, torch.Tensor] = {}
+
+
+def trained_distances(dist: torch.Tensor, reg_max: int) -> torch.Tensor:
+    """What the DFL decode (``core.decode.dfl_distances``) gives for ``trained_dfl_logits(dist)``: (..., 4) grid
+    units, read from a table of the decode of every quantised distance (the same softmax and sum, one row per
+    distance), so evaluating millions of anchors costs a lookup each."""
+    if reg_max == 1:
+        return dist.clamp(0, 0)
+    from ..core.decode import dfl_distances
+
+    if reg_max not in _DFL_TABLES:
+        q = torch.arange((reg_max - 1) * DFL_STEPS + 1)
+        logits = _dfl_bump(q[:, None].expand(-1, 4), reg_max).reshape(1, len(q), 4 * reg_max)
+        _DFL_TABLES[reg_max] = dfl_distances(logits, reg_max)[0, :, 0].contiguous()
+    return _DFL_TABLES[reg_max][_dfl_quantised(dist, reg_max)]
 
 
 def synthetic_trained(
