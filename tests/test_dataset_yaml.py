@@ -87,6 +87,7 @@ def test_ultralytics_keys_are_accepted(tmp_path):
     ("train: a\nnc: two\n", ":2: nc: must be an integer >= 1, got 'two'"),
     ("train: 5\n", ":1: train: expected a string or a list, got 5"),
     ("names: [a]\n", "a dataset YAML needs 'train' and/or 'val'"),
+    ("train: a\nnames: {0: person, 45: bowl}\n", ":2: names: a 2-class mapping needs the class ids 0-1, got [0, 45]"),
     ("- train\n", "a dataset YAML is a mapping"),
 ])
 def test_bad_dataset_yaml(tmp_path, text, msg):

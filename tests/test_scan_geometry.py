@@ -81,6 +81,7 @@ def test_scan_unreadable_or_tiny_image_is_corrupt(tmp_path):
         ("tall.txt", 0, f"image {tmp_path / 'images' / 'tall.png'}: size 9×40 is under 10 px (ultralytics rejects it)"),
     ]
     assert doc["files"]["corrupt"] == 2 and doc["gts"] == 4
+    assert doc["geometry"] == {"letterboxed": 1, "no_image": 1}  # corrupt files are in neither count
 
 
 def test_cli_scan_prints_the_geometry(cli, tmp_path):

@@ -514,9 +514,8 @@ def report(res: ScanResult, top: int = 20) -> dict:
         "settings": {"imgsz": list(res.imgsz), "strides": list(res.strides), "reg_max": res.reg_max,
                      "canvas": "a file whose image is found: letterboxed onto imgsz (ultralytics' validation "
                                "letterbox, size from the image header); without an image: normalised boxes × imgsz"},
-        "geometry": {"letterboxed": int((res.parsed.image_wh[:, 0] > 0).sum()) if res.n_files else 0,
-                     "no_image": int((res.parsed.image_wh[:, 0] == 0).sum() - res.parsed.corrupt.sum())
-                     if res.n_files else 0},
+        "geometry": {"letterboxed": int(((res.parsed.image_wh[:, 0] > 0) & ~res.parsed.corrupt).sum()),
+                     "no_image": int(((res.parsed.image_wh[:, 0] == 0) & ~res.parsed.corrupt).sum())},
         "files": {"total": res.n_files, "splits": res.labels.splits,
                   "background": int(res.parsed.empty.sum()) if res.n_files else 0,
                   "corrupt": int(res.parsed.corrupt.sum()) if res.n_files else 0,

@@ -97,9 +97,13 @@ def read_dataset(path: str | Path) -> Dataset:
     names = raw.get("names")
     if isinstance(names, dict):
         try:
-            names = [str(names[k]) for k in sorted(names, key=int)]
+            ids = sorted(int(k) for k in names)
         except (TypeError, ValueError):
-            raise InputError("names: a mapping's keys must be class ids 0, 1, ...", src, lines.get("names")) from None
+            ids = None
+        if ids != list(range(len(names))):  # ultralytics' check_class_names refuses gaps too
+            raise InputError(f"names: a {len(names)}-class mapping needs the class ids 0-{len(names) - 1}, got "
+                             f"{sorted(names, key=str)}", src, lines.get("names"))
+        names = [str(names[k]) for k in sorted(names, key=int)]
     elif isinstance(names, list):
         names = [str(x) for x in names]
     nc = raw.get("nc")
