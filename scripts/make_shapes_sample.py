@@ -36,7 +36,7 @@ def main() -> None:
         (ROOT / "labels" / f"{name}.txt").write_text("\n".join(lines) + "\n")
     (ROOT / "shapes.yaml").write_text(
         "# four pictures of plain shapes (samples/shapes), ultralytics dataset layout\n"
-        "path: .\ntrain: images\nval: images\nnames:\n" + "".join(f"  {i}: {n}\n" for i, n in enumerate(NAMES))
+        "train: images\nval: images\nnames:\n" + "".join(f"  {i}: {n}\n" for i, n in enumerate(NAMES))
     )
 
 

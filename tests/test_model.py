@@ -373,3 +373,24 @@ def test_end_to_end_model_one2one_branch_for_tal_o2o(cli, tmp_path):
     assert torch.equal(torch.from_numpy(za["pred_logits"]), raw["one2one"]["scores"].permute(0, 2, 1))
     assert torch.equal(torch.from_numpy(zb["pred_logits"]), raw["one2many"]["scores"].permute(0, 2, 1))
     assert (load_model(pt).end2end, load_model(pt).reg_max) == (True, 1)
+
+
+def test_scan_model_skips_corrupt_files_whole_and_drops_duplicates(cli, tmp_path):
+    import shutil
+
+    d = tmp_path / "ds"
+    shutil.copytree(SHAPES, d)
+    land = (d / "labels" / "landscape.txt").read_text().splitlines()
+    (d / "labels" / "landscape.txt").write_text("\n".join(land + [land[0]]) + "\n")  # line 4 repeats line 1
+    (d / "labels" / "portrait.txt").write_text((d / "labels" / "portrait.txt").read_text() + "7 0.5 0.5 2 0.1\n")
+    rep = tmp_path / "r.json"
+    code, out, err = cli("scan", d / "shapes.yaml", "--model", "yolo11n.yaml", "--nc", "3", "--imgsz", "320",
+                         "--report", rep)
+    assert code == 0, err
+    doc = json.loads(rep.read_text())
+    files = {Path(r["file"]).name for r in doc["per_gt"]}
+    assert "portrait.txt" not in files and doc["gts"] == 3 + 3 + 1  # landscape (deduplicated), square, wide
+    reasons = [(Path(e["file"]).name, e["line"], e["reason"]) for e in doc["errors"]]
+    assert ("landscape.txt", 4, "1 duplicate row(s) dropped (line(s) 4)") in reasons
+    assert any(f == "portrait.txt" and ln == 3 for f, ln, _ in reasons)
+    assert ("portrait.txt", 0, "corrupt: skipped whole, as the trainer does") in reasons

@@ -558,26 +558,23 @@ def _scan_model(data: Path, config: Path | None, report: Path | None, workers: i
     images_dir = run.pop("images_dir", None)
     if images_dir is not None and not images_dir.is_dir():
         raise InputError("--images: directory not found", str(images_dir))
-    ls = find_labels(data)
-    files = ls.files
-    chosen = "all"
-    if ls.names is not None or set(ls.splits) - {"all"}:  # a dataset YAML: one split, train by default
+    from .inputs.dataset import is_dataset_yaml
+
+    if is_dataset_yaml(data):  # one split of a dataset YAML, train by default: what the trainer assigns on
         chosen = split or "train"
-        if chosen not in ls.splits:
-            raise InputError(f"--split {chosen}: the dataset has {', '.join(ls.splits) or 'no splits'}", str(data))
-        start = 0
-        for name, n in ls.splits.items():
-            if name == chosen:
-                files = files[start : start + n]
-                break
-            start += n
+        ls = find_labels(data, (chosen,))
     elif split is not None:
         raise InputError("--split needs a dataset YAML (DATA is a directory of label files)", str(data))
+    else:
+        chosen, ls = "all", find_labels(data)
+    files = ls.files
+    pictures = [img if img is not None else image_for_label(f, images_dir) for f, img in
+                zip(files, ls.images or [None] * len(files))]
     lm = load_model(run.pop("model"), run.get("nc"), run.pop("seed", None) or 0, run.pop("device", None) or "cpu")
     run.pop("save_heads", None)
     cfg = _config(config, model_base(lm), **run)
     check_model_config(cfg, lm)
-    items = [(str(f), (str(p) if (p := image_for_label(f, images_dir)) is not None else None)) for f in files]
+    items = [(str(f), str(p) if p is not None else None) for f, p in zip(files, pictures)]
     rank, world = distributed()
     t0 = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -154,7 +154,7 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
     A missing or unreadable image, or a label file with bad lines, is recorded and the scan goes on (bad lines
     are skipped); Ctrl-C stops at a batch boundary with ``partial`` set.
     """
-    from .inputs.labels import Labels
+    from .inputs.labels import Labels, duplicate_rows
     from .inputs.model import model_heads
     from .inputs.pictures import _decode_rgb, letterbox_array, letterbox_for
     from .pipeline import run
@@ -169,6 +169,13 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
         errors = [{"file": label, "line": ln, "reason": why} for ln, why in errs]
         if image is None:
             return None, errors + [{"file": label, "line": 0, "reason": "no image found for this label file"}]
+        if errs:  # as ultralytics' verify_image_label: one bad row makes the whole image corrupt (skipped)
+            return None, errors + [{"file": label, "line": 0, "reason": "corrupt: skipped whole, as the trainer does"}]
+        keep, dropped = duplicate_rows(np.array(rows, np.float32).reshape(-1, 5))
+        if dropped.size:  # the trainer drops repeated rows (np.unique) and keeps its sorted order
+            errors.append({"file": label, "line": lines[int(dropped[0])], "reason": f"{dropped.size} duplicate row(s) "
+                           f"dropped (line(s) {', '.join(str(lines[int(i)]) for i in dropped[:10])})"})
+            rows, lines = [rows[int(i)] for i in keep], [lines[int(i)] for i in keep]
         try:
             rgb = _decode_rgb(image)
         except InputError as e:
