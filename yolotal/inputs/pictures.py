@@ -106,7 +106,10 @@ def image_for_label(label_file: str | Path, images_dir: str | Path | None = None
 
 
 def _why(e: Exception) -> str:
-    """The exception's class in brackets, unless it is an import failure of a decoder plugin."""
+    """The exception's class in brackets. A decoder plugin that failed to import while handling PIL's own error
+    (ultralytics, once loaded, retries unidentified images with a HEIF plugin) is passed over for that error."""
+    while isinstance(e, ImportError) and e.__context__ is not None:
+        e = e.__context__
     return "" if isinstance(e, ImportError) else f" ({e.__class__.__name__})"
 
 
