@@ -141,3 +141,24 @@ def test_cli_scan_report_and_errors(cli, tmp_path):
     bad.write_text("train: [a, b\n")
     code, _, err = cli("scan", bad)
     assert code == 2 and f"{bad}:2: broken YAML" in err
+
+
+def test_tiny_rule_and_non_square_canvas_by_hand():
+    """scan's tiny flag: the SHORTER side below the SMALLEST stride, on an imgsz (h 320, w 640) canvas where a
+    normalised width is × 640 and a height × 320."""
+    from yolotal.scan import geometry
+
+    rows = np.array([
+        [0, 0.5, 0.5, 0.1, 0.02],      # 64 × 6.4 px: shorter side 6.4 < 8 -> tiny (the longer side is not)
+        [0, 0.5, 0.5, 0.0125, 0.05],   # 8 × 16 px: 8 is not below 8 -> not tiny
+        [0, 0.5, 0.5, 0.011, 0.5],     # 7.04 × 160 px -> tiny
+        [0, 0.5, 0.5, 0.04, 0.08],     # 25.6 × 25.6 px: below 32 (the largest stride) but not 8 -> not tiny
+    ], np.float32)
+    g = geometry(rows, (320, 640), (8, 16, 32), 16)
+    assert g.tiny.tolist() == [True, False, True, False]
+    np.testing.assert_allclose(g.box_px[0], [288, 156.8, 352, 163.2], atol=1e-4)  # x × 640, y × 320
+    np.testing.assert_allclose(g.box_px[3], [307.2, 147.2, 332.8, 172.8], atol=1e-4)
+    # box 0 at stride 8: centres 292..348 (8 columns) are inside, but no row centre (…, 156, 164, …) lies strictly
+    # between 156.8 and 163.2: no classic candidate; the 8.4 enlargement to 16 px tall (152..168) finds 8 × 2
+    assert g.cand_classic[0].tolist() == [0, 0, 0]
+    assert g.cand_ultra[0, 0] == 16
