@@ -340,12 +340,17 @@ def assign_sparse(
     dev = pd_scores.device
     b, n_anc, nc = pd_scores.shape
     m = gt_bboxes.shape[1]
-    cand = candidate_boxes(gt_bboxes, mask_gt, p)
-    seg, key = candidate_pairs(anc_points, cand, mask_gt[..., 0].bool())  # (P,) flat GT, flat anchor
+    # float16 / bfloat16 inputs (CUDA AMP) are computed in float32: the CIoU of a 1280-px box overflows float16
+    # (w * h > 65504) and s^alpha * u^beta underflows; the soft scores go back in the caller's dtype
+    out_dtype = torch.promote_types(pd_scores.dtype, pd_bboxes.dtype)
+    work = torch.promote_types(out_dtype, torch.float32)
+    gt_w, pd_w, anc_w = gt_bboxes.to(work), pd_bboxes.to(work), anc_points.to(work)  # no copy when float32
+    cand = candidate_boxes(gt_w, mask_gt, p)
+    seg, key = candidate_pairs(anc_w, cand, mask_gt[..., 0].bool())  # (P,) flat GT, flat anchor
 
     labels = gt_labels[..., 0].long().reshape(-1)  # (b * M,)
-    s = pd_scores.reshape(-1).take(key * nc + labels.take(seg))
-    u = complete_box_iou_gathered(gt_bboxes.reshape(-1, 4), seg, pd_bboxes.reshape(-1, 4), key).clamp_(min=0)
+    s = pd_scores.reshape(-1).take(key * nc + labels.take(seg)).to(work)  # only the P pairs are upcast
+    u = complete_box_iou_gathered(gt_w.reshape(-1, 4), seg, pd_w.reshape(-1, 4), key).clamp_(min=0)
     t = s.pow(p.alpha) * u.pow(p.beta)
 
     positive_t = t > 0
@@ -389,12 +394,12 @@ def assign_sparse(
     norm[kid] = norm_vals
     fg, gt_idx, norm = fg.view(b, n_anc), gt_idx.view(b, n_anc), norm.view(b, n_anc)
 
-    target_scores = torch.zeros(b, n_anc, nc, dtype=norm.dtype, device=dev)
+    target_scores = torch.zeros(b, n_anc, nc, dtype=out_dtype, device=dev)
     if m:
         bidx = torch.arange(b, device=dev).unsqueeze(1)
         target_labels = labels.view(b, m)[bidx, gt_idx].clamp(min=0)  # (b, A)
-        target_bboxes = gt_bboxes[bidx, gt_idx]  # (b, A, 4)
-        target_scores.scatter_(2, target_labels.unsqueeze(-1), norm.unsqueeze(-1))  # norm is 0 off fg
+        target_bboxes = gt_bboxes[bidx, gt_idx]  # (b, A, 4), the caller's dtype
+        target_scores.scatter_(2, target_labels.unsqueeze(-1), norm.to(out_dtype).unsqueeze(-1))  # 0 off fg
     else:
         target_labels = torch.full((b, n_anc), nc, dtype=torch.int64, device=dev)
         target_bboxes = torch.zeros(b, n_anc, 4, dtype=gt_bboxes.dtype, device=dev)
