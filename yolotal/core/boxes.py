@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from .threads import serial_on_cpu
+
 _CIOU_EPS = 1e-7  # the eps ultralytics' bbox_iou uses; it enters heights, the union and the enclosing diagonal
 
 
@@ -78,12 +80,28 @@ def complete_box_iou_gathered(
 
     b1: (N1, 4), b2: (N2, 4) xyxy; idx1, idx2: (P,) int64 -> (P,). The arithmetic runs in blocks of ``chunk``
     pairs (+ - * / give the same bits wherever they run); the two ``atan`` calls run once over all P values, as
-    in the one-shot version, because a vectorised transcendental can differ in the last bit between an element
-    in a SIMD block and one in a loop tail or at a thread boundary. Peak memory: about 5 P floats.
+    in the one-shot version (torch's float32 atan gives the same bits in a SIMD block and in a loop tail:
+    checked on 1.2 M values; see ``threads.pow_in_whole_blocks`` for the op that does not). On the CPU it runs
+    on one intra-op thread (``threads.serial_on_cpu``). Peak memory: about 5 P floats.
     """
-    c1, c2_ = b1.T.contiguous(), b2.T.contiguous()  # (4, N): each coordinate contiguous
+    with serial_on_cpu(b1.device):  # + - * / give the same bits on any number of threads: one is enough
+        c1, c2_ = b1.T.contiguous(), b2.T.contiguous()  # (4, N): each coordinate contiguous
+        iou, dist, r1, r2 = _ciou_parts_gathered(c1, idx1, c2_, idx2, chunk, eps)
+        at1, at2 = r1.atan(), r2.atan()  # float32 atan: the same bits in SIMD blocks and loop tails
+        del r1, r2
+        out = torch.empty_like(iou)
+        for i in range(0, iou.numel(), chunk):
+            sl = slice(i, i + chunk)
+            v = (4 / math.pi**2) * (at2[sl] - at1[sl]).pow(2)
+            a = v / (1 - iou[sl] + v + eps)
+            out[sl] = iou[sl] - (dist[sl] + v * a)
+    return out
+
+
+def _ciou_parts_gathered(c1, idx1, c2_, idx2, chunk, eps):
+    """IoU, rho^2 / c^2 and the two aspect ratios w / h of the gathered pairs, each (P,), in blocks of chunk."""
     n = idx1.numel()
-    iou = torch.empty(n, dtype=b1.dtype, device=b1.device)
+    iou = torch.empty(n, dtype=c1.dtype, device=c1.device)
     dist = torch.empty_like(iou)  # rho^2 / c^2
     r1, r2 = torch.empty_like(iou), torch.empty_like(iou)  # aspect ratios w / h
     for i in range(0, n, chunk):
@@ -95,12 +113,4 @@ def complete_box_iou_gathered(
         rho2, cc = _diou_terms(p1, p2, eps)
         dist[sl] = rho2 / cc
         r1[sl], r2[sl] = w1 / h1, w2 / h2
-    at1, at2 = r1.atan(), r2.atan()
-    del r1, r2
-    out = torch.empty_like(iou)
-    for i in range(0, n, chunk):
-        sl = slice(i, i + chunk)
-        v = (4 / math.pi**2) * (at2[sl] - at1[sl]).pow(2)
-        a = v / (1 - iou[sl] + v + eps)
-        out[sl] = iou[sl] - (dist[sl] + v * a)
-    return out
+    return iou, dist, r1, r2
