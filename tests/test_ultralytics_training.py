@@ -133,3 +133,36 @@ def test_patches_nest_and_restore_in_order():
     assert loss.TaskAlignedAssigner is b.replacement
     yu.restore()
     assert loss.TaskAlignedAssigner is original and not a.active and not b.active
+
+
+def test_monitor_writes_one_row_per_epoch_with_either_assigner(tmp_path):
+    from ultralytics import YOLO
+
+    from yolotal.health import read_rows
+
+    data = make_dataset(tmp_path / "ds")
+    no_aug = dict(mosaic=0.0, scale=0.0, translate=0.0, fliplr=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, erasing=0.0)
+    csvs = {}
+    for name in ("ultralytics", "yolotal"):
+        patch = yu.use_yolotal_assigner() if name == "yolotal" else None
+        try:
+            model = YOLO("yolo11n.yaml")
+            mon = yu.monitor(model)
+            model.train(data=str(data), epochs=2, imgsz=64, batch=2, workers=0, device="cpu", plots=False, seed=0,
+                        deterministic=True, project=str(tmp_path / "runs"), name=name, exist_ok=True, amp=False,
+                        verbose=False, val=False, **no_aug)
+        finally:
+            if patch:
+                patch.restore()
+            torch.use_deterministic_algorithms(False)
+        assert mon.path == tmp_path / "runs" / name / "assign_health.csv"
+        assert (mon.path.parent / "results.csv").exists()  # beside ultralytics' own
+        csvs[name] = read_rows(mon.path)
+    rows = csvs["ultralytics"]
+    assert [r["epoch"] for r in rows] == [1, 2] and [r["batches"] for r in rows] == [2, 2]
+    assert all(r["all/gts"] == 12 for r in rows)  # 4 images x 3 boxes, no augmentation drops any
+    assert all(r["class red/gts"] + r["class blue/gts"] == 12 for r in rows)
+    assert sum(r[f"{b}/gts"] for b in ("small", "medium", "large") for r in rows[:1]) == 12
+    assert rows[0]["all/positives"] > 0
+    # same seed, same training: the same counts whichever assigner ran
+    assert csvs["yolotal"] == rows

@@ -110,3 +110,83 @@ def restore() -> None:
     """Undo every ``use_yolotal_assigner`` still active, latest first."""
     while _ACTIVE:
         _ACTIVE[-1].restore()
+
+
+# ---------------------------------------------------------------------------------------------- health monitor
+class HealthMonitor:
+    """Callbacks that record the assignment of every training batch and write one CSV row per epoch.
+
+    Registered by ``monitor(model)``. It hooks the training loss's assigner (ultralytics' own or yolotal's:
+    a forward hook sees its inputs and outputs, so nothing about the assignment changes), accumulates
+    ``yolotal.health.HealthAccumulator`` counts on the device, and at each epoch's end appends a row to
+    ``<save_dir>/assign_health.csv`` beside ultralytics' results.csv. For an end-to-end model (YOLO26) it
+    watches the one-to-many branch. Only the process of rank 0 (or a single process) writes.
+    """
+
+    def __init__(self, filename: str | None = None):
+        from .health import CSV_NAME, HealthAccumulator
+
+        self.filename = filename or CSV_NAME
+        self.acc = HealthAccumulator()
+        self.path = None
+        self._hook = None
+
+    def _assigner(self, trainer):
+        from ultralytics.utils.torch_utils import unwrap_model
+
+        model = unwrap_model(trainer.model)
+        if getattr(model, "criterion", None) is None:
+            model.criterion = model.init_criterion()  # what model.loss() would build at the first batch
+        crit = model.criterion
+        crit = getattr(crit, "one2many", crit)
+        crit = getattr(crit, "vp_criterion", crit)
+        return getattr(crit, "assigner", None)
+
+    def on_train_start(self, trainer) -> None:
+        import os
+
+        if int(os.environ.get("RANK", -1)) > 0:
+            return
+        from pathlib import Path
+
+        self.path = Path(trainer.save_dir) / self.filename
+        names = getattr(trainer, "data", None) or {}
+        self.acc.names = dict(names.get("names", {})) if isinstance(names, dict) else {}
+        assigner = self._assigner(trainer)
+        if assigner is None:
+            return
+        self._hook = assigner.register_forward_hook(self._observe, with_kwargs=True)
+
+    def _observe(self, module, args, kwargs, output) -> None:
+        # only the training loss's assigner is hooked: the EMA model's (validation) builds its own
+        self.acc.update(tuple(args) + tuple(kwargs.values()), output)
+
+    def on_train_epoch_end(self, trainer) -> None:
+        if self.path is None:
+            return
+        from .health import append_row
+
+        append_row(self.path, self.acc.epoch_row(trainer.epoch + 1))
+
+    def on_train_end(self, trainer) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+
+    def callbacks(self) -> dict:
+        return {"on_train_start": self.on_train_start, "on_train_epoch_end": self.on_train_epoch_end,
+                "on_train_end": self.on_train_end}
+
+
+def monitor(model=None, *, filename: str | None = None) -> HealthMonitor:
+    """Record assignment health during ``model.train()``: one row per epoch in ``<save_dir>/assign_health.csv``.
+
+    ``model`` is an ultralytics ``YOLO`` (or anything with ``add_callback``); without it, register
+    ``monitor().callbacks()`` yourself. Read the result with ``yolotal health RUN_DIR``. Works with
+    ultralytics' own assigner and with ``use_yolotal_assigner()``.
+    """
+    mon = HealthMonitor(filename)
+    if model is not None:
+        for event, fn in mon.callbacks().items():
+            model.add_callback(event, fn)
+    return mon
