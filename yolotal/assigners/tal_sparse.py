@@ -35,6 +35,7 @@ from ..core.threads import pow_in_whole_blocks, serial_on_cpu
 from .tal import IN_BOX_EPS, TALParams, candidate_boxes
 
 DENSE_CHUNK = 1 << 24  # GT x anchor cells per block in the fallback in-box test
+ROW_BLOCK = 1 << 18  # GT x anchor cells per block of rebuilt dense top-k rows
 
 
 @dataclass(frozen=True)
@@ -353,7 +354,7 @@ def _zero_picks_that_matter(
     gts = torch.unique(seg[near[needs]])  # sorted GT ids
     if not gts.numel():
         return out
-    rows_per_block = max(1, DENSE_CHUNK // 4 // max(n_anc, 1))
+    rows_per_block = max(1, ROW_BLOCK // max(n_anc, 1))  # blocks that stay in the cache
     for i in range(0, gts.numel(), rows_per_block):
         block = gts[i : i + rows_per_block]
         n_pairs = counts[block]
