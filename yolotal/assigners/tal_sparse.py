@@ -14,6 +14,10 @@ works on the list of candidate pairs (image, GT, anchor): P pairs, a few per cen
 * conflicts: an anchor picked by several GTs goes to the GT with the largest CIoU there among all candidate
   GTs (lowest GT index on ties), found with two scatter reductions.
 * topk2: a sort of the surviving positives only.
+* threads: on the CPU the whole assignment runs on one intra-op thread (``core.threads.serial_on_cpu``: a
+  chain of small kernels loses to threading on a busy machine), and ``t`` uses ``pow_in_whole_blocks``, so the
+  bits do not depend on the thread count. No host reads: the anchor layout is recognised once and recalled
+  with one on-device comparison; only data-dependent sizes (nonzero, repeat_interleave) remain.
 
 The reference's top-k runs over all A anchors, so a GT with fewer than topk candidates of t > 0 also "picks"
 anchors of t = 0, in an order torch leaves unspecified. Those that are candidates become positives without
