@@ -374,6 +374,49 @@ def _zero_picks_that_matter(
     return out & ~positive_t
 
 
+def pair_positives(seg: torch.Tensor, key: torch.Tensor, s: torch.Tensor, u: torch.Tensor, b: int, m: int, n_anc: int,
+                   p: TALParams) -> tuple[torch.Tensor, ...]:
+    """The task-aligned selection on candidate pairs, from each pair's class score ``s`` and CIoU ``u`` (P,).
+
+    seg (P,) flat GT (image * M + slot), key (P,) flat anchor (image * A + anchor), in candidate_pairs' order.
+    Returns t (P,), the top-k picks (P,) bool, the final positives (P,) bool after conflicts (and topk2), and
+    the anchors claimed more than once (b * A,) bool. On the CPU it runs on one intra-op thread, and ``t`` is
+    computed position-independently (``pow_in_whole_blocks``), like the dense one.
+    """
+    dev = s.device
+    with serial_on_cpu(dev):
+        t = pow_in_whole_blocks(s, p.alpha) * pow_in_whole_blocks(u, p.beta)
+        positive_t = t > 0
+        counts = torch.bincount(seg, minlength=b * m)  # pairs per GT; a GT's pairs are contiguous
+        first = counts.cumsum(0) - counts
+        pos_topk = _segment_topk(seg, t, counts, first, p.topk)
+        pos_topk |= _zero_picks_that_matter(seg, key, t, u, positive_t, pos_topk, counts, first, b * n_anc, n_anc,
+                                            p.topk)
+
+        # conflicts: anchors picked more than once go to the largest CIoU among all candidate GTs there
+        claims = torch.bincount(key[pos_topk], minlength=b * n_anc)
+        multi_flat = claims > 1
+        pos = pos_topk.clone()
+        at_multi = multi_flat.take(key).nonzero().squeeze(1)
+        if at_multi.numel():
+            km, um, sm = key[at_multi], u[at_multi], seg[at_multi]
+            best_u = torch.zeros(b * n_anc, dtype=u.dtype, device=dev).scatter_reduce_(0, km, um, "amax")
+            cand_gt = torch.where(um == best_u[km], sm, torch.full_like(sm, b * m))
+            winner = torch.full((b * n_anc,), b * m, dtype=torch.int64, device=dev).scatter_reduce_(
+                0, km, cand_gt, "amin")
+            pos[at_multi] = sm == winner[km]
+
+        if p.topk2 and p.topk2 != p.topk:  # keep each GT's topk2 best surviving positives of t > 0
+            # (the reference's second top-k also runs over all anchors, so a positive of t = 0 survives it only
+            # by torch's tie order; dropping them keeps our positives a subset of the reference's)
+            pos &= positive_t
+            idx = pos.nonzero().squeeze(1)
+            order = idx[_rank_order(seg[idx], t[idx])]
+            pos[order[_segment_rank(seg[order], torch.ones_like(order, dtype=torch.bool)) >= p.topk2]] = False
+
+    return t, pos_topk, pos, multi_flat
+
+
 def assign_sparse(
     pd_scores: torch.Tensor,
     pd_bboxes: torch.Tensor,
@@ -393,63 +436,32 @@ def assign_sparse(
     work = torch.promote_types(out_dtype, torch.float32)
     gt_w, pd_w, anc_w = gt_bboxes.to(work), pd_bboxes.to(work), anc_points.to(work)  # no copy when float32
     # On the CPU all of it runs on one intra-op thread (core.threads: a chain of ~200 small kernels loses to
-    # threading on a busy machine); the metric's pow is computed position-independently, like the dense one.
+    # threading on a busy machine).
     with serial_on_cpu(dev):
         cand = candidate_boxes(gt_w, mask_gt, p)
         seg, key = candidate_pairs(anc_w, cand, mask_gt[..., 0].bool())  # (P,) flat GT, flat anchor
         labels = gt_labels[..., 0].long().reshape(-1)  # (b * M,)
         s = pd_scores.reshape(-1).take(key * nc + labels.take(seg)).to(work)  # only the P pairs are upcast
         u = complete_box_iou_gathered(gt_w.reshape(-1, 4), seg, pd_w.reshape(-1, 4), key).clamp_(min=0)
-        t = pow_in_whole_blocks(s, p.alpha) * pow_in_whole_blocks(u, p.beta)
-        r = _pair_stage(seg, key, s, u, t, b, m, n_anc, p)
-        return _outputs(r, gt_bboxes, labels, b, m, n_anc, nc, out_dtype)
+        t, pos_topk, pos, multi_flat = pair_positives(seg, key, s, u, b, m, n_anc, p)
 
-
-def _pair_stage(seg, key, s, u, t, b: int, m: int, n_anc: int, p: TALParams) -> dict:
-    """Top-k, conflicts, topk2 and the per-GT maxima on the P pairs; the per-anchor results as (b * A,) vectors."""
-    dev = t.device
-    positive_t = t > 0
-    counts = torch.bincount(seg, minlength=b * m)  # pairs per GT; a GT's pairs are contiguous
-    first = counts.cumsum(0) - counts
-    pos_topk = _segment_topk(seg, t, counts, first, p.topk)
-    pos_topk |= _zero_picks_that_matter(seg, key, t, u, positive_t, pos_topk, counts, first, b * n_anc, n_anc, p.topk)
-
-    # conflicts: anchors picked more than once go to the largest CIoU among all candidate GTs there
-    claims = torch.bincount(key[pos_topk], minlength=b * n_anc)
-    multi_flat = claims > 1
-    pos = pos_topk.clone()
-    at_multi = multi_flat.take(key).nonzero().squeeze(1)
-    if at_multi.numel():
-        km, um, sm = key[at_multi], u[at_multi], seg[at_multi]
-        best_u = torch.zeros(b * n_anc, dtype=u.dtype, device=dev).scatter_reduce_(0, km, um, "amax")
-        cand_gt = torch.where(um == best_u[km], sm, torch.full_like(sm, b * m))
-        winner = torch.full((b * n_anc,), b * m, dtype=torch.int64, device=dev).scatter_reduce_(0, km, cand_gt, "amin")
-        pos[at_multi] = sm == winner[km]
-
-    if p.topk2 and p.topk2 != p.topk:  # keep each GT's topk2 best surviving positives of t > 0
-        # (the reference's second top-k also runs over all anchors, so a positive of t = 0 survives it only by
-        # torch's tie order; dropping them keeps our positives a subset of the reference's)
-        pos &= positive_t
+        # per-GT maxima over the final positives, and the per-anchor outputs
         idx = pos.nonzero().squeeze(1)
-        order = idx[_rank_order(seg[idx], t[idx])]
-        pos[order[_segment_rank(seg[order], torch.ones_like(order, dtype=torch.bool)) >= p.topk2]] = False
+        gid, kid, tp, up = seg[idx], key[idx], t[idx], u[idx]
+        pos_align = torch.zeros(b * m, dtype=t.dtype, device=dev).scatter_reduce_(0, gid, tp, "amax")
+        pos_ov = torch.zeros(b * m, dtype=u.dtype, device=dev).scatter_reduce_(0, gid, up, "amax")
+        norm_vals = tp * pos_ov[gid] / (pos_align[gid] + p.eps)  # the reference's order of operations
 
-    # per-GT maxima over the final positives, and the per-anchor outputs
-    idx = pos.nonzero().squeeze(1)
-    gid, kid, tp, up = seg[idx], key[idx], t[idx], u[idx]
-    pos_align = torch.zeros(b * m, dtype=t.dtype, device=dev).scatter_reduce_(0, gid, tp, "amax")
-    pos_ov = torch.zeros(b * m, dtype=u.dtype, device=dev).scatter_reduce_(0, gid, up, "amax")
-    norm_vals = tp * pos_ov[gid] / (pos_align[gid] + p.eps)  # the reference's order of operations
-
-    fg = torch.zeros(b * n_anc, dtype=torch.bool, device=dev)
-    fg[kid] = True
-    gt_idx = torch.zeros(b * n_anc, dtype=torch.int64, device=dev)
-    gt_idx[kid] = gid % max(m, 1)
-    norm = torch.zeros(b * n_anc, dtype=t.dtype, device=dev)
-    norm[kid] = norm_vals
-    return dict(seg=seg, key=key, s=s, u=u, t=t, pos_topk=pos_topk, pos=pos, multi=multi_flat.view(b, n_anc),
-                fg=fg.view(b, n_anc), gt_idx=gt_idx.view(b, n_anc), norm=norm.view(b, n_anc),
-                pos_align=pos_align.view(b, m), pos_ov=pos_ov.view(b, m))
+        fg = torch.zeros(b * n_anc, dtype=torch.bool, device=dev)
+        fg[kid] = True
+        gt_idx = torch.zeros(b * n_anc, dtype=torch.int64, device=dev)
+        gt_idx[kid] = gid % max(m, 1)
+        norm = torch.zeros(b * n_anc, dtype=t.dtype, device=dev)
+        norm[kid] = norm_vals
+        r = dict(seg=seg, key=key, s=s, u=u, t=t, pos_topk=pos_topk, pos=pos, multi=multi_flat.view(b, n_anc),
+                 fg=fg.view(b, n_anc), gt_idx=gt_idx.view(b, n_anc), norm=norm.view(b, n_anc),
+                 pos_align=pos_align.view(b, m), pos_ov=pos_ov.view(b, m))
+        return _outputs(r, gt_bboxes, labels, b, m, n_anc, nc, out_dtype)
 
 
 def _outputs(r: dict, gt_bboxes, labels, b: int, m: int, n_anc: int, nc: int, out_dtype) -> SparseTAL:
