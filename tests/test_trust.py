@@ -310,7 +310,7 @@ def test_fp16_assigner_inputs():
     t = run(config_from_dict({"imgsz": 128, "nc": 5, "heads": {"kind": "trained"}}), labels_from_array(rows, 1))
     half = [t["pred_scores"].half(), t["pred_bboxes"].half(), (t["anchor_points"] * t["stride_tensor"]).half(),
             t["gt_labels"].half(), t["gt_bboxes"].half(), t["mask_gt"].half()]
-    tal = TaskAlignedAssigner(topk=10, num_classes=5, alpha=0.5)
+    tal = TaskAlignedAssigner(topk=10, num_classes=5, alpha=0.5, keep_last=True)
     out = tal(*half)
     assert out[2].dtype == torch.float16 and torch.isfinite(out[2]).all() and int(out[3].sum()) > 0
     # the dense rule divides by (largest t of the GT + eps); eps = 1e-9 underflows in float16, so a GT slot

@@ -1,15 +1,19 @@
 """``yolotal.TaskAlignedAssigner``: a drop-in for ultralytics' assigner that works on candidate pairs only.
 
     from yolotal import TaskAlignedAssigner
-    loss_fn.assigner = TaskAlignedAssigner(topk=10, num_classes=80, alpha=0.5, beta=6.0,
-                                           stride=[8, 16, 32], topk2=None, profile="ultralytics")
+    assigner = TaskAlignedAssigner(topk=10, num_classes=80, alpha=0.5, beta=6.0, stride=[8, 16, 32])
 
+(in an ultralytics training run, ``yolotal.ultralytics.use_yolotal_assigner()`` makes every loss the trainer
+builds use it). 
 Same constructor keywords as ultralytics 8.4 (plus ``profile``), called with the same six tensors, returning
-the same five tensors in the same order, dtypes and shapes. See ``assigners.tal_sparse`` for how it differs
+the same five tensors in the same order, dtypes and shapes; float16 / bfloat16 inputs are computed in float32
+and the soft scores returned in the caller's dtype. See ``assigners.tal_sparse`` for how it differs
 from the dense original (only in positives that carry no weight).
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -31,6 +35,8 @@ class TaskAlignedAssigner(nn.Module):
         eps: added to each GT's largest metric before normalising the soft scores.
         topk2: positives kept per GT after conflict resolution (None: topk).
         profile: ``ultralytics`` (8.4: enlarge small GTs, topk2) or ``classic`` (8.0-8.3: neither).
+        keep_last: keep the candidate pairs of the last call in ``last`` for inspection (off by default:
+            in a training loop they would hold tens of MiB between steps). See also ``keeping_last()``.
     """
 
     def __init__(
@@ -43,6 +49,7 @@ class TaskAlignedAssigner(nn.Module):
         eps: float = 1e-9,
         topk2: int | None = None,
         profile: str = "ultralytics",
+        keep_last: bool = False,
     ):
         super().__init__()
         if profile not in PROFILES:
@@ -62,7 +69,19 @@ class TaskAlignedAssigner(nn.Module):
         self.stride_val = self.stride[1] if len(self.stride) > 1 else self.stride[0]
         self.eps = eps
         self.profile = profile
-        self.last: SparseTAL | None = None  # the pairs of the last call, for inspection
+        self.keep_last = keep_last
+        self.last: SparseTAL | None = None  # the pairs of the last call, only when keep_last is on
+
+    @contextmanager
+    def keeping_last(self):
+        """``with assigner.keeping_last(): ...`` keeps ``last`` for the calls inside; afterwards it is kept until
+        the next call (which clears it unless ``keep_last``)."""
+        before = self.keep_last
+        self.keep_last = True
+        try:
+            yield self
+        finally:
+            self.keep_last = before
 
     @property
     def params(self) -> TALParams:
@@ -83,6 +102,7 @@ class TaskAlignedAssigner(nn.Module):
             target_labels (b, A) int64, target_bboxes (b, A, 4), target_scores (b, A, nc), fg_mask (b, A) bool,
             target_gt_idx (b, A) int64.
         """
+        self.last = None
         if gt_bboxes.shape[1] == 0:  # the reference's early return, dtypes included
             return (
                 torch.full_like(pd_scores[..., 0], self.num_classes),
@@ -92,5 +112,6 @@ class TaskAlignedAssigner(nn.Module):
                 torch.zeros_like(pd_scores[..., 0]),
             )
         r = assign_sparse(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, self.params)
-        self.last = r
+        if self.keep_last:
+            self.last = r
         return r.target_labels, r.target_bboxes.to(gt_bboxes.dtype), r.target_scores, r.fg_mask, r.target_gt_idx

@@ -699,6 +699,31 @@ def compare(
         con.print(f"PNG written to {p} ({len(images)} image(s) × {len(runs)} assigners × {len(first.levels)} levels)")
 
 
+@app.command()
+def health(
+    run_dir: Annotated[Path, typer.Argument(help="An ultralytics run directory (runs/detect/train) holding assign_health.csv, or the CSV itself.")],
+    png: Annotated[Optional[Path], typer.Option("--png", help="Where to draw the curves (default: RUN_DIR/assign_health.png).")] = None,
+) -> None:
+    """Assignment health recorded during training by yolotal.ultralytics.monitor(): per epoch, GTs without a
+    positive or with only near-zero-weight positives, positives per GT, score and IoU, per size bucket."""
+    from .health import CSV_NAME, read_rows
+    from .render.health import draw_health_png, render_health
+
+    path = run_dir / CSV_NAME if run_dir.is_dir() else run_dir
+    if not path.is_file():
+        raise InputError(f"{path}: no such file (record it with yolotal.ultralytics.monitor(model) during training)")
+    try:
+        rows = read_rows(path)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"{path}: cannot read it as a CSV ({e})") from None
+    if not rows or "all/gts" not in rows[0]:
+        raise InputError(f"{path}: no epoch rows with assignment counts")
+    con = _console()
+    render_health(rows, con, str(path))
+    out = draw_health_png(rows, png or path.with_suffix(".png"), title=f"assignment health · {path.parent.name}")
+    con.print(f"PNG written to {out}")
+
+
 def main() -> None:
     """Console entry point: exit 2 with one line for bad input, never a traceback.
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from ..core.boxes import complete_box_iou_pairs, xywh_to_xyxy, xyxy_to_xywh
+from ..core.threads import pow_in_whole_blocks
 
 IN_BOX_EPS = 1e-9  # an anchor centre must be more than this inside every edge
 
@@ -116,7 +117,7 @@ def pair_metrics(
     bi, mi, ai = cand.nonzero(as_tuple=True)  # (P,) each
     s = pd_scores[bi, ai, gt_labels[bi, mi, 0].long()]  # (P,)
     u = complete_box_iou_pairs(gt_bboxes[bi, mi], pd_bboxes[bi, ai]).clamp(min=0)  # (P,)
-    t = s.pow(p.alpha) * u.pow(p.beta)
+    t = pow_in_whole_blocks(s, p.alpha) * pow_in_whole_blocks(u, p.beta)  # each value's bits from its input alone
     out = []
     for v in (s, u, t):
         dense = torch.zeros(shape, dtype=v.dtype)

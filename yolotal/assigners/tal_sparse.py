@@ -14,6 +14,10 @@ works on the list of candidate pairs (image, GT, anchor): P pairs, a few per cen
 * conflicts: an anchor picked by several GTs goes to the GT with the largest CIoU there among all candidate
   GTs (lowest GT index on ties), found with two scatter reductions.
 * topk2: a sort of the surviving positives only.
+* threads: on the CPU the whole assignment runs on one intra-op thread (``core.threads.serial_on_cpu``: a
+  chain of small kernels loses to threading on a busy machine), and ``t`` uses ``pow_in_whole_blocks``, so the
+  bits do not depend on the thread count. No host reads: the anchor layout is recognised once and recalled
+  with one on-device comparison; only data-dependent sizes (nonzero, repeat_interleave) remain.
 
 The reference's top-k runs over all A anchors, so a GT with fewer than topk candidates of t > 0 also "picks"
 anchors of t = 0, in an order torch leaves unspecified. Those that are candidates become positives without
@@ -31,9 +35,11 @@ from dataclasses import dataclass
 import torch
 
 from ..core.boxes import complete_box_iou_gathered
+from ..core.threads import pow_in_whole_blocks, serial_on_cpu
 from .tal import IN_BOX_EPS, TALParams, candidate_boxes
 
 DENSE_CHUNK = 1 << 24  # GT x anchor cells per block in the fallback in-box test
+ROW_BLOCK = 1 << 18  # GT x anchor cells per block of rebuilt dense top-k rows
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,23 @@ def grid_structure(anc_points: torch.Tensor) -> list[GridLevel] | None:
     return levels
 
 
+_GRID_CACHE: list[tuple[torch.Tensor, list[GridLevel] | None]] = []  # (anchors, layout), most recent last
+_GRID_CACHE_SIZE = 4  # a few image sizes (multi-scale training); 270 KB per entry at 1280 px
+
+
+def grid_structure_cached(anc_points: torch.Tensor) -> list[GridLevel] | None:
+    """``grid_structure`` remembered for the last few anchor tensors (a trainer passes equal anchors every
+    batch): one comparison on the anchors' device instead of reading them back to the host."""
+    for pts, levels in reversed(_GRID_CACHE):
+        if pts.shape == anc_points.shape and pts.device == anc_points.device and pts.dtype == anc_points.dtype \
+                and torch.equal(pts, anc_points):
+            return levels
+    levels = grid_structure(anc_points)
+    _GRID_CACHE.append((anc_points.detach().clone(), levels))
+    del _GRID_CACHE[:-_GRID_CACHE_SIZE]
+    return levels
+
+
 RANGE_MARGIN = 0.01  # cells; far above the float error of x / s - 0.5, so the ranges are supersets
 
 
@@ -153,7 +176,7 @@ def candidate_pairs(anc_points: torch.Tensor, cand_bboxes: torch.Tensor, valid: 
     gseg, gbase = gb * m + gm, gb * n_anc  # (G,) flat GT id, first flat anchor id of its image
     boxes = cand_bboxes[gb, gm]  # (G, 4)
     n_gt = boxes.shape[0]
-    levels = grid_structure(anc_points)
+    levels = grid_structure_cached(anc_points)
     empty = torch.zeros(0, dtype=torch.int64, device=dev)
     if levels is None:  # any anchor layout: the exact test in blocks of GTs
         step = max(1, DENSE_CHUNK // max(anc_points.shape[0], 1))
@@ -166,23 +189,41 @@ def candidate_pairs(anc_points: torch.Tensor, cand_bboxes: torch.Tensor, valid: 
         return gseg[g], gbase[g] + a
     # per GT and level, the rectangle of cells inside the box (the test is separable in x and y); enumerated
     # GT-major, level by level, row by row: ascending anchor order within each GT, as nonzero() gives
-    n_lv = len(levels)
-    x0, nx, y0, ny = (torch.stack(v, 1).reshape(-1) for v in zip(*(_cell_rect(boxes, lv) for lv in levels)))
-    starts = torch.tensor([lv.start for lv in levels], device=dev).repeat(n_gt)  # (G * L,)
-    widths = torch.tensor([lv.w for lv in levels], device=dev).repeat(n_gt)
-    nx = torch.where(ny > 0, nx, torch.zeros_like(nx))
-    ny = torch.where(nx > 0, ny, torch.zeros_like(ny))
-    total = int((nx * ny).sum())
-    if total == 0:
-        return empty, empty
-    row_rect = torch.repeat_interleave(torch.arange(n_gt * n_lv, device=dev), ny)  # (R,) rectangle of each row
-    row_no = torch.arange(row_rect.numel(), device=dev) - torch.repeat_interleave(ny.cumsum(0) - ny, ny)
-    row_gt = torch.div(row_rect, n_lv, rounding_mode="floor")
-    row_first = gbase[row_gt] + starts[row_rect] + (y0[row_rect] + row_no) * widths[row_rect] + x0[row_rect]
-    row_len = nx[row_rect]
+    x0, nx, y0, ny = _cell_rects(boxes, levels)  # (G, L) each
+    starts = torch.tensor([lv.start for lv in levels], device=dev)  # (L,)
+    widths = torch.tensor([lv.w for lv in levels], device=dev)
+    empty_rect = (nx == 0) | (ny == 0)
+    nx, ny = nx.masked_fill(empty_rect, 0).reshape(-1), ny.masked_fill(empty_rect, 0).reshape(-1)  # (G * L,)
+    first_cell = (gbase.unsqueeze(1) + starts + y0 * widths + x0).reshape(-1)  # (G * L,) flat anchor id of (x0, y0)
+    row_rect = torch.repeat_interleave(ny)  # (R,) rectangle of each row
+    row_no = torch.arange(row_rect.numel(), device=dev) - (ny.cumsum(0) - ny).take(row_rect)
+    row_first = first_cell.take(row_rect) + row_no * widths.repeat(n_gt).take(row_rect)
+    row_len = nx.take(row_rect)
     done = row_len.cumsum(0) - row_len  # cells enumerated before each row
-    key = torch.repeat_interleave(row_first - done, row_len) + torch.arange(total, device=dev)
-    return torch.repeat_interleave(gseg[row_gt], row_len), key
+    key = torch.repeat_interleave(row_first - done, row_len)
+    key += torch.arange(key.numel(), device=dev)
+    return torch.repeat_interleave(gseg.take(torch.div(row_rect, len(levels), rounding_mode="floor")), row_len), key
+
+
+def _cell_rects(boxes: torch.Tensor, levels: list[GridLevel]) -> tuple[torch.Tensor, ...]:
+    """``_cell_rect`` for all levels at once: (G, 4) px boxes -> first column, column count, first row, row count,
+    each (G, L) int64. The same element-wise arithmetic, broadcast over the levels (one kernel per step
+    instead of one per level)."""
+    dev, dt = boxes.device, boxes.dtype
+    stride = torch.tensor([lv.stride for lv in levels], dtype=dt, device=dev)  # (L,)
+    out = []
+    for lo_i, hi_i, sizes in ((0, 2, [lv.w for lv in levels]), (1, 3, [lv.h for lv in levels])):
+        size = torch.tensor(sizes, device=dev)  # (L,)
+        lo, hi = boxes[:, lo_i : lo_i + 1], boxes[:, hi_i : hi_i + 1]  # (G, 1)
+        first = torch.minimum(torch.maximum((lo / stride - 0.5 + (1 - RANGE_MARGIN)).floor(), torch.zeros((), dtype=dt, device=dev)), size.to(dt)).long()
+        last = torch.minimum(torch.maximum((hi / stride - 0.5 - (1 - RANGE_MARGIN)).ceil(), torch.full((), -1.0, dtype=dt, device=dev)), (size - 1).to(dt)).long()
+        last = torch.maximum(last, first - 1)  # empty ranges: count 0
+        centre_first = (first.to(dt) + 0.5) * stride
+        centre_last = (last.to(dt) + 0.5) * stride
+        first = first + (~(centre_first - lo > IN_BOX_EPS)).long()
+        last = last - (~(hi - centre_last > IN_BOX_EPS)).long()
+        out += [first, (last - first + 1).clamp(min=0)]
+    return out[0], out[1], out[2], out[3]
 
 
 def _cell_rect(boxes: torch.Tensor, lv: GridLevel) -> tuple[torch.Tensor, ...]:
@@ -215,10 +256,12 @@ def _inside(points: torch.Tensor, boxes: torch.Tensor, eps: float = IN_BOX_EPS) 
 
 def _rank_order(seg: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Permutation sorting pairs by GT, then t descending; equal t keep their input (anchor) order."""
-    if t.dtype == torch.float32 and bool((t >= 0).all()):
-        # non-negative float32 values sort like their bit patterns: one int64 sort on (GT, ~t)
-        bits = t.view(torch.int32).long()
-        return torch.sort(seg * (1 << 31) + ((1 << 31) - 1 - bits), stable=True).indices
+    if t.dtype == torch.float32:
+        # float32 values sort like their bit patterns once the negative ones have their magnitude bits flipped:
+        # one int64 sort on (GT, descending t), no host-side check of the signs
+        bits = t.view(torch.int32)
+        bits = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).long() + (1 << 31)  # order-preserving, in [0, 2^32)
+        return torch.sort(seg * (1 << 32) + ((1 << 32) - 1 - bits), stable=True).indices
     order = torch.sort(t, descending=True, stable=True).indices
     return order[torch.sort(seg[order], stable=True).indices]
 
@@ -249,8 +292,11 @@ def _segment_topk(seg: torch.Tensor, t: torch.Tensor, counts: torch.Tensor, firs
         return picked
     picked[(counts[seg] > k)] = False
     width_exp = torch.ceil(torch.log2(counts[long_segs].double())).long()
-    for e in torch.unique(width_exp).tolist():
+    # every possible width, known without reading counts back: 2^e with k < 2^e, up to the largest segment
+    for e in range(max(k, 1).bit_length(), max(t.numel(), 2).bit_length() + 1):
         rows = long_segs[width_exp == e]
+        if not rows.numel():
+            continue
         width = 1 << e
         col = torch.arange(width, device=t.device)
         idx = first[rows].unsqueeze(1) + col  # (r, width)
@@ -292,12 +338,13 @@ def _zero_picks_that_matter(
     n_seg = counts.numel()
     n_weighted = torch.bincount(seg[positive_t], minlength=n_seg)
     needy = ~positive_t & (n_weighted[seg] < k)  # zero-metric pairs of GTs whose top-k reaches zeros
-    if not bool(needy.any()):
+    needy_keys = key[needy]
+    if not needy_keys.numel():
         return out
 
     # count claimants only at anchors a needy pair touches
     touched = torch.zeros(n_keys, dtype=torch.bool, device=dev)
-    touched[key[needy]] = True
+    touched[needy_keys] = True
     near = touched[key].nonzero().squeeze(1)  # pairs at those anchors
     k_near = key[near]
 
@@ -308,10 +355,10 @@ def _zero_picks_that_matter(
     others_u = per_anchor(u_pos) - u_pos.long()  # other candidate GTs with u > 0 at the anchor
     nd = needy[near]
     needs = nd & (others_u > 0) & ((per_anchor(weighted_picks[near]) > 0) | (per_anchor(nd) > 1))
-    if not bool(needs.any()):
-        return out
     gts = torch.unique(seg[near[needs]])  # sorted GT ids
-    rows_per_block = max(1, DENSE_CHUNK // 4 // max(n_anc, 1))
+    if not gts.numel():
+        return out
+    rows_per_block = max(1, ROW_BLOCK // max(n_anc, 1))  # blocks that stay in the cache
     for i in range(0, gts.numel(), rows_per_block):
         block = gts[i : i + rows_per_block]
         n_pairs = counts[block]
@@ -333,35 +380,39 @@ def pair_positives(seg: torch.Tensor, key: torch.Tensor, s: torch.Tensor, u: tor
 
     seg (P,) flat GT (image * M + slot), key (P,) flat anchor (image * A + anchor), in candidate_pairs' order.
     Returns t (P,), the top-k picks (P,) bool, the final positives (P,) bool after conflicts (and topk2), and
-    the anchors claimed more than once (b * A,) bool.
+    the anchors claimed more than once (b * A,) bool. On the CPU it runs on one intra-op thread, and ``t`` is
+    computed position-independently (``pow_in_whole_blocks``), like the dense one.
     """
     dev = s.device
-    t = s.pow(p.alpha) * u.pow(p.beta)
-    positive_t = t > 0
-    counts = torch.bincount(seg, minlength=b * m)  # pairs per GT; a GT's pairs are contiguous
-    first = counts.cumsum(0) - counts
-    pos_topk = _segment_topk(seg, t, counts, first, p.topk)
-    pos_topk |= _zero_picks_that_matter(seg, key, t, u, positive_t, pos_topk, counts, first, b * n_anc, n_anc, p.topk)
+    with serial_on_cpu(dev):
+        t = pow_in_whole_blocks(s, p.alpha) * pow_in_whole_blocks(u, p.beta)
+        positive_t = t > 0
+        counts = torch.bincount(seg, minlength=b * m)  # pairs per GT; a GT's pairs are contiguous
+        first = counts.cumsum(0) - counts
+        pos_topk = _segment_topk(seg, t, counts, first, p.topk)
+        pos_topk |= _zero_picks_that_matter(seg, key, t, u, positive_t, pos_topk, counts, first, b * n_anc, n_anc,
+                                            p.topk)
 
-    # conflicts: anchors picked more than once go to the largest CIoU among all candidate GTs there
-    claims = torch.bincount(key[pos_topk], minlength=b * n_anc)
-    multi_flat = claims > 1
-    pos = pos_topk.clone()
-    at_multi = multi_flat.take(key).nonzero().squeeze(1)
-    if at_multi.numel():
-        km, um, sm = key[at_multi], u[at_multi], seg[at_multi]
-        best_u = torch.zeros(b * n_anc, dtype=u.dtype, device=dev).scatter_reduce_(0, km, um, "amax")
-        cand_gt = torch.where(um == best_u[km], sm, torch.full_like(sm, b * m))
-        winner = torch.full((b * n_anc,), b * m, dtype=torch.int64, device=dev).scatter_reduce_(0, km, cand_gt, "amin")
-        pos[at_multi] = sm == winner[km]
+        # conflicts: anchors picked more than once go to the largest CIoU among all candidate GTs there
+        claims = torch.bincount(key[pos_topk], minlength=b * n_anc)
+        multi_flat = claims > 1
+        pos = pos_topk.clone()
+        at_multi = multi_flat.take(key).nonzero().squeeze(1)
+        if at_multi.numel():
+            km, um, sm = key[at_multi], u[at_multi], seg[at_multi]
+            best_u = torch.zeros(b * n_anc, dtype=u.dtype, device=dev).scatter_reduce_(0, km, um, "amax")
+            cand_gt = torch.where(um == best_u[km], sm, torch.full_like(sm, b * m))
+            winner = torch.full((b * n_anc,), b * m, dtype=torch.int64, device=dev).scatter_reduce_(
+                0, km, cand_gt, "amin")
+            pos[at_multi] = sm == winner[km]
 
-    if p.topk2 and p.topk2 != p.topk:  # keep each GT's topk2 best surviving positives of t > 0
-        # (the reference's second top-k also runs over all anchors, so a positive of t = 0 survives it only by
-        # torch's tie order; dropping them keeps our positives a subset of the reference's)
-        pos &= positive_t
-        idx = pos.nonzero().squeeze(1)
-        order = idx[_rank_order(seg[idx], t[idx])]
-        pos[order[_segment_rank(seg[order], torch.ones_like(order, dtype=torch.bool)) >= p.topk2]] = False
+        if p.topk2 and p.topk2 != p.topk:  # keep each GT's topk2 best surviving positives of t > 0
+            # (the reference's second top-k also runs over all anchors, so a positive of t = 0 survives it only
+            # by torch's tie order; dropping them keeps our positives a subset of the reference's)
+            pos &= positive_t
+            idx = pos.nonzero().squeeze(1)
+            order = idx[_rank_order(seg[idx], t[idx])]
+            pos[order[_segment_rank(seg[order], torch.ones_like(order, dtype=torch.bool)) >= p.topk2]] = False
 
     return t, pos_topk, pos, multi_flat
 
@@ -379,42 +430,57 @@ def assign_sparse(
     dev = pd_scores.device
     b, n_anc, nc = pd_scores.shape
     m = gt_bboxes.shape[1]
-    cand = candidate_boxes(gt_bboxes, mask_gt, p)
-    seg, key = candidate_pairs(anc_points, cand, mask_gt[..., 0].bool())  # (P,) flat GT, flat anchor
+    # float16 / bfloat16 inputs (CUDA AMP) are computed in float32: the CIoU of a 1280-px box overflows float16
+    # (w * h > 65504) and s^alpha * u^beta underflows; the soft scores go back in the caller's dtype
+    out_dtype = torch.promote_types(pd_scores.dtype, pd_bboxes.dtype)
+    work = torch.promote_types(out_dtype, torch.float32)
+    gt_w, pd_w, anc_w = gt_bboxes.to(work), pd_bboxes.to(work), anc_points.to(work)  # no copy when float32
+    # On the CPU all of it runs on one intra-op thread (core.threads: a chain of ~200 small kernels loses to
+    # threading on a busy machine).
+    with serial_on_cpu(dev):
+        cand = candidate_boxes(gt_w, mask_gt, p)
+        seg, key = candidate_pairs(anc_w, cand, mask_gt[..., 0].bool())  # (P,) flat GT, flat anchor
+        labels = gt_labels[..., 0].long().reshape(-1)  # (b * M,)
+        s = pd_scores.reshape(-1).take(key * nc + labels.take(seg)).to(work)  # only the P pairs are upcast
+        u = complete_box_iou_gathered(gt_w.reshape(-1, 4), seg, pd_w.reshape(-1, 4), key).clamp_(min=0)
+        t, pos_topk, pos, multi_flat = pair_positives(seg, key, s, u, b, m, n_anc, p)
 
-    labels = gt_labels[..., 0].long().reshape(-1)  # (b * M,)
-    s = pd_scores.reshape(-1).take(key * nc + labels.take(seg))
-    u = complete_box_iou_gathered(gt_bboxes.reshape(-1, 4), seg, pd_bboxes.reshape(-1, 4), key).clamp_(min=0)
-    t, pos_topk, pos, multi_flat = pair_positives(seg, key, s, u, b, m, n_anc, p)
+        # per-GT maxima over the final positives, and the per-anchor outputs
+        idx = pos.nonzero().squeeze(1)
+        gid, kid, tp, up = seg[idx], key[idx], t[idx], u[idx]
+        pos_align = torch.zeros(b * m, dtype=t.dtype, device=dev).scatter_reduce_(0, gid, tp, "amax")
+        pos_ov = torch.zeros(b * m, dtype=u.dtype, device=dev).scatter_reduce_(0, gid, up, "amax")
+        norm_vals = tp * pos_ov[gid] / (pos_align[gid] + p.eps)  # the reference's order of operations
 
-    # per-GT maxima over the final positives, and the per-anchor outputs
-    idx = pos.nonzero().squeeze(1)
-    gid, kid, tp, up = seg[idx], key[idx], t[idx], u[idx]
-    pos_align = torch.zeros(b * m, dtype=t.dtype, device=dev).scatter_reduce_(0, gid, tp, "amax")
-    pos_ov = torch.zeros(b * m, dtype=u.dtype, device=dev).scatter_reduce_(0, gid, up, "amax")
-    norm_vals = tp * pos_ov[gid] / (pos_align[gid] + p.eps)  # the reference's order of operations
+        fg = torch.zeros(b * n_anc, dtype=torch.bool, device=dev)
+        fg[kid] = True
+        gt_idx = torch.zeros(b * n_anc, dtype=torch.int64, device=dev)
+        gt_idx[kid] = gid % max(m, 1)
+        norm = torch.zeros(b * n_anc, dtype=t.dtype, device=dev)
+        norm[kid] = norm_vals
+        r = dict(seg=seg, key=key, s=s, u=u, t=t, pos_topk=pos_topk, pos=pos, multi=multi_flat.view(b, n_anc),
+                 fg=fg.view(b, n_anc), gt_idx=gt_idx.view(b, n_anc), norm=norm.view(b, n_anc),
+                 pos_align=pos_align.view(b, m), pos_ov=pos_ov.view(b, m))
+        return _outputs(r, gt_bboxes, labels, b, m, n_anc, nc, out_dtype)
 
-    fg = torch.zeros(b * n_anc, dtype=torch.bool, device=dev)
-    fg[kid] = True
-    gt_idx = torch.zeros(b * n_anc, dtype=torch.int64, device=dev)
-    gt_idx[kid] = gid % max(m, 1)
-    norm = torch.zeros(b * n_anc, dtype=t.dtype, device=dev)
-    norm[kid] = norm_vals
-    fg, gt_idx, norm = fg.view(b, n_anc), gt_idx.view(b, n_anc), norm.view(b, n_anc)
 
-    target_scores = torch.zeros(b, n_anc, nc, dtype=norm.dtype, device=dev)
+def _outputs(r: dict, gt_bboxes, labels, b: int, m: int, n_anc: int, nc: int, out_dtype) -> SparseTAL:
+    """The dense per-anchor targets (b, A, nc), (b, A, 4), (b, A) from the per-anchor vectors."""
+    dev = gt_bboxes.device
+    gt_idx, norm = r["gt_idx"], r["norm"]
+    target_scores = torch.zeros(b, n_anc, nc, dtype=out_dtype, device=dev)
     if m:
         bidx = torch.arange(b, device=dev).unsqueeze(1)
         target_labels = labels.view(b, m)[bidx, gt_idx].clamp(min=0)  # (b, A)
-        target_bboxes = gt_bboxes[bidx, gt_idx]  # (b, A, 4)
-        target_scores.scatter_(2, target_labels.unsqueeze(-1), norm.unsqueeze(-1))  # norm is 0 off fg
+        target_bboxes = gt_bboxes[bidx, gt_idx]  # (b, A, 4), the caller's dtype
+        target_scores.scatter_(2, target_labels.unsqueeze(-1), norm.to(out_dtype).unsqueeze(-1))  # 0 off fg
     else:
         target_labels = torch.full((b, n_anc), nc, dtype=torch.int64, device=dev)
         target_bboxes = torch.zeros(b, n_anc, 4, dtype=gt_bboxes.dtype, device=dev)
 
     return SparseTAL(
-        n_gt_slots=m, n_anchors=n_anc, pair_gt=seg, pair_key=key, pair_s=s, pair_u=u, pair_t=t,
-        pair_topk=pos_topk, pair_pos=pos, multi=multi_flat.view(b, n_anc), fg_mask=fg,
+        n_gt_slots=m, n_anchors=n_anc, pair_gt=r["seg"], pair_key=r["key"], pair_s=r["s"], pair_u=r["u"],
+        pair_t=r["t"], pair_topk=r["pos_topk"], pair_pos=r["pos"], multi=r["multi"], fg_mask=r["fg"],
         target_gt_idx=gt_idx, target_labels=target_labels, target_bboxes=target_bboxes,
-        target_scores=target_scores, pos_align_metrics=pos_align.view(b, m), pos_overlaps=pos_ov.view(b, m),
+        target_scores=target_scores, pos_align_metrics=r["pos_align"], pos_overlaps=r["pos_ov"],
     )
