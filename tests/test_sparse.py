@@ -122,7 +122,8 @@ def test_same_as_dense_on_random_trained_heads(profile):
 
 @st.composite
 def crowded_batches(draw):
-    """Random GTs (many overlapping, some tiny), predictions scattered near the anchors, random scores."""
+    """Random GTs (many overlapping, some tiny), predictions scattered near the anchors, random scores; or, for
+    exact metric ties, anchors predicting GT boxes exactly with scores on a few levels."""
     seed = draw(st.integers(0, 2**20))
     g = torch.Generator().manual_seed(seed)
     h, w = draw(st.sampled_from([64, 96, 160])), draw(st.sampled_from([64, 128]))
@@ -140,6 +141,10 @@ def crowded_batches(draw):
     centre = anc + torch.randn(b, anc.shape[0], 2, generator=g) * 8
     half = torch.rand(b, anc.shape[0], 2, generator=g) * 30 + 0.5
     pd = torch.cat([centre - half, centre + half], -1)
+    if m and draw(st.booleans()):  # exact ties: anchors predict a GT's box exactly, scores on a few levels
+        pick = torch.randint(0, m, (b, anc.shape[0]), generator=g)
+        pd = torch.gather(gt, 1, pick.unsqueeze(-1).expand(-1, -1, 4)).clone()
+        scores = (torch.randint(1, 4, scores.shape, generator=g).float() / 4)
     profile = draw(st.sampled_from(["ultralytics", "classic"]))
     topk = draw(st.integers(1, 12))
     topk2 = draw(st.one_of(st.none(), st.integers(1, topk))) if profile == "ultralytics" else None

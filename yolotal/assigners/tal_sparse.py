@@ -279,17 +279,21 @@ def _segment_rank(seg: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
     return before - before[start_idx][seg_no]
 
 
-def _segment_topk(seg: torch.Tensor, t: torch.Tensor, counts: torch.Tensor, first: torch.Tensor, k: int) -> torch.Tensor:
+def _segment_topk(seg: torch.Tensor, t: torch.Tensor, counts: torch.Tensor, first: torch.Tensor,
+                  k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(P,) bool: the k pairs of largest t > 0 of each segment (pairs of a segment are contiguous; counts and
-    first (n_seg,) give each segment's length and first pair).
+    first (n_seg,) give each segment's length and first pair); and the segments (sorted ids) whose k-th and
+    (k+1)-th largest t are equal and > 0: which of the tied pairs the reference keeps is torch.topk's tie order on
+    its dense row, so those are left to :func:`_dense_topk`.
 
     Segments of at most k pairs keep all their pairs of t > 0. Longer ones are grouped by length into powers
     of two, padded into (rows, 2^j) blocks and passed to torch.topk: at most 2P values are read in all.
     """
     picked = t > 0
     long_segs = (counts > k).nonzero().squeeze(1)
+    ties = []
     if not long_segs.numel():
-        return picked
+        return picked, long_segs
     picked[(counts[seg] > k)] = False
     width_exp = torch.ceil(torch.log2(counts[long_segs].double())).long()
     # every possible width, known without reading counts back: 2^e with k < 2^e, up to the largest segment
@@ -302,10 +306,36 @@ def _segment_topk(seg: torch.Tensor, t: torch.Tensor, counts: torch.Tensor, firs
         idx = first[rows].unsqueeze(1) + col  # (r, width)
         inside = col < counts[rows].unsqueeze(1)
         vals = torch.where(inside, t.take(idx.clamp(max=t.numel() - 1)), torch.full((), -1.0, dtype=t.dtype))
-        top_vals, top_cols = torch.topk(vals, k, dim=1)
-        chosen = first[rows].unsqueeze(1) + top_cols
-        picked[chosen[top_vals > 0]] = True
-    return picked
+        top_vals, top_cols = torch.topk(vals, k + 1, dim=1)  # one more than k: is the cut inside a tie?
+        chosen = first[rows].unsqueeze(1) + top_cols[:, :k]
+        picked[chosen[top_vals[:, :k] > 0]] = True
+        ties.append(rows[(top_vals[:, k - 1] == top_vals[:, k]) & (top_vals[:, k] > 0)])
+    return picked, torch.sort(torch.cat(ties)).values if ties else long_segs[:0]
+
+
+def _dense_topk(gts: torch.Tensor, row_values: torch.Tensor, key: torch.Tensor, counts: torch.Tensor,
+                first: torch.Tensor, n_anc: int, k: int) -> torch.Tensor:
+    """The reference's own top-k for the GTs ``gts`` (sorted ids): each GT's dense (A,) row is rebuilt — its pairs'
+    ``row_values`` (P,) at their anchors, 0 at every other anchor, as the reference's (b, M, A) tensor holds it —
+    and passed to torch.topk, in cache-sized blocks, so ties fall as they fall there. Returns a (P,) bool mask of
+    the pairs of those GTs whose anchor was picked (False for every other pair)."""
+    out = torch.zeros(row_values.shape, dtype=torch.bool, device=row_values.device)
+    dev = row_values.device
+    k = min(k, n_anc)
+    rows_per_block = max(1, ROW_BLOCK // max(n_anc, 1))
+    for i in range(0, gts.numel(), rows_per_block):
+        block = gts[i : i + rows_per_block]
+        n_pairs = counts[block]
+        r = torch.repeat_interleave(torch.arange(block.numel(), device=dev), n_pairs)
+        sel = torch.repeat_interleave(first[block] - (n_pairs.cumsum(0) - n_pairs), n_pairs)
+        sel = sel + torch.arange(sel.numel(), device=dev)  # the pairs of the block's GTs
+        col = key[sel] % n_anc
+        rows = torch.zeros(block.numel(), n_anc, dtype=row_values.dtype, device=dev)
+        rows[r, col] = row_values[sel]
+        idx = torch.topk(rows, k, dim=-1, largest=True).indices
+        picked = torch.zeros(rows.shape, dtype=torch.bool, device=dev).scatter_(1, idx, True)
+        out[sel] = picked[r, col]
+    return out
 
 
 def _zero_picks_that_matter(
@@ -358,19 +388,7 @@ def _zero_picks_that_matter(
     gts = torch.unique(seg[near[needs]])  # sorted GT ids
     if not gts.numel():
         return out
-    rows_per_block = max(1, ROW_BLOCK // max(n_anc, 1))  # blocks that stay in the cache
-    for i in range(0, gts.numel(), rows_per_block):
-        block = gts[i : i + rows_per_block]
-        n_pairs = counts[block]
-        r = torch.repeat_interleave(torch.arange(block.numel(), device=dev), n_pairs)
-        sel = torch.repeat_interleave(first[block] - (n_pairs.cumsum(0) - n_pairs), n_pairs)
-        sel = sel + torch.arange(sel.numel(), device=dev)  # the pairs of the block's GTs
-        col = key[sel] % n_anc
-        rows = torch.zeros(block.numel(), n_anc, dtype=t.dtype, device=dev)
-        rows[r, col] = t[sel]
-        idx = torch.topk(rows, k, dim=-1, largest=True).indices
-        picked = torch.zeros(rows.shape, dtype=torch.bool, device=dev).scatter_(1, idx, True)
-        out[sel] = picked[r, col]
+    out = _dense_topk(gts, t, key, counts, first, n_anc, k)
     return out & ~positive_t
 
 
@@ -389,7 +407,12 @@ def pair_positives(seg: torch.Tensor, key: torch.Tensor, s: torch.Tensor, u: tor
         positive_t = t > 0
         counts = torch.bincount(seg, minlength=b * m)  # pairs per GT; a GT's pairs are contiguous
         first = counts.cumsum(0) - counts
-        pos_topk = _segment_topk(seg, t, counts, first, p.topk)
+        pos_topk, tied = _segment_topk(seg, t, counts, first, p.topk)
+        if tied.numel():  # the cut falls inside a tie of t > 0: the reference's torch.topk on its dense row decides
+            in_tied = torch.zeros(counts.numel(), dtype=torch.bool, device=dev)
+            in_tied[tied] = True
+            on_tied = in_tied[seg]
+            pos_topk[on_tied] = (_dense_topk(tied, t, key, counts, first, n_anc, p.topk) & positive_t)[on_tied]
         pos_topk |= _zero_picks_that_matter(seg, key, t, u, positive_t, pos_topk, counts, first, b * n_anc, n_anc,
                                             p.topk)
 
@@ -412,7 +435,22 @@ def pair_positives(seg: torch.Tensor, key: torch.Tensor, s: torch.Tensor, u: tor
             pos &= positive_t
             idx = pos.nonzero().squeeze(1)
             order = idx[_rank_order(seg[idx], t[idx])]
-            pos[order[_segment_rank(seg[order], torch.ones_like(order, dtype=torch.bool)) >= p.topk2]] = False
+            rank = _segment_rank(seg[order], torch.ones_like(order, dtype=torch.bool))
+            # a GT whose topk2-th and next surviving t are equal: torch.topk's tie order on the reference's row
+            # (t at the GT's surviving positives, 0 elsewhere) decides which of the tied ones stay
+            last_kept = torch.full((b * m,), -1.0, dtype=t.dtype, device=dev)
+            first_cut = torch.full((b * m,), -2.0, dtype=t.dtype, device=dev)
+            last_kept[seg[order[rank == p.topk2 - 1]]] = t[order[rank == p.topk2 - 1]]
+            first_cut[seg[order[rank == p.topk2]]] = t[order[rank == p.topk2]]
+            tied = (last_kept == first_cut).nonzero().squeeze(1)
+            survivors = pos.clone()
+            pos[order[rank >= p.topk2]] = False
+            if tied.numel():
+                in_tied = torch.zeros(b * m, dtype=torch.bool, device=dev)
+                in_tied[tied] = True
+                on_tied = in_tied[seg]
+                row = torch.where(survivors, t, torch.zeros((), dtype=t.dtype, device=dev))
+                pos[on_tied] = (_dense_topk(tied, row, key, counts, first, n_anc, p.topk2) & survivors)[on_tied]
 
     return t, pos_topk, pos, multi_flat
 
