@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tolerances import LOSS, SCORE, assert_close_f32
+from tolerances import LOSS, PIXELS, SCORE, assert_close_f32
 
 from yolotal.assigners.yolov5 import anchors_tensor, build_targets
 
@@ -182,7 +182,7 @@ def test_simota_pipeline_with_a_yolox_heads_file(name, tmp_path):
     batch = z["level0"].shape[0]
     cfg = config_from_dict({"imgsz": [h, w], "nc": nc, "assigner": {"name": "simota", "profile": "yolox-0.3"}})
     t = run(cfg, labels_from_array(z["labels"], batch), yolox_heads=yh)
-    np.testing.assert_allclose(t["yolox_pred_cxcywh"].numpy(), z["decoded"][..., :4], rtol=1e-6)
+    assert_close_f32(t["yolox_pred_cxcywh"], z["decoded"][..., :4], PIXELS, "YOLOX decode")
     for bi in range(batch):
         np.testing.assert_array_equal(t["fg_mask"][bi].numpy(), z[f"img{bi}_fg"])
         np.testing.assert_array_equal(t["target_gt_idx"][bi][t["fg_mask"][bi]].numpy(), z[f"img{bi}_gt"])
@@ -318,7 +318,7 @@ def test_yolov5_loss_through_the_pipeline_from_a_heads_file(name, tmp_path, cli)
     assert code == 0, err
     e = np.load(tmp_path / "o.npz")
     got = [float(e[k]) for k in ("v5_loss", "v5_lbox", "v5_lobj", "v5_lcls")]
-    np.testing.assert_allclose(got, z["loss"], rtol=1e-5)
+    assert_close_f32(got, z["loss"], LOSS, "YOLOv5 loss")
 
 
 def test_compare_with_a_v8_heads_file(cli, tmp_path):

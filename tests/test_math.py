@@ -92,3 +92,17 @@ def test_dfl_clamped_exactly_at_reg_max_minus_1_01():
                         torch.ones(1, 1), torch.ones(1, 1, dtype=torch.bool), tb, torch.ones(1, 1, 1), (32, 32), reg_max,
                         (7.5, 0.5, 1.5))
     assert lo.dfl_clamped[0, 0].tolist() == [True, False, False, False]
+
+
+def test_dfl_loss_clamps_its_target_like_the_reference():
+    """ultralytics' bbox2dist clamps distances to [0, reg_max - 1 - 0.01]: with reg_max 16 a side of 20 bins becomes
+    14.99 (float32 14.9899998), split 0.01 / 0.99 between bins 14 and 15; a side of -3 becomes 0 (all on bin 0).
+    Logits: 0 everywhere but ln 2 at bin 15, so the softmax denominator is 15 + 2 = 17:
+    log p(bin 15) = ln 2 - ln 17, log p(any other bin) = -ln 17."""
+    logits = torch.zeros(1, 4, 16)
+    logits[..., 15] = math.log(2)
+    got = dfl_loss(logits, torch.tensor([[20.0, 20.0, -3.0, -3.0]]), 16).item()
+    w_right = float(torch.tensor(14.99) - 14)  # 0.9899998 in float32
+    side_far = -((1 - w_right) * -math.log(17) + w_right * (math.log(2) - math.log(17)))  # ln 17 - 0.99 ln 2
+    side_neg = math.log(17)  # all weight on bin 0
+    assert got == pytest.approx((2 * side_far + 2 * side_neg) / 4, rel=1e-6)

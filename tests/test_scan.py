@@ -69,12 +69,14 @@ def test_errors_are_collected_without_stopping(tmp_path):
     assert [Path(w["file"]).name for w in doc["worst_files"]] == ["x.txt", "z.txt", "y.txt"]
 
 
+@pytest.mark.parametrize("imgsz", [(640, 640), (320, 640), (640, 384)])  # (h, w); hand-worked: test_hand_worked.py
 @pytest.mark.parametrize("profile,key", [("classic", "cand_classic"), ("ultralytics", "cand_ultra")])
-def test_candidate_counts_agree_with_the_assigner(profile, key):
+def test_candidate_counts_agree_with_the_assigner(profile, key, imgsz):
     labels = load_labels(COCO8, 80)
     rows = np.concatenate([labels.cls[:, None].astype(np.float32), labels.xywhn], 1)
-    geo = geometry(rows, (640, 640), (8, 16, 32), 16)
-    t = run(config_from_dict({"imgsz": 640, "nc": 80, "assigner": {"profile": profile}}), labels, with_loss=False)
+    geo = geometry(rows, imgsz, (8, 16, 32), 16)
+    t = run(config_from_dict({"imgsz": list(imgsz), "nc": 80, "assigner": {"profile": profile}}), labels,
+            with_loss=False)
     for k in range(len(labels)):
         b = int(labels.batch_idx[k])
         m = sum(1 for j in range(k) if labels.batch_idx[j] == b)
@@ -97,10 +99,11 @@ def test_clamped_flag_matches_the_loss():
     assert not cl[fg & (tgi == 1)].any(-1).all()  # GT 1 has anchors that represent it unclamped
 
 
-def test_simulate_matches_the_pipeline():
-    res = scan(COCO8, (640, 640), (8, 16, 32), 16, nc=80, do_simulate=True)
+@pytest.mark.parametrize("imgsz", [(640, 640), (320, 640)])  # (h, w)
+def test_simulate_matches_the_pipeline(imgsz):
+    res = scan(COCO8, imgsz, (8, 16, 32), 16, nc=80, do_simulate=True)
     labels = load_labels(COCO8, 80)
-    t = run(config_from_dict({"imgsz": 640, "nc": 80, "heads": {"kind": "trained"}}), labels, with_loss=False)
+    t = run(config_from_dict({"imgsz": list(imgsz), "nc": 80, "heads": {"kind": "trained"}}), labels, with_loss=False)
     for k in range(len(labels)):
         b = int(labels.batch_idx[k])
         m = sum(1 for j in range(k) if labels.batch_idx[j] == b)
