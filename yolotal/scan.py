@@ -1,7 +1,10 @@
 """Dataset audit: every label file of a dataset, every GT's geometric fate, without stopping at a problem.
 
 Per file, the lines are parsed with the core checks; a bad line becomes an error record (file, line,
-reason) and the rest of the file is still read. Per GT, on a square ``imgsz`` canvas:
+reason), and as in ultralytics' ``verify_image_label`` a file with one makes its image corrupt (left out of
+the audit); repeated rows are dropped. Each file's image size is read from its header and its labels are
+letterboxed onto the ``imgsz`` canvas like every other command does (without an image: the normalised boxes
+scaled to the canvas). Per GT, on that canvas:
 
 * candidates per level under both profiles: anchor centres strictly inside the box (``classic``) or inside
   the box enlarged to ``stride_val`` (``ultralytics``) -- the same arithmetic as the assigner. A GT with
