@@ -169,7 +169,8 @@ def test_bad_model_inputs(cli, tmp_path):
     code, _, err = cli("assign", SHAPES / "labels", "--model", pt, "--nc", "5")
     assert code == 2 and "--nc 5 disagrees with the model, whose head has nc = 2" in err
     code, _, err = cli("assign", SHAPES / "labels", "--model", "yolo11n.yaml", "--nc", "3", "--imgsz", "300")
-    assert code == 2 and "multiple of its largest stride (32)" in err
+    assert code == 2 and "imgsz [300, 300] is not a multiple of the largest stride 32 of this model" in err
+    assert "--imgsz 320,320" in err
     if not torch.cuda.is_available():
         code, _, err = cli("assign", SHAPES / "labels", "--model", "yolo11n.yaml", "--nc", "3", "--device", "cuda")
         assert code == 2 and "CUDA was asked for but torch sees no CUDA device" in err
@@ -395,4 +396,74 @@ def test_scan_model_skips_corrupt_files_whole_and_drops_duplicates(cli, tmp_path
     reasons = [(Path(e["file"]).name, e["line"], e["reason"]) for e in doc["errors"]]
     assert ("landscape.txt", 4, "1 duplicate row(s) dropped (line(s) 4)") in reasons
     assert any(f == "portrait.txt" and ln == 3 for f, ln, _ in reasons)
-    assert ("portrait.txt", 0, "corrupt: skipped whole, as the trainer does") in reasons
+    assert ("portrait.txt", None, "corrupt: skipped whole, as the trainer does") in reasons
+
+
+def test_review_findings_model_inputs(cli, tmp_path):
+    # a model YAML takes a dataset YAML's classes (3 here), not its own 80
+    code, out, err = cli("assign", SHAPES / "shapes.yaml", "--model", "yolo11n.yaml", "--imgsz", "320")
+    assert code == 0, err
+    assert "nc 3, reg_max 16" in " ".join(out.split())
+    # a directory of label files runs through the model one batch at a time: the first --batch files
+    out_npz = tmp_path / "b.npz"
+    code, out, err = cli("assign", SHAPES / "labels", "--model", "yolo11n.yaml", "--nc", "3", "--imgsz", "320",
+                         "--batch", "2", "--export", out_npz)
+    assert code == 0, err
+    assert np.load(out_npz)["pred_scores"].shape[0] == 2
+    assert "the first 2 of 4 label files" in " ".join((out + err).split())
+    # a broken model YAML: one line
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("garbage: [\n")
+    code, _, err = cli("assign", SHAPES / "labels", "--model", bad)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "bad.yaml" in err
+
+
+def test_replaying_heads_on_other_labels_is_refused(cli, tmp_path):
+    import shutil
+
+    saved = tmp_path / "s.npz"
+    code, _, err = cli("assign", SHAPES / "labels", "--model", "yolo11n.yaml", "--nc", "3", "--imgsz", "320",
+                       "--save-heads", saved)
+    assert code == 0, err
+    other = tmp_path / "labels"
+    other.mkdir()
+    for i, f in enumerate(sorted((SHAPES / "labels").glob("*.txt"))):
+        shutil.copy(f, other / f"img{i}.txt")
+    code, _, err = cli("assign", other, "--heads", saved)
+    assert code == 2 and "these heads were saved for the images landscape, portrait, square, wide" in err
+
+
+def test_compare_does_not_point_at_its_temporary_replay_file(cli):
+    code, out, err = cli("compare", SHAPES / "labels", "--model", "yolo11n.yaml", "--nc", "3", "--imgsz", "320",
+                         "-a", "tal,atss", "-i", "0")
+    assert code == 0, err and "saved to" not in out
+    assert "saved to" not in out + err
+
+
+@pytest.mark.parametrize("train_imgsz, want", [(250, "256×256"), ([192, 320], "320×320"), (640, "640×640")])
+def test_checkpoint_imgsz_as_the_trainer_used_it(cli, tmp_path, train_imgsz, want):
+    pt = tmp_path / "m.pt"
+    _checkpoint(pt, train_args={"imgsz": train_imgsz}, ema=False)
+    code, out, err = cli("assign", SHAPES / "labels" / "square.txt", "--model", pt)
+    assert code == 0, err
+    assert f"imgsz {want}" in " ".join(out.split())
+
+
+def test_scan_model_lists_images_under_10_px(cli, tmp_path):
+    from PIL import Image
+
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "images").mkdir()
+    for name, size in (("ok", (64, 48)), ("tiny", (8, 8))):
+        Image.new("RGB", size, (90, 90, 90)).save(tmp_path / "images" / f"{name}.png")
+        (tmp_path / "labels" / f"{name}.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    rep = tmp_path / "r.json"
+    code, out, err = cli("scan", tmp_path / "labels", "--model", "yolo11n.yaml", "--nc", "3", "--imgsz", "64",
+                         "--report", rep)
+    assert code == 0, err
+    doc = json.loads(rep.read_text())
+    assert doc["gts"] == 1 and doc["images_run"] == 1 and doc["images"] == 2
+    assert any("under 10 px" in e["reason"] and e["file"].endswith("tiny.txt") and e["line"] is None
+               for e in doc["errors"])
+    assert "1 images through the model (1 listed as problems, not run)" in " ".join(out.split())
+    assert doc["by_size"]["large"]["gts"] == 0 and doc["by_size"]["large"]["mean_iou"] is None  # empty: null

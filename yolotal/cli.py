@@ -170,8 +170,8 @@ def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_lo
     from .inputs.heads import load_heads, read_saved_run
     from .inputs.labels import load_labels, no_labels
     from .pipeline import run
-    from .prepare import (check_model_config, find_geometry, model_base, saved_base, saved_letterboxes,
-                          write_saved_heads)
+    from .prepare import (check_model_config, check_replay_matches, find_geometry, model_base, saved_base,
+                          saved_letterboxes, write_saved_heads)
 
     if model is not None and heads is not None:
         raise InputError("give --model or --heads, not both")
@@ -186,7 +186,13 @@ def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_lo
     if model is not None:
         from .inputs.model import load_model
 
-        lm = load_model(model, over.get("nc"), over.get("seed") or 0, device or "cpu")
+        nc = over.get("nc")
+        if nc is None and labels is not None and Path(model).suffix.lower() in (".yaml", ".yml"):
+            from .inputs.dataset import is_dataset_yaml, read_dataset
+
+            if is_dataset_yaml(labels):  # a model built from a YAML takes the dataset's classes, as training does
+                nc = read_dataset(labels).nc
+        lm = load_model(model, nc, over.get("seed") or 0, device or "cpu")
         base = model_base(lm)
     elif device is not None:
         raise InputError("--device applies to --model only")
@@ -223,7 +229,11 @@ def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_lo
             cfg = replace(cfg, nc=read_dataset(labels).nc)
     # a dataset YAML's split: as many of its images as the heads hold (default: a batch of 16, as ultralytics)
     limit = (h.batch if h is not None else cfg.heads.batch or 16)
+    if labels is not None and Path(labels).is_dir() and lm is None:
+        limit = None  # synthetic heads cover every file of a directory; a model runs on one batch of it
     lab = load_labels(labels, cfg.num_classes, split, limit) if labels is not None else no_labels()
+    if saved and "image_files" in saved and lab.files:
+        check_replay_matches(heads, saved, lab)
     notes: list[str] = []
     stored = saved_letterboxes(saved, lab.n_images) if saved else None
     if stored is not None and not pictures:
@@ -515,6 +525,10 @@ def scan(
         if run.pop(k, None) is not None and k != "model":
             raise InputError(f"--{k.replace('_dir', '')} applies to scan --model only")
     run.pop("save_heads", None)
+    import os
+
+    if int(os.environ.get("RANK", "0") or 0) != 0:  # under torchrun only scan --model shares the work out
+        return
     cfg = _config(config, **run)
     con = _console()
     _warnings_cfg(cfg, con)
@@ -613,7 +627,9 @@ def _scan_model(data: Path, config: Path | None, report: Path | None, workers: i
     secs = doc["meta"]["seconds"]
     parts = res.seconds
     doc["meta"]["stage_seconds"] = {k: round(v, 3) for k, v in parts.items()}
-    con.print(f"{res.n_done} images in {secs:.2f} s ({res.n_done / max(secs, 1e-9):.1f} images/s, {world} process(es)); "
+    skipped = f" ({res.n_done - res.n_run} listed as problems, not run)" if res.n_done > res.n_run else ""
+    con.print(f"{res.n_run} images through the model{skipped} in {secs:.2f} s ({res.n_run / max(secs, 1e-9):.1f} "
+              f"images/s, {world} process(es)); "
               f"decode+letterbox {parts['images']:.2f} s, model forward {parts['forward']:.2f} s, assignment + loss "
               f"{parts['assign_loss']:.2f} s ({100 * parts['assign_loss'] / max(parts['forward'], 1e-9):.0f}% of the "
               "forward)")
@@ -683,6 +699,7 @@ def compare(
             runs[n] = _assign_like(labels, config, h_path, opts, png, image_file, yolox_heads, v8_heads=True,
                                    with_loss=False)
     first = runs[names[0]]
+    first.notes = [n for n in first.notes if not n.startswith("heads, input images and letterboxes saved to")]
     con = _console()
     _warnings(first, con)
     if skipped:

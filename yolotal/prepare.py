@@ -29,7 +29,12 @@ class Geometry:
 def model_base(lm) -> Config:
     """What a loaded model sets: its nc, reg_max, strides; its training imgsz (else 640) and loss gains."""
     loss = replace(LossConfig(), **lm.train_gains)
-    return Config(imgsz=lm.train_imgsz or (640, 640), strides=lm.strides, nc=lm.nc, reg_max=lm.reg_max, loss=loss)
+    imgsz = (640, 640)
+    if lm.train_imgsz:  # the trainer used max(imgsz), rounded up to a multiple of the largest stride
+        smax = max(lm.strides)
+        side = -(-max(lm.train_imgsz) // smax) * smax
+        imgsz = (side, side)
+    return Config(imgsz=imgsz, strides=lm.strides, nc=lm.nc, reg_max=lm.reg_max, loss=loss)
 
 
 def saved_base(saved: dict) -> Config | None:
@@ -58,8 +63,19 @@ def check_model_config(cfg: Config, lm) -> None:
                              f"the model's {list(mine) if isinstance(mine, tuple) else mine}", lm.path)
     rounded = [w for w in cfg.warnings if w.startswith("imgsz ") and "multiple" in w]
     if rounded:
-        raise InputError(f"{rounded[0].split(';')[0]}: a model needs an imgsz that is a multiple of its largest "
-                         f"stride ({max(lm.strides)})", lm.path)
+        raise InputError(f"{rounded[0].split(';')[0]} of this model: a model runs at a multiple of it (e.g. "
+                         f"--imgsz {','.join(map(str, cfg.imgsz))})", lm.path)
+
+
+def check_replay_matches(path, saved: dict, lab: Labels) -> None:
+    """A ``--save-heads`` file replays the images it was saved for: the labels' files must name the same images
+    (by stem, in order), else its predictions and letterboxes would be applied to other pictures."""
+    saved_stems = [Path(str(f)).stem for f in saved["image_files"] if str(f)]
+    stems = [Path(f).stem for f in lab.files if f]
+    if saved_stems and stems and stems != saved_stems[: len(stems)]:
+        show = lambda xs: ", ".join(xs[:4]) + (" …" if len(xs) > 4 else "")  # noqa: E731
+        raise InputError(f"these heads were saved for the images {show(saved_stems)}, but the labels are for "
+                         f"{show(stems)}: replay with the label files of the run that saved them", str(path))
 
 
 def saved_letterboxes(saved: dict, n: int):
@@ -105,8 +121,7 @@ def find_geometry(lab: Labels, cfg: Config, explicit: list[Path] | None, images_
             if f is None:
                 raise InputError(f"{required_by} needs each image's picture: image {i} ({name}) comes from a batch file; "
                                  "give label files (one per image) or --image-file for each image")
-            looked = " or ".join(f"{c}.<{'|'.join(s[1:] for s in ('.jpg', '.png', '…'))}>"
-                                 for c in image_candidates(f, images_dir))
+            looked = " or ".join(f"{c}.jpg/.png/…" for c in image_candidates(f, images_dir))
             raise InputError(f"no image for this label file (looked for {looked}; --images DIR to point elsewhere)", f)
     boxes = [None if p is None else letterbox_for(*image_size(p), cfg.imgsz) for p in pics]
     return Geometry(pics, boxes)

@@ -55,7 +55,8 @@ class ModelScan:
     """Results per batch index: (GT records, per-image summaries, errors); merged in batch order."""
 
     batches: dict[int, tuple[list[GTRecord], list[dict], list[dict]]] = field(default_factory=dict)
-    n_done: int = 0
+    n_done: int = 0  # label files handled (run through the model, or listed as a problem)
+    n_run: int = 0  # images that went through the model
     partial: bool = False
     seconds: dict[str, float] = field(default_factory=lambda: {"images": 0.0, "forward": 0.0, "assign_loss": 0.0})
     losses: dict[int, tuple[float, float, float]] = field(default_factory=dict)  # batch -> (box, cls, dfl) weighted
@@ -166,11 +167,11 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
     def prepare(idx: int):
         label, image = items[idx]
         rows, lines, errs = _parse_file(label, cfg.nc)
-        errors = [{"file": label, "line": ln, "reason": why} for ln, why in errs]
+        errors = [{"file": label, "line": ln or None, "reason": why} for ln, why in errs]
         if image is None:
-            return None, errors + [{"file": label, "line": 0, "reason": "no image found for this label file"}]
+            return None, errors + [{"file": label, "line": None, "reason": "no image found for this label file"}]
         if errs:  # as ultralytics' verify_image_label: one bad row makes the whole image corrupt (skipped)
-            return None, errors + [{"file": label, "line": 0, "reason": "corrupt: skipped whole, as the trainer does"}]
+            return None, errors + [{"file": label, "line": None, "reason": "corrupt: skipped whole, as the trainer does"}]
         keep, dropped = duplicate_rows(np.array(rows, np.float32).reshape(-1, 5))
         if dropped.size:  # the trainer drops repeated rows (np.unique) and keeps its sorted order
             errors.append({"file": label, "line": lines[int(dropped[0])], "reason": f"{dropped.size} duplicate row(s) "
@@ -179,7 +180,10 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
         try:
             rgb = _decode_rgb(image)
         except InputError as e:
-            return None, errors + [{"file": label, "line": 0, "reason": str(e)}]
+            return None, errors + [{"file": label, "line": None, "reason": str(e)}]
+        if min(rgb.shape[:2]) < 10:  # ultralytics' check_image rejects it, as the geometry-only scan does
+            return None, errors + [{"file": label, "line": None, "reason": f"image {image}: size {rgb.shape[1]}×"
+                                    f"{rgb.shape[0]} is under 10 px (ultralytics rejects it)"}]
         lb = letterbox_for(rgb.shape[1], rgb.shape[0], cfg.imgsz)
         arr = letterbox_array(rgb, lb, cfg.imgsz).transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
         return (label, image, rows, lines, lb, arr), errors
@@ -217,9 +221,11 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
                     out.seconds["forward"] += t2 - t1
                     out.seconds["assign_loss"] += t3 - t2
                     for im, p in zip(ims, ok):
-                        im.update(file=p[0], picture=str(p[1]))
+                        lb = p[4]
+                        im.update(file=p[0], picture=str(p[1]), orig_wh=[lb.w0, lb.h0], r=lb.r, pad=[lb.left, lb.top])
                 out.batches[k] = (recs, ims, errors)
                 out.n_done += len(batches[k])
+                out.n_run += len(ok)
                 if progress:
                     progress(len(batches[k]))
         except KeyboardInterrupt:
@@ -236,6 +242,7 @@ def merge(parts: list[ModelScan]) -> ModelScan:
         for key, v in res.seconds.items():
             merged.seconds[key] += v
         merged.n_done += res.n_done
+        merged.n_run += res.n_run
         merged.partial |= res.partial
     return merged
 
@@ -249,13 +256,13 @@ def summarise(res: ModelScan, names: list[str] | None, top: int = 20) -> dict:
         pos = sum(r.positives for r in sel)
         scores = [r.score_sum for r in sel]
         ious = [r.iou_mean * r.positives for r in sel if r.positives]
-        return {
+        return {  # None where there is nothing to average (no GT, or no positive)
             "gts": n,
-            "no_positive_pct": round(100.0 * sum(r.positives == 0 for r in sel) / n, 2) if n else 0.0,
-            "zero_weight_pct": round(100.0 * sum(r.positives > 0 and r.weighted == 0 for r in sel) / n, 2) if n else 0.0,
-            "positives_per_gt": round(pos / n, 3) if n else 0.0,
-            "mean_target_score": round(sum(scores) / pos, 4) if pos else 0.0,
-            "mean_iou": round(sum(ious) / pos, 4) if pos else 0.0,
+            "no_positive_pct": round(100.0 * sum(r.positives == 0 for r in sel) / n, 2) if n else None,
+            "zero_weight_pct": round(100.0 * sum(r.positives > 0 and r.weighted == 0 for r in sel) / n, 2) if n else None,
+            "positives_per_gt": round(pos / n, 3) if n else None,
+            "mean_target_score": round(sum(scores) / pos, 4) if pos else None,
+            "mean_iou": round(sum(ious) / pos, 4) if pos else None,
         }
 
     classes = sorted({r.cls for r in recs})
@@ -270,6 +277,7 @@ def summarise(res: ModelScan, names: list[str] | None, top: int = 20) -> dict:
     return {
         "partial": res.partial,
         "images": res.n_done,
+        "images_run": res.n_run,
         "loss_mean": {name: round(float(np.mean([x[i] for x in losses])), 5) if losses else None
                       for i, name in enumerate(("box", "cls", "dfl"))},
         "gts": len(recs),
@@ -305,6 +313,10 @@ def distributed() -> tuple[int, int]:
     if not dist.is_initialized():
         import torch
 
-        dist.init_process_group("nccl" if torch.cuda.is_available() and os.environ.get("YOLOTAL_DIST_BACKEND") != "gloo"
-                                else "gloo")
+        backend = os.environ.get("YOLOTAL_DIST_BACKEND") or ("nccl" if torch.cuda.is_available() else "gloo")
+        if backend not in ("gloo", "nccl"):
+            raise InputError(f"YOLOTAL_DIST_BACKEND: expected gloo or nccl, got {backend!r}")
+        if backend == "nccl" and not torch.cuda.is_available():
+            raise InputError("YOLOTAL_DIST_BACKEND=nccl needs CUDA devices; use gloo on the CPU")
+        dist.init_process_group(backend)
     return dist.get_rank(), dist.get_world_size()

@@ -178,6 +178,9 @@ def load_labels(path: str | Path, nc: int | None = None, split: str | None = Non
         files = sorted(f for f in p.iterdir() if f.suffix == ".txt" and f.is_file())
         if not files:
             raise InputError("no *.txt label files in this directory", str(p))
+        if limit and len(files) > limit:  # a model runs on a batch: the first ``limit`` files, said in a note
+            return replace(_load_files(files[:limit], nc), notes=(
+                f"{p}: the first {limit} of {len(files)} label files (--batch N for more; scan --model for all)",))
         return _load_files(files, nc)
     if not p.exists():
         raise InputError("label file not found", str(p))

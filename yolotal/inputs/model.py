@@ -172,7 +172,8 @@ def load_model(path: str | Path, nc: int | None = None, seed: int = 0, device: s
         try:
             cfg = tasks.yaml_model_load(p)
         except Exception as e:
-            raise InputError(f"cannot read the model YAML ({e.__class__.__name__}: {str(e)[:120]})", src) from None
+            raise InputError(f"cannot read the model YAML ({e.__class__.__name__}: {' '.join(str(e).split())[:160]})",
+                             src) from None
         if not isinstance(cfg, dict) or "head" not in cfg or "backbone" not in cfg:
             raise InputError("not an ultralytics model YAML (needs 'backbone' and 'head')", src)
         _task_of(tasks, cfg, src)
@@ -181,7 +182,7 @@ def load_model(path: str | Path, nc: int | None = None, seed: int = 0, device: s
             module = tasks.DetectionModel(cfg, nc=nc, verbose=False)
         except Exception as e:
             raise InputError(f"ultralytics could not build this model YAML ({e.__class__.__name__}: "
-                             f"{str(e)[:120]})", src) from None
+                             f"{' '.join(str(e).split())[:160]})", src) from None
         kind, arch, train_imgsz, gains, half = "yaml", str(cfg.get("yaml_file", p.name)), None, {}, False
     else:
         ckpt = _load_checkpoint(tasks, p, src)
@@ -189,7 +190,7 @@ def load_model(path: str | Path, nc: int | None = None, seed: int = 0, device: s
             module = ckpt.get("ema") if ckpt.get("ema") is not None else ckpt.get("model")
             if module is None:
                 keys = ", ".join(map(str, list(ckpt)[:8]))
-                raise InputError(f"not an ultralytics checkpoint: a dict without 'ema' or 'model' (keys: {keys})", src)
+                raise InputError(f"not an ultralytics checkpoint: no model under 'ema' or 'model' (keys: {keys})", src)
         else:
             module, ckpt = ckpt, {}
         if not isinstance(module, torch.nn.Module):

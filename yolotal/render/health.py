@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ..atomic import atomic_write
 from ..health import BUCKETS
+from .fmt import fit
 
 GROUPS = ("all", *BUCKETS)
 COLOURS = {"all": (20, 20, 20), "small": (214, 39, 40), "medium": (31, 119, 180), "large": (44, 160, 44)}
@@ -37,14 +38,14 @@ def render_health(rows: list[dict], con: Console, source: str) -> None:
         t.add_column(c, justify="right")
 
     def sml(r, stat):
-        return " · ".join("—" if share(r, b, stat) is None else f"{100 * share(r, b, stat):.0f}" for b in BUCKETS)
+        return "·".join("—" if share(r, b, stat) is None else f"{100 * share(r, b, stat):.0f}" for b in BUCKETS)
 
     for r in rows:
         t.add_row(str(r.get("epoch")), str(r.get("batches")), _f(r.get("all/gts")),
                   _f(share(r, "all", "no_pos"), True), _f(share(r, "all", "starved"), True),
                   _f(r.get("all/pos_per_gt")), _f(r.get("all/score")), _f(r.get("all/iou")),
                   sml(r, "no_pos"), sml(r, "starved"))
-    con.print(t)
+    con.print(fit(con, t, ("batches", "no pos % s·m·l", "starved % s·m·l")))
     if not rows:
         return
     last = rows[-1]
@@ -58,7 +59,7 @@ def render_health(rows: list[dict], con: Console, source: str) -> None:
         t.add_row(g, _f(last.get(f"{g}/gts")), _f(share(last, g, "no_pos"), True),
                   _f(share(last, g, "starved"), True), _f(last.get(f"{g}/positives")),
                   _f(last.get(f"{g}/pos_per_gt")), _f(last.get(f"{g}/score")), _f(last.get(f"{g}/iou")))
-    con.print(t)
+    con.print(fit(con, t, ("positives",)))
 
 
 PANELS = (  # title, value of (row, group), percent axis

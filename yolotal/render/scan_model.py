@@ -20,7 +20,7 @@ def _table(title: str, first: str, rows: dict) -> Table:
     for head, _, _ in COLUMNS:
         t.add_column(head, justify="right", no_wrap=True)
     for name, st in rows.items():
-        t.add_row(str(name), *(fmt.format(st[key]) for _, key, fmt in COLUMNS))
+        t.add_row(str(name), *("—" if st[key] is None else fmt.format(st[key]) for _, key, fmt in COLUMNS))
     return t
 
 
@@ -60,4 +60,4 @@ def render_model_scan(doc: dict, con: Console) -> None:
         con.print(Text(f"{len(doc['errors'])} problem(s) (label lines skipped, images missing or unreadable):",
                        style="bold yellow"))
         for e in doc["errors"][:10]:
-            con.print(f"  {e['file']}{':' + str(e['line']) if e['line'] else ''}: {e['reason']}", soft_wrap=True)
+            con.print(f"  {e['file']}{':' + str(e['line']) if e.get('line') else ''}: {e['reason']}", soft_wrap=True)
