@@ -159,6 +159,11 @@ def _main(
     pass
 
 
+def _check_images_dir(images_dir: Path | None) -> None:
+    if images_dir is not None and not images_dir.is_dir():
+        raise InputError("--images: directory not found", str(images_dir))
+
+
 def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_loss: bool = True,
            pictures: "list[Path] | None" = None, yolox_heads: Path | None = None, v8_heads: bool = False,
            model: Path | None = None, device: str | None = None, images_dir: Path | None = None,
@@ -179,8 +184,7 @@ def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_lo
         raise InputError("--save-heads needs --model (it saves the model's heads)")
     if save_heads is not None and save_heads.suffix != ".npz":
         raise InputError("--save-heads path must end in .npz", str(save_heads))
-    if images_dir is not None and not images_dir.is_dir():
-        raise InputError("--images: directory not found", str(images_dir))
+    _check_images_dir(images_dir)
     lm = saved = None
     base = None
     if model is not None:
@@ -570,8 +574,7 @@ def _scan_model(data: Path, config: Path | None, report: Path | None, workers: i
 
     batch = run.pop("batch", None) or 16
     images_dir = run.pop("images_dir", None)
-    if images_dir is not None and not images_dir.is_dir():
-        raise InputError("--images: directory not found", str(images_dir))
+    _check_images_dir(images_dir)
     from .inputs.dataset import is_dataset_yaml
 
     if is_dataset_yaml(data):  # one split of a dataset YAML, train by default: what the trainer assigns on

@@ -157,7 +157,7 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
     """
     from .inputs.labels import Labels, duplicate_rows
     from .inputs.model import model_heads
-    from .inputs.pictures import _decode_rgb, letterbox_array, letterbox_for
+    from .inputs.pictures import _decode_rgb, letterbox_for, model_image
     from .pipeline import run
     from .scan import _parse_file
 
@@ -185,7 +185,7 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
             return None, errors + [{"file": label, "line": None, "reason": f"image {image}: size {rgb.shape[1]}×"
                                     f"{rgb.shape[0]} is under 10 px (ultralytics rejects it)"}]
         lb = letterbox_for(rgb.shape[1], rgb.shape[0], cfg.imgsz)
-        arr = letterbox_array(rgb, lb, cfg.imgsz).transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
+        arr = model_image(rgb, lb, cfg.imgsz)
         return (label, image, rows, lines, lb, arr), errors
 
     import time

@@ -169,11 +169,16 @@ def load_letterboxed(path: str | Path, box: Letterbox, imgsz: tuple[int, int]) -
     return letterbox_array(_decode_rgb(path), box, imgsz)
 
 
+def model_image(rgb: np.ndarray, box: Letterbox, imgsz: tuple[int, int]) -> np.ndarray:
+    """What a model sees of one decoded image: letterboxed, RGB, float32 in [0, 1], (3, h, w)."""
+    return letterbox_array(rgb, box, imgsz).transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
+
+
 def model_input(paths: list[str | Path], boxes: list[Letterbox], imgsz: tuple[int, int]) -> np.ndarray:
     """The tensor a model sees: letterboxed images, RGB, float32 in [0, 1], (b, 3, h, w)."""
     out = np.empty((len(paths), 3, imgsz[0], imgsz[1]), np.float32)
     for i, (p, box) in enumerate(zip(paths, boxes)):
-        out[i] = letterbox_array(_decode_rgb(p), box, imgsz).transpose(2, 0, 1) / np.float32(255.0)
+        out[i] = model_image(_decode_rgb(p), box, imgsz)
     return out
 
 
