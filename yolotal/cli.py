@@ -187,15 +187,18 @@ def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_lo
     _check_images_dir(images_dir)
     lm = saved = None
     base = None
+    dataset_nc = None  # a dataset YAML given as LABELS says how many classes there are
+    if labels is not None:
+        from .inputs.dataset import is_dataset_yaml, read_dataset
+
+        if is_dataset_yaml(labels):
+            dataset_nc = read_dataset(labels).nc
     if model is not None:
         from .inputs.model import load_model
 
         nc = over.get("nc")
-        if nc is None and labels is not None and Path(model).suffix.lower() in (".yaml", ".yml"):
-            from .inputs.dataset import is_dataset_yaml, read_dataset
-
-            if is_dataset_yaml(labels):  # a model built from a YAML takes the dataset's classes, as training does
-                nc = read_dataset(labels).nc
+        if nc is None and Path(model).suffix.lower() in (".yaml", ".yml"):
+            nc = dataset_nc  # a model built from a YAML takes the dataset's classes, as training does
         lm = load_model(model, nc, over.get("seed") or 0, device or "cpu")
         base = model_base(lm)
     elif device is not None:
@@ -226,11 +229,8 @@ def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_lo
         yh = load_heads(yolox_heads if yolox_heads is not None else heads, cfg.reg_max, cfg.nc, layout="yolox")
         if cfg.nc is None:
             cfg = replace(cfg, nc=yh.nc)
-    if labels is not None and cfg.nc is None:  # a dataset YAML says how many classes there are
-        from .inputs.dataset import is_dataset_yaml, read_dataset
-
-        if is_dataset_yaml(labels) and read_dataset(labels).nc is not None:
-            cfg = replace(cfg, nc=read_dataset(labels).nc)
+    if cfg.nc is None and dataset_nc is not None:
+        cfg = replace(cfg, nc=dataset_nc)
     # a dataset YAML's split: as many of its images as the heads hold (default: a batch of 16, as ultralytics)
     limit = (h.batch if h is not None else cfg.heads.batch or 16)
     if labels is not None and Path(labels).is_dir() and lm is None:

@@ -98,9 +98,13 @@ def _image_wh(path: str | None) -> tuple[int, int, str]:
         w, h = image_size(path)
     except InputError as e:
         return 0, 0, f"image {path}: {e.message}"
-    if w < 10 or h < 10:
-        return 0, 0, f"image {path}: size {w}×{h} is under 10 px (ultralytics rejects it)"
-    return w, h, ""
+    small = too_small(path, w, h)
+    return (0, 0, small) if small else (w, h, "")
+
+
+def too_small(path: str, w: int, h: int) -> str:
+    """Why ultralytics' check_image rejects an image of w × h px (a side under 10 px), or ""."""
+    return f"image {path}: size {w}×{h} is under 10 px (ultralytics rejects it)" if min(w, h) < 10 else ""
 
 
 def _parse_chunk(args: tuple[list[str], int, int | None, list[str | None]]) -> Parsed:

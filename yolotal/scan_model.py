@@ -88,20 +88,11 @@ def _flags(r: dict) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _box_iou(a, b):
-    """IoU of paired boxes a[i], b[i] (xyxy)."""
-    import torch
-
-    lt = torch.max(a[:, :2], b[:, :2])
-    rb = torch.min(a[:, 2:], b[:, 2:])
-    inter = (rb - lt).clamp(min=0).prod(1)
-    area = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(1) + (b[:, 2:] - b[:, :2]).clamp(min=0).prod(1) - inter
-    return inter / area.clamp(min=1e-9)
-
-
 def records_of(trace) -> tuple[list[GTRecord], list[dict]]:
     """Per real GT of a trace: its record; per image: a summary."""
     import torch
+
+    from .core.boxes import box_iou_pairs
 
     pos, cand = trace["pos_triples"], trace["cand_triples"]
     ts, pb, gb = trace["target_scores"], trace["pred_bboxes"], trace["gt_bboxes"]
@@ -111,7 +102,7 @@ def records_of(trace) -> tuple[list[GTRecord], list[dict]]:
         level_of[lv.start : lv.stop] = lv.index
     b_i, m_i, a_i = pos.unbind(1) if len(pos) else (torch.zeros(0, dtype=torch.int64),) * 3
     score = ts[b_i, a_i, gl[b_i, m_i, 0].long()] if len(pos) else torch.zeros(0)
-    iou = _box_iou(pb[b_i, a_i], gb[b_i, m_i]) if len(pos) else torch.zeros(0)
+    iou = box_iou_pairs(pb[b_i, a_i], gb[b_i, m_i]) if len(pos) else torch.zeros(0)
     key = (b_i * gb.shape[1] + m_i).tolist()
     per: dict[int, list[int]] = {}
     for j, k in enumerate(key):
@@ -159,7 +150,7 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
     from .inputs.model import model_heads
     from .inputs.pictures import _decode_rgb, letterbox_for, model_image
     from .pipeline import run
-    from .scan import _parse_file
+    from .scan import _parse_file, too_small
 
     out = ModelScan()
     batches = _batches(len(items), batch)
@@ -181,9 +172,9 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
             rgb = _decode_rgb(image)
         except InputError as e:
             return None, errors + [{"file": label, "line": None, "reason": str(e)}]
-        if min(rgb.shape[:2]) < 10:  # ultralytics' check_image rejects it, as the geometry-only scan does
-            return None, errors + [{"file": label, "line": None, "reason": f"image {image}: size {rgb.shape[1]}×"
-                                    f"{rgb.shape[0]} is under 10 px (ultralytics rejects it)"}]
+        small = too_small(image, rgb.shape[1], rgb.shape[0])  # as the geometry-only scan rejects it
+        if small:
+            return None, errors + [{"file": label, "line": None, "reason": small}]
         lb = letterbox_for(rgb.shape[1], rgb.shape[0], cfg.imgsz)
         arr = model_image(rgb, lb, cfg.imgsz)
         return (label, image, rows, lines, lb, arr), errors
