@@ -14,7 +14,7 @@ nc class logits — YOLOX's raw output order; ``Heads.boxes`` then holds the 5 l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +32,16 @@ class Heads:
         scores: Tensor[b, nc, A] float32 class logits.
         grids: (h, w) of each level, stride order.
         source: where they came from (a path or "synthetic ...").
+        extra: task-specific outputs by name, e.g. ``angle`` Tensor[b, 1, A] (OBB), ``mask_coef``
+            Tensor[b, nm, A] and ``protos`` Tensor[b, nm, h, w] (segment), ``kpts`` Tensor[b, K*D, A] (pose);
+            empty for detection.
     """
 
     boxes: torch.Tensor
     scores: torch.Tensor
     grids: tuple[tuple[int, int], ...]
     source: str
+    extra: dict = field(default_factory=dict)
 
     @property
     def batch(self) -> int:

@@ -36,6 +36,10 @@ class Labels:
         names: class names (from a dataset YAML), else empty.
         warnings: what the reader changed (duplicate rows dropped), one line each.
         notes: how the labels were found (a dataset YAML's split), one line each.
+        task: detect, segment, pose or obb: how the rows were read.
+        segments: per label, its polygon (k, 2) float32 normalised (segment rows, OBB corners (4, 2)), or None
+            where the row had none; empty tuple when no row had one.
+        keypoints: (n, K, D) float32 normalised keypoints (D = 2 or 3, visibility last), pose only; else None.
     """
 
     batch_idx: np.ndarray
@@ -47,6 +51,9 @@ class Labels:
     names: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    task: str = "detect"
+    segments: tuple = ()
+    keypoints: np.ndarray | None = None
 
     @property
     def n_images(self) -> int:
