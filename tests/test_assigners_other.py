@@ -181,7 +181,7 @@ def test_simota_pipeline_with_a_yolox_heads_file(name, tmp_path):
     yh = load_heads(tmp_path / "yolox.npz", 16, nc, layout="yolox")
     batch = z["level0"].shape[0]
     cfg = config_from_dict({"imgsz": [h, w], "nc": nc, "assigner": {"name": "simota", "profile": "yolox-0.3"}})
-    t = run(cfg, labels_from_array(z["labels"], batch), yolox_heads=yh)
+    t = run(cfg, labels_from_array(z["labels"], batch), own_heads=yh)
     assert_close_f32(t["yolox_pred_cxcywh"], z["decoded"][..., :4], PIXELS, "YOLOX decode")
     for bi in range(batch):
         np.testing.assert_array_equal(t["fg_mask"][bi].numpy(), z[f"img{bi}_fg"])
@@ -285,7 +285,7 @@ def test_yolox_loss_matches_get_losses(name, tmp_path):
     np.savez(tmp_path / "yolox.npz", **{k: z[k] for k in z.files if k.startswith("level")})
     cfg = config_from_dict({"imgsz": [h, w], "nc": nc, "assigner": {"name": "simota", "profile": "yolox-0.3"}})
     t = run(cfg, labels_from_array(z["labels"], z["level0"].shape[0]),
-            yolox_heads=load_heads(tmp_path / "yolox.npz", 16, nc, layout="yolox"))
+            own_heads=load_heads(tmp_path / "yolox.npz", 16, nc, layout="yolox"))
     got = [float(t[k]) for k in ("yolox_loss", "yolox_loss_iou", "yolox_loss_obj", "yolox_loss_cls")]
     np.testing.assert_allclose(got, z["loss"], **LOSS)
 

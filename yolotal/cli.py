@@ -119,28 +119,9 @@ def _console(record: bool = False) -> "Console":
 
 
 def _config(config: Path | None, base=None, **over):
-    from .config import load_config, with_overrides
+    from .api import run_config
 
-    cfg = load_config(config, base)
-    strides = over.pop("strides", None)
-    if strides is not None:
-        try:
-            over["strides"] = [int(s) for s in strides.split(",") if s.strip()]
-        except ValueError:
-            raise InputError(f"--strides: expected comma-separated integers, got {strides!r}") from None
-    imgsz = over.pop("imgsz", None)
-    if imgsz:
-        over["imgsz"] = parse_imgsz(imgsz)
-    return with_overrides(cfg, **over)
-
-
-def parse_imgsz(values: "list[str]") -> list[int]:
-    """--imgsz values -> [h, w]: "640", "720,1280" (h,w, as the config's [720, 1280]) or two repeated values."""
-    parts = [x.strip() for v in values for x in str(v).split(",")]
-    if not all(p.isdigit() and int(p) > 0 for p in parts) or not 1 <= len(parts) <= 2:
-        raise InputError(f"--imgsz: expected one size or h,w in px (e.g. 640 or 720,1280), got {','.join(map(str, values))!r}")
-    sizes = [int(p) for p in parts]
-    return sizes * (2 // len(sizes))
+    return run_config(config, base, **over)
 
 
 def _version(value: bool) -> None:
@@ -160,115 +141,15 @@ def _main(
 
 
 def _check_images_dir(images_dir: Path | None) -> None:
-    if images_dir is not None and not images_dir.is_dir():
-        raise InputError("--images: directory not found", str(images_dir))
+    from .api import check_images_dir
+
+    check_images_dir(images_dir)
 
 
-def _trace(labels: Path | None, config: Path | None, heads: Path | None, with_loss: bool = True,
-           pictures: "list[Path] | None" = None, yolox_heads: Path | None = None, v8_heads: bool = False,
-           model: Path | None = None, device: str | None = None, images_dir: Path | None = None,
-           save_heads: Path | None = None, split: str | None = None, **over) -> "Trace":
-    """pictures: explicit image files in batch order; else each label file's image is looked up (one geometry
-    rule for every command). model: run the user's model on those images for the heads."""
-    from dataclasses import replace
+def _trace(labels: Path | None, config: Path | None, heads: Path | None, **kw) -> "Trace":
+    from .api import build_trace
 
-    from .inputs.heads import load_heads, read_saved_run
-    from .inputs.labels import load_labels, no_labels
-    from .pipeline import run
-    from .prepare import (check_model_config, check_replay_matches, find_geometry, model_base, saved_base,
-                          saved_letterboxes, write_saved_heads)
-
-    if model is not None and heads is not None:
-        raise InputError("give --model or --heads, not both")
-    if save_heads is not None and model is None:
-        raise InputError("--save-heads needs --model (it saves the model's heads)")
-    if save_heads is not None and save_heads.suffix != ".npz":
-        raise InputError("--save-heads path must end in .npz", str(save_heads))
-    _check_images_dir(images_dir)
-    lm = saved = None
-    base = None
-    dataset_nc = None  # a dataset YAML given as LABELS says how many classes there are
-    if labels is not None:
-        from .inputs.dataset import is_dataset_yaml, read_dataset
-
-        if is_dataset_yaml(labels):
-            dataset_nc = read_dataset(labels).nc
-    if model is not None:
-        from .inputs.model import load_model
-
-        nc = over.get("nc")
-        if nc is None and Path(model).suffix.lower() in (".yaml", ".yml"):
-            nc = dataset_nc  # a model built from a YAML takes the dataset's classes, as training does
-        lm = load_model(model, nc, over.get("seed") or 0, device or "cpu")
-        base = model_base(lm)
-    elif device is not None:
-        raise InputError("--device applies to --model only")
-    elif heads is not None:
-        saved = read_saved_run(heads)
-        base = saved_base(saved)
-    cfg = _config(config, base, **over)
-    if lm is not None:
-        check_model_config(cfg, lm)
-    # --heads is in the layout of the chosen assigner: YOLOv8 (DFL) for tal/atss, YOLOX for simota, YOLOv5 for
-    # yolov5; the v8 decode stage then runs on synthetic heads of the same seed
-    name = "tal" if v8_heads else cfg.assigner.name  # v8_heads: --heads is YOLOv8 whatever the assigner (compare)
-    if lm is not None and name in ("simota", "yolov5"):
-        raise InputError(f"--model gives YOLOv8/YOLO11 (DFL) heads; the {name} assigner needs its own heads "
-                         "(--heads in its layout, or synthetic ones)")
-    h = load_heads(heads, cfg.reg_max, cfg.nc) if heads is not None and name not in ("simota", "yolov5") else None
-    if h is not None and cfg.nc is None:
-        cfg = replace(cfg, nc=h.nc)
-    yh = v5h = None
-    if heads is not None and name == "yolov5":
-        from .inputs.heads import load_v5_heads
-
-        v5h = load_v5_heads(heads, cfg.nc, len(cfg.assigner.anchors[0]) // 2)
-        if cfg.nc is None:
-            cfg = replace(cfg, nc=v5h[0].shape[-1] - 5)
-    if yolox_heads is not None or (heads is not None and name == "simota"):
-        yh = load_heads(yolox_heads if yolox_heads is not None else heads, cfg.reg_max, cfg.nc, layout="yolox")
-        if cfg.nc is None:
-            cfg = replace(cfg, nc=yh.nc)
-    if cfg.nc is None and dataset_nc is not None:
-        cfg = replace(cfg, nc=dataset_nc)
-    # a dataset YAML's split: as many of its images as the heads hold (default: a batch of 16, as ultralytics)
-    limit = (h.batch if h is not None else cfg.heads.batch or 16)
-    if labels is not None and Path(labels).is_dir() and lm is None:
-        limit = None  # synthetic heads cover every file of a directory; a model runs on one batch of it
-    lab = load_labels(labels, cfg.num_classes, split, limit) if labels is not None else no_labels()
-    if saved and "image_files" in saved and lab.files:
-        check_replay_matches(heads, saved, lab)
-    notes: list[str] = []
-    stored = saved_letterboxes(saved, lab.n_images) if saved else None
-    if stored is not None and not pictures:
-        files = [str(x) for x in saved.get("image_files", [])]
-        pics = [files[i] if i < len(files) and files[i] and Path(files[i]).is_file() else None
-                for i in range(len(stored))]
-        geo_pics, geo_boxes = pics, stored
-        notes.append(f"letterboxes as saved in {heads} by the run that wrote it")
-    elif labels is None:
-        geo_pics, geo_boxes = [], []
-    else:
-        geo = find_geometry(lab, cfg, list(pictures) if pictures else None, images_dir,
-                            "--model" if lm is not None else None)
-        geo_pics, geo_boxes = geo.pictures, geo.letterboxes
-    if lm is not None:
-        from .inputs.model import model_heads
-        from .inputs.pictures import model_input
-        from .prepare import Geometry
-
-        if not lab.n_images or labels is None:
-            raise InputError("--model needs LABELS whose images it can run on")
-        images = model_input(geo_pics, geo_boxes, cfg.imgsz)
-        branch = "one2one" if cfg.assigner.name == "tal-o2o" and lm.end2end else "one2many"
-        h = model_heads(lm, images, lm.describe(cfg.imgsz, branch), branch)
-        cfg = replace(cfg, nc=lm.nc)
-        notes.append(h.source)
-        if save_heads is not None:
-            p = write_saved_heads(save_heads, h, images, Geometry(geo_pics, geo_boxes), cfg, lm)
-            notes.append(f"heads, input images and letterboxes saved to {p} (replay: --heads {p})")
-    return run(cfg, lab, h, with_loss=with_loss, pictures=geo_pics, letterboxes=geo_boxes, yolox_heads=yh,
-               yolov5_heads=v5h, notes=notes)
+    return build_trace(labels, config, heads, **kw)
 
 
 def check_output(path: Path | None, option: str, suffixes: tuple[str, ...] = ()) -> None:
@@ -384,7 +265,8 @@ def _assign_like(labels: Path | None, config: Path | None, heads: Path | None, r
         raise InputError("missing LABELS: give a label file, a directory of label files, or a batch file")
     check_output(png, "--png", (".png",))
     check_output(run.get("save_heads"), "--save-heads", (".npz",))
-    return _trace(labels, config, heads, pictures=image_file, yolox_heads=yolox_heads, v8_heads=v8_heads,
+    return _trace(labels, config, heads, pictures=image_file, v8_heads=v8_heads,
+                  extra_heads={"yolox": yolox_heads} if yolox_heads is not None else None,
                   with_loss=with_loss, **run)
 
 
@@ -413,18 +295,12 @@ def assign(
 ) -> None:
     """Assignment of LABELS stage by stage (TAL by default; --assigner for ATSS, SimOTA, YOLOv5), with GTs that
     get no positives flagged."""
-    from .render.others import render_assign_other
-    from .render.terminal import render_assign
-
     check_output(export, "--export", EXPORT_SUFFIXES)
     trace = _assign_like(labels, config, heads, run, png, image_file)
     con = _console()
     _warnings(trace, con)
     images = _images(trace, image)
-    if trace.config.assigner.is_tal:
-        render_assign(trace, con, images, full)
-    else:
-        render_assign_other(trace, con, images, full)
+    trace.family.render_assign(trace, con, images, full)
     _png(trace, images, png, con)
     _finish(trace, con, export)
 
@@ -440,19 +316,11 @@ def loss(
     run: dict = None,
 ) -> None:
     """Loss terms (BCE, CIoU, DFL): raw and gain-weighted, per image and per GT; warns on clamped DFL targets."""
-    from .render.others import render_v5_loss, render_yolox_loss
-    from .render.terminal import render_loss
-
     check_output(export, "--export", EXPORT_SUFFIXES)
     trace = _assign_like(labels, config, heads, run)
     con = _console()
     _warnings(trace, con)
-    if trace.config.assigner.name == "simota":
-        render_yolox_loss(trace, con, _images(trace, image))
-    elif trace.config.assigner.name == "yolov5":
-        render_v5_loss(trace, con, _images(trace, image))
-    else:
-        render_loss(trace, con, _images(trace, image))
+    trace.family.render_loss(trace, con, _images(trace, image))
     _finish(trace, con, export)
 
 
@@ -677,9 +545,18 @@ def compare(
     names = [x.strip() for x in assigners.split(",") if x.strip()]
     if not names:
         raise InputError("--assigners: give at least one assigner")
+    from .assigners import registry
+
+    specs = {}
+    for n in names:
+        try:
+            specs[n] = registry.resolve(n)
+        except KeyError:
+            raise InputError(f"--assigners: unknown assigner {n!r} (known: {', '.join(registry.names())}, or a "
+                             "profile such as yolox-0.3)") from None
     skipped = []
     if run.get("model") is not None:
-        skipped = [n for n in names if n in ("simota", "yolov5", "yolox-0.3")]
+        skipped = [n for n in names if not registry.get(specs[n][0]).from_model]
         names = [n for n in names if n not in skipped]
         if not names:
             raise InputError("--model gives YOLOv8/YOLO11 (DFL) heads: compare tal, tal-o2o and atss on them")
@@ -688,11 +565,11 @@ def compare(
 
     with tempfile.TemporaryDirectory(prefix="yolotal-") as tmp:
         for n in names:
-            name, profile = ("simota", "yolox-0.3") if n == "yolox-0.3" else (n, None)
+            name, profile = specs[n]
             if n in runs:
                 raise InputError(f"--assigners: {n} given twice")
             opts = dict(run, name=name, profile=profile)
-            saved = Path(tmp) / f"model_heads_{'one2one' if name == 'tal-o2o' else 'one2many'}.npz"
+            saved = Path(tmp) / f"model_heads_{registry.get(name).model_branch}.npz"
             h_path = heads
             if run.get("model") is not None and saved.exists():  # the model ran already: replay its heads
                 opts.update(model=None, device=None, save_heads=None)

@@ -14,13 +14,19 @@ from typing import Any
 from .errors import InputError
 
 PROFILES = ("ultralytics", "classic")  # of the task-aligned assigners
-ASSIGNERS = {  # name -> (its profiles, default profile, default topk)
-    "tal": (PROFILES, "ultralytics", 10),
-    "tal-o2o": (PROFILES, "ultralytics", 7),
-    "simota": (("yolox", "yolox-0.3"), "yolox", 10),
-    "atss": (("yolov6",), "yolov6", 9),
-    "yolov5": (("yolov5",), "yolov5", 10),
-}
+
+
+def _family(name: str):
+    """The registered assigner family (its profiles, default profile and topk live in its module)."""
+    from .assigners import registry
+
+    return registry.get(name)
+
+
+def _assigner_names() -> tuple[str, ...]:
+    from .assigners import registry
+
+    return registry.names()
 YOLOV5_ANCHORS = ((10, 13, 16, 30, 33, 23), (30, 61, 62, 45, 59, 119), (116, 90, 156, 198, 373, 326))
 HEAD_KINDS = ("randn", "trained")
 
@@ -31,7 +37,7 @@ class AssignerConfig:
 
     name: tal (one-to-many TAL), tal-o2o (YOLO26's one-to-one head: topk 7, topk2 1), simota (YOLOX),
     atss (YOLOv6 / mmyolo BatchATSSAssigner), yolov5 (static anchor matching). profile and topk default
-    by name (see ASSIGNERS); topk is ATSS's candidates per level and SimOTA's IoUs summed for dynamic k.
+    by name (each family declares its own: yolotal/assigners/registry.py); topk is ATSS's candidates per level and SimOTA's IoUs summed for dynamic k.
     """
 
     name: str = "tal"
@@ -46,7 +52,8 @@ class AssignerConfig:
 
     @property
     def is_tal(self) -> bool:
-        return self.name in ("tal", "tal-o2o")
+        """A task-aligned assigner (topk2, alpha, beta, the TAL profiles), as its family declares."""
+        return _family(self.name).task_aligned
 
 
 @dataclass(frozen=True)
@@ -180,7 +187,8 @@ def config_from_dict(raw: Any, src: str | None = None, base: Config | None = Non
         a = _check_keys(top["assigner"], {f.name for f in fields(AssignerConfig)}, "assigner.", src)
         akw: dict[str, Any] = {}
         if "name" in a:
-            _need(isinstance(a["name"], str) and a["name"] in ASSIGNERS, "assigner.name", " or ".join(ASSIGNERS), a["name"], src)
+            names = _assigner_names()
+            _need(isinstance(a["name"], str) and a["name"] in names, "assigner.name", " or ".join(names), a["name"], src)
             akw["name"] = a["name"]
             if a["name"] != cfg.assigner.name:  # another assigner: its own default profile and topk
                 akw.update(profile=None, topk=None, topk2=None)
@@ -227,15 +235,16 @@ def config_from_dict(raw: Any, src: str | None = None, base: Config | None = Non
 def finalize(cfg: Config, src: str | None = None) -> Config:
     """Cross-field checks, and ultralytics' rounding of imgsz up to a multiple of the largest stride."""
     a = cfg.assigner
-    profiles, default_profile, default_topk = ASSIGNERS[a.name]
+    fam = _family(a.name)
+    profiles, default_profile, default_topk = fam.profiles, fam.default_profile, fam.default_topk
     if a.profile is None:
         a = replace(a, profile=default_profile)
     elif a.profile not in profiles:
         raise InputError(f"assigner.profile: the {a.name} assigner has profiles {' or '.join(profiles)}, got {a.profile!r}",
                          src)
     if a.topk is None:
-        a = replace(a, topk=default_topk, topk2=1 if a.name == "tal-o2o" and a.topk2 is None else a.topk2)
-    if a.name == "yolov5" and len(a.anchors) != len(cfg.strides):
+        a = replace(a, topk=default_topk, topk2=fam.default_topk2 if a.topk2 is None else a.topk2)
+    if fam.heads_layout == "yolov5" and len(a.anchors) != len(cfg.strides):
         raise InputError(f"assigner.anchors: {len(a.anchors)} levels of anchors for {len(cfg.strides)} strides", src)
     if a.topk2 is not None and not a.is_tal:
         raise InputError(f"assigner.topk2: only the task-aligned assigners have topk2, not {a.name}", src)

@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .assigners.tal import TALParams, assign, candidate_boxes
-from .assigners.tal_sparse import assign_sparse
+from .assigners import registry
 from .config import Config
 from .core.anchors import Level, levels_for, make_anchors
 from .core.boxes import xywh_to_xyxy
@@ -34,10 +33,7 @@ from .core.decode import dfl_distances, ltrb_to_xyxy
 from .errors import InputError
 from .inputs.heads import Heads, check_grids, synthetic_randn, synthetic_trained
 from .inputs.labels import Labels, check_classes, with_batch
-from .loss import detection_loss
-
-
-DENSE_BYTES_PER_CELL = 32  # peak bytes per (image, GT, anchor) cell of the dense assignment and its stages
+from .assigners.tal_family import DENSE_BYTES_PER_CELL  # noqa: F401  (re-exported: tests size inputs with it)
 
 
 @dataclass
@@ -89,6 +85,30 @@ class Trace:
     def n_gts(self, image: int) -> int:
         return len(self.gt_origin[image])
 
+    @property
+    def family(self) -> "registry.Family":
+        """The assigner family that made the assignment stages (its render hooks show them)."""
+        return registry.get(self.config.assigner.name)
+
+
+@dataclass
+class RunInputs:
+    """What a family's stages read besides the trace.
+
+    labels: the batch's labels after the letterbox. heads: the YOLOv8-layout heads of the decode stage.
+    own: the family's own heads (YOLOX / YOLOv5 layout) when given, else None. nc: classes.
+    tal_inputs: (pd_scores (b,A,nc), pd_bboxes (b,A,4) px, anc_points (A,2) px, gt_labels (b,M,1),
+    gt_bboxes (b,M,4) px, mask_gt (b,M,1)), the detection assigners' six inputs.
+    state: what a family's assignment hands on to its loss.
+    """
+
+    labels: Labels
+    heads: Heads
+    own: object
+    nc: int
+    tal_inputs: tuple
+    state: dict = field(default_factory=dict)
+
 
 def pad_targets(labels: Labels, batch: int, imgsz: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Labels -> padded (gt_labels (b,M,1), gt_bboxes (b,M,4) px xyxy, mask_gt (b,M,1)), M = most GTs per image.
@@ -128,10 +148,10 @@ def make_heads(cfg: Config, labels: Labels, heads: Heads | None, batch: int | No
 
 
 def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool = True,
-        pictures: list | None = None, yolox_heads: Heads | None = None,
-        yolov5_heads: list[torch.Tensor] | None = None, letterboxes: list | None = None,
+        pictures: list | None = None, own_heads=None, letterboxes: list | None = None,
         notes: list[str] | None = None) -> Trace:
-    """Run the whole pipeline and record every stage.
+    """Run the whole pipeline and record every stage; the assigner family (``cfg.assigner.name``, looked up in
+    the registry) records its own stages and loss.
 
     pictures: per image, the path of its image or None. One geometry rule for every command: an image's
     labels are first mapped through ultralytics' validation letterbox onto the imgsz canvas (scale r, then
@@ -139,10 +159,10 @@ def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool
     normalised labels are scaled to the imgsz canvas.
     letterboxes: per image, its Letterbox (or None) when already known (from a model run or a saved heads
     file); default: computed from each picture's header.
-    yolox_heads: YOLOX-layout heads for the simota assigner (default: the same predictions as ``heads``).
-    yolov5_heads: YOLOv5 head maps (b, na, h, w, 5+nc) per level for yolov5's loss (default: synthetic).
+    own_heads: the family's own heads (its ``read_heads``: YOLOX- or YOLOv5-layout), or None for synthetic ones.
     notes: lines describing where the inputs came from, shown before the geometry notes.
     """
+    fam = registry.get(cfg.assigner.name)
     pictures = list(pictures or [])
     if letterboxes is None:
         from .inputs.pictures import image_size, letterbox_for
@@ -155,11 +175,11 @@ def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool
         labels = apply_letterbox(labels, boxes, cfg.imgsz)
     # the assigner's own heads (YOLOX, YOLOv5) set the batch when the v8 heads are synthetic: images beyond the
     # labels are background, whichever heads say how many there are
-    own = yolox_heads.batch if yolox_heads is not None else yolov5_heads[0].shape[0] if yolov5_heads else None
-    heads = make_heads(cfg, labels, heads, None if own is None else int(own))
-    if own is not None and int(own) != heads.batch:
-        raise InputError(f"the {'YOLOX' if yolox_heads is not None else 'YOLOv5'} heads hold {int(own)} images but "
-                         f"the YOLOv8 heads {heads.batch}", heads.source)
+    own = fam.own_batch(own_heads)
+    heads = make_heads(cfg, labels, heads, own)
+    if own is not None and own != heads.batch:
+        raise InputError(f"the {fam.heads_title} heads hold {own} images but the YOLOv8 heads {heads.batch}",
+                         heads.source)
     check_grids(heads, cfg.grids, cfg.imgsz, cfg.strides)
     nc = heads.nc
     check_classes(labels, nc)
@@ -167,7 +187,7 @@ def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool
     a_cfg = cfg.assigner
     levels = levels_for(list(heads.grids), cfg.strides)
     n_anchors = levels[-1].stop
-    if a_cfg.is_tal and a_cfg.topk > n_anchors:
+    if fam.task_aligned and a_cfg.topk > n_anchors:
         raise InputError(f"assigner.topk ({a_cfg.topk}) is larger than the number of anchors ({n_anchors})", "config")
 
     gt_origin: list[list[tuple[str, int]]] = [[] for _ in range(heads.batch)]
@@ -206,26 +226,14 @@ def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool
                     "trainer treats it as padding, and so does this run"
                 )
 
-    inputs = (pred_scores, pred_bboxes, anchor_points * stride_tensor, gt_labels, gt_bboxes, mask_gt)
-    if a_cfg.is_tal:
-        _assign_tal(trace, cfg, nc, inputs)
-    elif a_cfg.name == "atss":
-        _assign_atss(trace, cfg, nc, inputs)
-    elif a_cfg.name == "simota":
-        xh = yolox_heads if yolox_heads is not None else yolox_from_v8(trace)
-        trace.assigner_heads = xh.source
-        _assign_simota(trace, cfg, nc, xh)
-    else:
-        trace.assigner_heads = ("YOLOv5 heads given (--heads)" if yolov5_heads is not None else
-                                f"synthetic {cfg.heads.kind} YOLOv5 heads (seed {cfg.heads.seed})")
-        v5_levels = _assign_yolov5(trace, cfg, labels)
-    _add_positives(trace)
-    if with_loss and a_cfg.name in V8_LOSS_ASSIGNERS:
-        _add_loss(trace, cfg, pred_distri, pred_logits, pred_bboxes_grid, anchor_points, stride_tensor)
-    elif with_loss and a_cfg.name == "simota":
-        _add_yolox_loss(trace)
-    elif with_loss:
-        _add_v5_loss(trace, cfg, nc, v5_levels, yolov5_heads)
+    inputs = RunInputs(labels, heads, own_heads, nc,
+                       (pred_scores, pred_bboxes, anchor_points * stride_tensor, gt_labels, gt_bboxes, mask_gt))
+    fam.assign(trace, cfg, inputs)
+    pos, cand = fam.positives(trace)
+    trace.add("positives", "Positives and candidates of every assigner as (image, GT, anchor cell)",
+              pos_triples=pos, cand_triples=cand)
+    if with_loss:
+        fam.loss(trace, cfg, inputs)
     return trace
 
 
@@ -246,262 +254,3 @@ def geometry_notes(labels: Labels, pictures: list, boxes: list, imgsz: tuple[int
         shown = ", ".join(map(str, missing[:10])) + (" …" if len(missing) > 10 else "")
         out.append(f"image(s) {shown}: no image found: labels taken as a {w}×{h} image")
     return out
-
-
-V8_LOSS_ASSIGNERS = ("tal", "tal-o2o", "atss")  # whose targets feed the v8 loss (BCE, CIoU, DFL)
-
-
-def _assign_tal(trace: Trace, cfg: Config, nc: int, inputs: tuple) -> None:
-    """Task-aligned assignment: dense stages, or candidate pairs when they would not fit the budget."""
-    a_cfg = cfg.assigner
-    b, m, n_anchors = inputs[4].shape[0], inputs[4].shape[1], inputs[0].shape[1]
-    params = TALParams(
-        num_classes=nc, topk=a_cfg.topk, topk2=a_cfg.topk2, alpha=a_cfg.alpha, beta=a_cfg.beta,
-        eps=a_cfg.eps, profile=a_cfg.profile, stride_val=cfg.stride_val,
-    )
-    need_mb = b * m * n_anchors * DENSE_BYTES_PER_CELL / 2**20
-    if need_mb > cfg.dense_budget_mb:
-        trace.summarised = (
-            f"the dense (b, M, A) = ({b}, {m}, {n_anchors}) assignment tensors would take "
-            f"about {need_mb:,.0f} MB, over the {cfg.dense_budget_mb} MB budget (--budget-mb, config "
-            "dense_budget_mb): assigned on candidate pairs instead, with the same targets and loss; shown: per-GT "
-            "summaries, not the in-box grids, candidate and conflict tables or (b, M, A) tensors"
-        )
-        sp = assign_sparse(*inputs, params)
-        trace.add("candidates", "Candidates: anchor centres inside each GT",
-                  cand_bboxes=candidate_boxes(inputs[4], inputs[5], params))
-        trace.add(
-            "pairs", "Candidate pairs (image, GT, anchor)",
-            pair_b=sp.pair_b, pair_m=sp.pair_m, pair_a=sp.pair_a, pair_s=sp.pair_s, pair_u=sp.pair_u,
-            pair_t=sp.pair_t, pair_topk=sp.pair_topk, pair_pos=sp.pair_pos, mask_multi=sp.multi,
-        )
-        trace.add(
-            "targets", "Targets",
-            fg_mask=sp.fg_mask, target_gt_idx=sp.target_gt_idx, target_labels=sp.target_labels,
-            target_bboxes=sp.target_bboxes, target_scores=sp.target_scores, pos_align_metrics=sp.pos_align_metrics,
-            pos_overlaps=sp.pos_overlaps, norm_align_metric=sp.target_scores.amax(-1),
-        )
-        return
-    r = assign(*inputs, params)
-    trace.add("candidates", "Candidates: anchor centres inside each GT", cand_bboxes=r.cand_bboxes, mask_in_gts=r.mask_in_gts)
-    trace.add(
-        "metrics", "Alignment metric t = s^alpha * u^beta",
-        bbox_scores=r.bbox_scores, overlaps=r.overlaps, align_metric=r.align_metric,
-    )
-    trace.add("topk", "Top-k picks", topk_idxs=r.topk_idxs, mask_topk=r.mask_topk, mask_pos_topk=r.mask_pos_topk)
-    trace.add("conflicts", "Conflict resolution", mask_multi=r.mask_multi, mask_pos=r.mask_pos)
-    trace.add(
-        "targets", "Targets",
-        fg_mask=r.fg_mask, target_gt_idx=r.target_gt_idx, target_labels=r.target_labels,
-        target_bboxes=r.target_bboxes, target_scores=r.target_scores, pos_align_metrics=r.pos_align_metrics,
-        pos_overlaps=r.pos_overlaps, norm_align_metric=r.norm_align_metric,
-    )
-
-
-def _check_dense_budget(name: str, shape: str, cells: int, bytes_per_cell: int, cfg: Config) -> None:
-    """Assigners that are dense by nature refuse inputs that would not fit the budget, instead of swapping."""
-    need_mb = cells * bytes_per_cell / 2**20
-    if need_mb > cfg.dense_budget_mb:
-        raise InputError(
-            f"{name} builds dense {shape} tensors: about {need_mb:,.0f} MB here, over the {cfg.dense_budget_mb} MB "
-            "budget; raise --budget-mb (config dense_budget_mb) if the machine has the memory, or show fewer images "
-            "or GTs (only tal and tal-o2o can fall back to candidate pairs)"
-        )
-
-
-def _assign_atss(trace: Trace, cfg: Config, nc: int, inputs: tuple) -> None:
-    from .assigners import atss
-
-    _, pd_bboxes, anc_px, gt_labels, gt_bboxes, mask_gt = inputs
-    _check_dense_budget("atss", "(b, M, A)", gt_bboxes.shape[0] * gt_bboxes.shape[1] * anc_px.shape[0], 40, cfg)
-    r = atss.assign(anc_px, trace["stride_tensor"], [lv.count for lv in trace.levels], gt_labels, gt_bboxes, mask_gt,
-                    pd_bboxes, nc, cfg.assigner.topk)
-    trace.add("atss_candidates", f"ATSS candidates: the {cfg.assigner.topk} nearest prior boxes per level",
-              priors=r.priors, prior_overlaps=r.overlaps, distances=r.distances, candidate_idxs=r.candidate_idxs,
-              is_candidate=r.is_candidate)
-    trace.add("atss_threshold", "IoU threshold = mean + std of each GT's candidates", iou_threshold=r.threshold,
-              is_pos=r.is_pos, in_gt=r.in_gt)
-    trace.add("conflicts", "Conflict resolution: the largest prior IoU wins", mask_pos=r.mask_pos)
-    trace.add("targets", "Targets", fg_mask=r.fg_mask, target_gt_idx=r.target_gt_idx, target_labels=r.target_labels,
-              target_bboxes=r.target_bboxes, target_scores=r.target_scores)
-
-
-def yolox_from_v8(trace: Trace) -> Heads:
-    """YOLOX-layout heads carrying the same predictions as the trace's (v8) heads: the decoded boxes as
-    (x, y, log w, log h) regressions, the same class logits, and as objectness logit the largest class logit
-    (so sqrt(cls * obj) is the class score where that class leads, and background anchors stay background)."""
-    ap, st = trace["anchor_points"], trace["stride_tensor"]
-    box = trace["pred_bboxes"]  # (b, A, 4) px xyxy
-    wh = (box[..., 2:] - box[..., :2]).clamp(min=1e-3)
-    cxy = (box[..., :2] + box[..., 2:]) / 2
-    reg = torch.cat((cxy / st - (ap - 0.5), torch.log(wh / st)), -1)
-    obj = trace["pred_logits"].amax(-1, keepdim=True)
-    lead = torch.cat((reg, obj), -1).permute(0, 2, 1).contiguous()
-    return Heads(lead, trace["pred_logits"].permute(0, 2, 1).contiguous(), tuple((lv.h, lv.w) for lv in trace.levels),
-                 "the same predictions as the TAL heads, in YOLOX's layout (objectness = the largest class logit)")
-
-
-def _assign_simota(trace: Trace, cfg: Config, nc: int, heads: Heads) -> None:
-    from .assigners.simota import assign_image, decode
-
-    ap, st = trace["anchor_points"], trace["stride_tensor"]
-    cells = ap - 0.5
-    lead = heads.boxes.permute(0, 2, 1)  # (b, A, 5)
-    cls = heads.scores.permute(0, 2, 1)  # (b, A, nc)
-    pred = decode(lead[..., :4], cells, st)  # (b, A, 4) cx, cy, w, h px
-    b, n_anchors = pred.shape[:2]
-    fg = torch.zeros(b, n_anchors, dtype=torch.bool)
-    gt_idx = torch.zeros(b, n_anchors, dtype=torch.int64)
-    iou = torch.zeros(b, n_anchors)
-    per_image: dict[str, torch.Tensor] = {}
-    h, w = cfg.imgsz
-    lab = trace.labels
-    most = max((trace.n_gts(i) for i in range(b)), default=0)
-    _check_dense_budget("simota", "(GTs, candidates) per image", most * n_anchors, 32, cfg)
-    for i in range(b):
-        n = trace.n_gts(i)
-        if n == 0:
-            continue
-        # YOLOX takes labels as cx, cy, w, h in pixels: scaled straight from the normalised values
-        rows = lab.batch_idx == i
-        gt_cxcywh = torch.from_numpy(lab.xywhn[rows]) * torch.tensor([w, h, w, h], dtype=torch.float32)
-        per_image[f"simota_gt_cxcywh[{i}]"] = gt_cxcywh
-        r = assign_image(gt_cxcywh, trace["gt_labels"][i, :n, 0], pred[i], cls[i], lead[i, :, 4:5], cells, st, nc,
-                         cfg.assigner.profile, cfg.assigner.topk)
-        fg[i], iou[i] = r.fg, r.matched_iou
-        gt_idx[i] = r.matched_gt.clamp(min=0)
-        for k in ("candidates", "in_box", "in_centre", "geometry", "ious", "cls_cost", "iou_cost", "cost", "topk_ious",
-                  "dynamic_k", "picked", "matching"):
-            per_image[f"simota_{k}[{i}]"] = getattr(r, k)
-    trace.add("simota_decode", f"YOLOX decode ({heads.source})", yolox_pred_cxcywh=pred,
-              yolox_obj_logits=lead[..., 4:5].contiguous(), yolox_cls_logits=cls.contiguous())
-    trace.add("simota", "SimOTA per image (C = candidate anchors of the image)", **per_image)
-    trace.add("targets", "Targets", fg_mask=fg, target_gt_idx=gt_idx, pred_ious=iou)
-
-
-def _add_yolox_loss(trace: Trace) -> None:
-    """YOLOX's loss on the SimOTA targets."""
-    from .loss import yolox_loss
-
-    b = trace.batch
-    fg, gt_idx = trace["fg_mask"], trace["target_gt_idx"]
-    gts = [trace[f"simota_gt_cxcywh[{i}]"] if f"simota_gt_cxcywh[{i}]" in trace else torch.zeros(0, 4) for i in range(b)]
-    cls = [trace["gt_labels"][i, : trace.n_gts(i), 0] for i in range(b)]
-    lo = yolox_loss(trace["yolox_pred_cxcywh"], trace["yolox_obj_logits"], trace["yolox_cls_logits"], fg, gt_idx,
-                    trace["pred_ious"], gts, cls)
-    trace.add("loss", "YOLOX loss (reg_weight 5, no L1 term)", yolox_loss=lo.loss, yolox_loss_iou=lo.loss_iou,
-              yolox_loss_obj=lo.loss_obj, yolox_loss_cls=lo.loss_cls, yolox_num_fg=torch.tensor(lo.num_fg),
-              iou_per_anchor=lo.iou_per_anchor, obj_per_anchor=lo.obj_per_anchor, cls_per_anchor=lo.cls_per_anchor)
-
-
-def _assign_yolov5(trace: Trace, cfg: Config, labels: Labels) -> list:
-    from .assigners.yolov5 import anchors_tensor, build_targets
-
-    rows = np.concatenate([labels.batch_idx[:, None], labels.cls[:, None], labels.xywhn], 1).astype(np.float32)
-    lvs = build_targets(torch.from_numpy(rows), [(lv.h, lv.w) for lv in trace.levels], cfg.strides,
-                        anchors_tensor(cfg.assigner.anchors), cfg.assigner.anchor_t)
-    # label row -> slot within its image
-    slot = np.zeros(len(labels), np.int64)
-    seen: dict[int, int] = {}
-    for k, bi in enumerate(labels.batch_idx.tolist()):
-        slot[k] = seen.get(bi, 0)
-        seen[bi] = slot[k] + 1
-    slot_t = torch.from_numpy(slot)
-    tensors: dict[str, torch.Tensor] = {}
-    for lv, g in zip(trace.levels, lvs):
-        p = f"v5_l{lv.index}_"
-        tensors.update({p + "anchors": g.anchors, p + "ratio": g.ratio, p + "match": g.match, p + "gxy": g.gxy,
-                        p + "near": g.near, p + "image": g.image, p + "anchor": g.anchor, p + "gy": g.gy,
-                        p + "gx": g.gx, p + "gt": slot_t[g.label] if len(g.label) else g.label,
-                        p + "m_gt": slot_t[g.m_label] if len(g.m_label) else g.m_label, p + "m_anchor": g.m_anchor,
-                        p + "offset": g.offset, p + "tbox": g.tbox})
-    trace.add("yolov5", "YOLOv5 static matching per level", **tensors)
-    return lvs
-
-
-def synthetic_v5(trace: Trace, cfg: Config, nc: int, lvs: list) -> list[torch.Tensor]:
-    """YOLOv5 head maps (b, na, h, w, 5+nc): ``randn`` (seeded), or ``trained``: every target entry predicts its
-    tbox with noise, objectness and its class logit high; elsewhere objectness and classes low."""
-    gen = torch.Generator().manual_seed(cfg.heads.seed)
-    na = len(cfg.assigner.anchors[0]) // 2
-    out = []
-    for lv, g in zip(trace.levels, lvs):
-        x = torch.randn(trace.batch, na, lv.h, lv.w, 5 + nc, generator=gen)
-        if cfg.heads.kind == "trained":
-            x = x * 0.5
-            x[..., 4:] -= 4.0
-            if len(g.image):
-                logit = lambda p: torch.log(p / (1 - p))  # noqa: E731
-                xy = logit(((g.tbox[:, :2] + 0.5) / 2).clamp(0.02, 0.98))
-                wh = logit((torch.sqrt(g.tbox[:, 2:] / g.anchors[g.anchor]) / 2).clamp(0.02, 0.98))
-                noise = torch.randn(len(g.image), 4, generator=gen) * 0.2
-                x[g.image, g.anchor, g.gy, g.gx, :4] = torch.cat((xy, wh), 1) + noise
-                x[g.image, g.anchor, g.gy, g.gx, 4] = 3.0
-                x[g.image, g.anchor, g.gy, g.gx, 5 + g.cls] = 3.0
-        out.append(x)
-    return out
-
-
-def _add_v5_loss(trace: Trace, cfg: Config, nc: int, lvs: list, preds: list[torch.Tensor] | None) -> None:
-    from .assigners.yolov5 import yolov5_loss
-
-    if preds is None:
-        preds = synthetic_v5(trace, cfg, nc, lvs)
-    for lv, p in zip(trace.levels, preds):
-        if tuple(p.shape[2:4]) != (lv.h, lv.w) or p.shape[0] != trace.batch:
-            raise InputError(f"YOLOv5 heads: level {lv.index} is {tuple(p.shape)}, expected (b={trace.batch}, na, "
-                             f"{lv.h}, {lv.w}, 5+nc)")
-    g = (cfg.loss.v5_box, cfg.loss.v5_obj, cfg.loss.v5_cls)
-    lo = yolov5_loss(preds, lvs, nc, gains=g)
-    ciou = {f"v5_l{i}_ciou": c for i, c in enumerate(lo.ciou)}
-    trace.add("loss", f"YOLOv5 loss (hyp box {g[0]:g}, obj {g[1]:g}, cls {g[2]:g}; balance 4, 1, 0.4)", v5_loss=lo.total,
-              v5_lbox=lo.lbox, v5_lobj=lo.lobj, v5_lcls=lo.lcls, v5_level_box=torch.tensor(lo.level_box),
-              v5_level_obj=torch.tensor(lo.level_obj), v5_level_cls=torch.tensor(lo.level_cls), **ciou)
-
-
-def _add_positives(trace: Trace) -> None:
-    """Every assigner's positives as unique (image, GT slot, anchor cell) triples, and its candidates too."""
-    if "v5_l0_image" in trace:
-        parts = []
-        for lv in trace.levels:
-            p = f"v5_l{lv.index}_"
-            cell = lv.start + trace[p + "gy"] * lv.w + trace[p + "gx"]
-            parts.append(torch.stack((trace[p + "image"], trace[p + "gt"], cell), 1))
-        pos = torch.unique(torch.cat(parts), dim=0) if parts else torch.zeros(0, 3, dtype=torch.int64)
-        cand = torch.zeros(0, 3, dtype=torch.int64)
-    else:
-        fg, tgi = trace["fg_mask"], trace["target_gt_idx"]
-        bi, ai = torch.nonzero(fg, as_tuple=True)
-        pos = torch.stack((bi, tgi[bi, ai], ai), 1)
-        if "mask_in_gts" in trace:
-            cand = torch.nonzero(trace["mask_in_gts"] & trace["mask_gt"].bool())
-        elif "pair_b" in trace:
-            cand = torch.stack((trace["pair_b"], trace["pair_m"], trace["pair_a"]), 1)
-        elif "is_candidate" in trace:
-            cand = torch.nonzero(trace["is_candidate"] & trace["mask_gt"].bool())
-        else:  # simota: each GT's allowed anchors
-            rows = []
-            for i in range(trace.batch):
-                if f"simota_geometry[{i}]" in trace:
-                    ci = torch.nonzero(trace[f"simota_candidates[{i}]"]).flatten()
-                    m, c = torch.nonzero(trace[f"simota_geometry[{i}]"], as_tuple=True)
-                    rows.append(torch.stack((torch.full_like(m, i), m, ci[c]), 1))
-            cand = torch.cat(rows) if rows else torch.zeros(0, 3, dtype=torch.int64)
-    trace.add("positives", "Positives and candidates of every assigner as (image, GT, anchor cell)",
-              pos_triples=pos, cand_triples=cand)
-
-
-def _add_loss(trace: Trace, cfg: Config, pred_distri, pred_logits, pred_bboxes_grid, anchor_points, stride_tensor) -> None:
-    """The loss stage, from the targets already in the trace."""
-    lo = detection_loss(
-        pred_distri, pred_logits, pred_bboxes_grid, anchor_points, stride_tensor, trace["fg_mask"],
-        trace["target_bboxes"], trace["target_scores"], cfg.imgsz, cfg.reg_max,
-        (cfg.loss.box, cfg.loss.cls, cfg.loss.dfl), cfg.loss_profile,
-    )
-    trace.add(
-        "loss", "Loss",
-        loss_box=lo.loss_box, loss_cls=lo.loss_cls, loss_dfl=lo.loss_dfl, target_scores_sum=lo.target_scores_sum,
-        raw_box=lo.raw_box, raw_cls=lo.raw_cls, raw_dfl=lo.raw_dfl,
-        cls_per_anchor=lo.cls_per_anchor, box_per_anchor=lo.box_per_anchor, dfl_per_anchor=lo.dfl_per_anchor,
-        ciou=lo.ciou, dfl_target_ltrb=lo.dfl_target_ltrb, dfl_clamped=lo.dfl_clamped,
-    )

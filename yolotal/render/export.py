@@ -28,27 +28,9 @@ def run_meta(trace: Trace) -> dict:
     from .. import __version__
 
     cfg, a = trace.config, trace.config.assigner
-    if a.is_tal:
-        params = {"topk": a.topk, "topk2": a.topk2, "alpha": a.alpha, "beta": a.beta, "eps": a.eps}
-        if a.profile == "ultralytics":
-            params["stride_val"] = cfg.stride_val  # GT sides below it are enlarged for candidate selection
-    elif a.name == "atss":
-        params = {"topk": a.topk}  # candidates per level
-    elif a.name == "simota":
-        from ..assigners.simota import PROFILES
-
-        radius, penalty, box_test = PROFILES[a.profile]
-        params = {"topk": a.topk, "centre_radius_strides": radius, "penalty": penalty, "in_box_candidates": box_test}
-    else:
-        params = {"anchors": [list(r) for r in a.anchors], "anchor_t": a.anchor_t}
-    lo = cfg.loss
-    if a.name == "yolov5":
-        loss = {"name": "yolov5", "gains": {"box": lo.v5_box, "obj": lo.v5_obj, "cls": lo.v5_cls},
-                "balance": [4.0, 1.0, 0.4] if len(cfg.strides) == 3 else None}
-    elif a.name == "simota":
-        loss = {"name": "yolox", "gains": {"iou": 5.0, "obj": 1.0, "cls": 1.0}}  # YOLOX's reg_weight 5, fixed
-    else:
-        loss = {"name": "yolov8", "gains": {"box": lo.box, "cls": lo.cls, "dfl": lo.dfl}}
+    fam = trace.family
+    params = fam.params(cfg)
+    loss = fam.loss_meta(cfg)
     loss["computed"] = "loss" in trace.stages
     return {
         "yolotal": __version__, "assigner": a.name, "profile": a.profile, "params": params,

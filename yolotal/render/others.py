@@ -68,7 +68,7 @@ def summary_table(trace: Trace, image: int) -> Table:
     for j in sorted(range(len(per)), key=lambda j: (bool(per[j]), j)):  # GTs with no positive first
         anchors = per[j]
         x1, y1, x2, y2 = gb[j].tolist()
-        nc_ = int((cand[:, 1] == j).sum()) if trace.config.assigner.name != "yolov5" else None
+        nc_ = int((cand[:, 1] == j).sum()) if trace.family.has_candidates else None
         tab.add_row(Text(gt_symbol(j), style=gt_style(j)), str(int(trace["gt_labels"][image, j, 0])),
                     f"({num(x1, 0)},{num(y1, 0)} {num(x2, 0)},{num(y2, 0)})", f"{size(x2 - x1)}×{size(y2 - y1)}",
                     "—" if nc_ is None else str(nc_), str(len(anchors)), level_counts(trace, anchors),
@@ -82,7 +82,7 @@ def _cell(trace: Trace, a: int) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ ATSS
-def _atss_image(trace: Trace, con: Console, i: int, rows: int) -> None:
+def atss_image(trace: Trace, con: Console, i: int, rows: int) -> None:
     ov, dist, cand = trace["prior_overlaps"][i], trace["distances"][i], trace["candidate_idxs"][i]
     thr, is_pos, in_gt = trace["iou_threshold"][i], trace["is_pos"][i], trace["in_gt"][i]
     fg, tgi = trace["fg_mask"][i], trace["target_gt_idx"][i]
@@ -110,7 +110,7 @@ def _atss_image(trace: Trace, con: Console, i: int, rows: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ SimOTA
-def _simota_image(trace: Trace, con: Console, i: int, rows: int, full: bool) -> None:
+def simota_image(trace: Trace, con: Console, i: int, rows: int, full: bool) -> None:
     key = f"simota_cost[{i}]"
     if key not in trace:
         return
@@ -143,7 +143,7 @@ def _simota_image(trace: Trace, con: Console, i: int, rows: int, full: bool) -> 
 
 
 # ------------------------------------------------------------------------------------------------ YOLOv5
-def _yolov5_image(trace: Trace, con: Console, i: int) -> None:
+def yolov5_image(trace: Trace, con: Console, i: int) -> None:
     n = trace.n_gts(i)
     for lv in trace.levels:
         p = f"v5_l{lv.index}_"
@@ -192,12 +192,7 @@ def render_assign_other(trace: Trace, con: Console, images: list[int], full: boo
         if trace.n_gts(i) == 0:
             con.print("background image: no labels, no positives")
             continue
-        if name == "atss":
-            _atss_image(trace, con, i, rows)
-        elif name == "simota":
-            _simota_image(trace, con, i, rows, full)
-        else:
-            _yolov5_image(trace, con, i)
+        trace.family.render_image(trace, con, i, rows, full)
         con.print(fit(con, summary_table(trace, i), ("pos/stride",)))
         for j, anchors in enumerate(positives_by_gt(trace, i)):
             if not anchors:

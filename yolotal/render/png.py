@@ -205,8 +205,7 @@ def render_png_rows(rows: list[tuple[Trace, int]], path: str | Path) -> Path:
                 f"{trace.config.assigner.name} · image {i} · L{lvi} s{lv.stride} {lv.h}x{lv.w}",
                 f"{i} L{lvi} s{lv.stride}")), fill=TEXT, font=font)
             out.paste(render_panel(trace, i, lvi, data, bg), (x0, y0 + HEADER))
-    a = first.config.assigner
-    out.paste(_legend(width, a.profile if a.is_tal or a.name == "yolov5" else a.name), (0, len(rows) * row_h + GAP // 2))
+    out.paste(_legend(width, first.family.legend(first.config)), (0, len(rows) * row_h + GAP // 2))
     atomic_write(p, lambda fh: out.save(fh, format="PNG"))
     return p
 

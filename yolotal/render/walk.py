@@ -66,11 +66,14 @@ def render_walk(trace: Trace, con: Console, full: bool = False) -> None:
     ):
         con.print(f"  {name} {shape}: {what}")
 
+    trace.family.render_walk(trace, con, full)
+
+
+def walk_tal(trace: Trace, con: Console, full: bool) -> None:
+    """Steps 6-8 of the task-aligned assigners: candidates, metric, top-k and conflicts, targets, loss."""
+    cfg, b = trace.config, trace.batch
     if trace.summarised:
         _walk_summarised(trace, con, full)
-        return
-    if not cfg.assigner.is_tal:
-        _walk_other(trace, con, full)
         return
     step(con, "6a. Candidates: anchor centres inside each GT",
          "an anchor is a candidate when its centre lies strictly inside the (candidate) box: min(ltrb) > eps"
@@ -96,7 +99,7 @@ def render_walk(trace: Trace, con: Console, full: bool = False) -> None:
     _walk_targets(trace, con, full)
 
 
-def _walk_other(trace: Trace, con: Console, full: bool) -> None:
+def walk_other(trace: Trace, con: Console, full: bool) -> None:
     """Steps 6-7 for ATSS, SimOTA and YOLOv5: their own stages, then the loss where yolotal has it."""
     from .others import render_assign_other
 
