@@ -175,3 +175,374 @@ def build_trace(labels: "str | Path | None", config: "str | Path | None" = None,
             notes.append(f"heads, input images and letterboxes saved to {p} (replay: --heads {p})")
     return run(cfg, lab, h, with_loss=with_loss, pictures=geo_pics, letterboxes=geo_boxes, own_heads=own,
                notes=notes)
+
+
+# ------------------------------------------------------------------------------------------------ public API
+def inspect(labels: "str | Path | None" = None, *, model: "str | Path | None" = None,
+            heads: "str | Path | None" = None, config: "str | Path | None" = None,
+            images: "str | Path | None" = None, image_files: "list | None" = None, loss: bool = True,
+            device: str | None = None, split: str | None = None, save_heads: "str | Path | None" = None,
+            **overrides: Any) -> "Run":
+    """Run anchors -> decode -> assignment -> loss on ``labels`` and return the :class:`Run`.
+
+    labels: a YOLO label file, a directory of them, a batch file (``batch_idx cls cx cy w h``) or a dataset YAML
+        (its train split, or ``split=``).
+    model: an ultralytics checkpoint or model YAML whose predictions on each label file's image are the heads
+        (needs the ``ultralytics`` extra). heads: a saved heads file (.npz / .pt) instead. Neither: synthetic
+        heads (``synthetic="randn"|"trained"``, ``seed=``).
+    config: a YAML config. images: the directory holding the label files' images; image_files: explicit
+        pictures in batch order.
+    overrides: the CLI's options by name: assigner ("tal", "tal-o2o", "simota", "atss", "yolov5"), profile,
+        topk, topk2, alpha, beta, nc, reg_max, imgsz (640 or "720,1280"), strides, seed, synthetic, batch,
+        budget_mb. Layering as the CLI: ultralytics defaults < model / heads file < config < overrides.
+    Raises :class:`yolotal.InputError` (file and line) for everything the CLI exits 2 on.
+
+    >>> run = yolotal.inspect("samples/coco8/labels", synthetic="trained")
+    >>> run["align_metric"].shape            # (b, M, A)
+    >>> [g for g in run.gts() if g.flag]     # GTs without a (weighted) positive
+    """
+    over = _overrides(overrides)
+    trace = build_trace(labels, config, heads, with_loss=loss, pictures=image_files, model=model, device=device,
+                        images_dir=images, save_heads=save_heads, split=split, **over)
+    return Run(trace)
+
+
+_OPTION_KEYS = {"assigner": "name", "synthetic": "kind", "budget_mb": "dense_budget_mb"}
+_ALLOWED = ("name", "profile", "topk", "topk2", "alpha", "beta", "seed", "kind", "batch", "nc", "reg_max", "imgsz",
+            "strides", "dense_budget_mb")
+
+
+def _overrides(overrides: dict) -> dict:
+    """The CLI's option names -> config override keys; an unknown name is an InputError naming the known ones."""
+    out = {}
+    for k, v in overrides.items():
+        key = _OPTION_KEYS.get(k, k)
+        if key not in _ALLOWED:
+            known = ", ".join(sorted(set(_ALLOWED) - set(_OPTION_KEYS.values()) | set(_OPTION_KEYS)))
+            raise InputError(f"unknown option {k!r} (known: {known})")
+        out[key] = v
+    return out
+
+
+class Run:
+    """One inspected run: the named stages and tensors of the Trace, per-GT records, the loss, and renderers.
+
+    ``run["overlaps"]`` finds a tensor in any stage; ``run.stages`` maps stage name -> {tensor name: shape};
+    ``run.trace`` is the :class:`yolotal.pipeline.Trace` itself. In Jupyter it shows its per-GT summary and its
+    assignment picture.
+    """
+
+    def __init__(self, trace: "Trace"):
+        self.trace = trace
+
+    # -------------------------------------------------------------- tensors
+    def __getitem__(self, key: str):
+        return self.trace[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.trace
+
+    @property
+    def stages(self) -> dict:
+        """Stage name -> {tensor name: shape}, in pipeline order."""
+        return {name: {k: tuple(v.shape) for k, v in st.tensors.items()} for name, st in self.trace.stages.items()}
+
+    @property
+    def config(self):
+        return self.trace.config
+
+    @property
+    def batch(self) -> int:
+        return self.trace.batch
+
+    @property
+    def notes(self) -> list[str]:
+        return list(self.trace.notes)
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.trace.warnings)
+
+    # -------------------------------------------------------------- records
+    def gts(self, as_frame: bool | None = None):
+        """One record per real GT (:class:`yolotal.records.GTRecord`), flagged GTs first within each image.
+
+        as_frame: True -> a pandas DataFrame (needs pandas); None -> a DataFrame when pandas is installed, else
+        the list; False -> the list.
+        """
+        from .records import gt_records
+
+        recs = gt_records(self.trace)
+        if as_frame is False:
+            return recs
+        try:
+            import pandas as pd
+        except ImportError:
+            if as_frame:
+                raise InputError("as_frame=True needs pandas (pip install pandas)") from None
+            return recs
+        from dataclasses import asdict
+
+        return pd.DataFrame([asdict(r) for r in recs])
+
+    @property
+    def loss(self) -> dict[str, float]:
+        """The loss terms as the trainer logs them (gain-weighted), plus the raw ones; {} without a loss stage."""
+        if "loss" not in self.trace.stages:
+            return {}
+        return {k: float(v) for k, v in self.trace.stages["loss"].tensors.items() if v.numel() == 1}
+
+    # -------------------------------------------------------------- renderers
+    def show(self, what: str = "assign", console=None, images: "list[int] | None" = None, full: bool = False) -> None:
+        """Print the terminal rendering: ``assign`` (default), ``loss``, ``walk``, ``decode`` or ``anchors``."""
+        from rich.console import Console
+
+        from .render.terminal import render_anchors, render_decode, default_anchors, note, warn
+
+        con = console or Console(highlight=False)
+        fam, trace = self.trace.family, self.trace
+        images = list(range(trace.batch)) if images is None else images
+        if what == "walk":
+            from .render.walk import render_walk
+
+            render_walk(trace, con, full)
+            return
+        for n in trace.notes:
+            note(con, n)
+        for w in trace.warnings:
+            warn(con, w)
+        if what == "assign":
+            fam.render_assign(trace, con, images, full)
+        elif what == "loss":
+            if "loss" not in trace.stages:
+                raise InputError("this run has no loss stage (inspect(..., loss=True))")
+            fam.render_loss(trace, con, images)
+        elif what == "decode":
+            render_decode(trace, con, images[0], default_anchors(trace, images[0]))
+        elif what == "anchors":
+            render_anchors(trace, con, None, full)
+        else:
+            raise InputError(f"show: expected assign, loss, walk, decode or anchors, got {what!r}")
+
+    def png(self, path: "str | Path", images: "list[int] | None" = None) -> Path:
+        """Draw the assignment (one panel per level and image) to a PNG file."""
+        from .render.png import render_png
+
+        return render_png(self.trace, list(range(self.batch)) if images is None else images, path)
+
+    def export(self, path: "str | Path") -> Path:
+        """Write every stage tensor to .npz or .json (the CLI's --export)."""
+        from .render.export import export
+
+        return export(self.trace, path)
+
+    def html(self, path: "str | Path") -> Path:
+        """A self-contained HTML report of this run (per-GT table, gallery)."""
+        from .render.html import write_run_html
+
+        return write_run_html(self, path)
+
+    def _png_bytes(self, images: "list[int] | None" = None) -> bytes:
+        import io
+
+        from .render.png import render_png_image
+
+        buf = io.BytesIO()
+        render_png_image(self.trace, list(range(min(self.batch, 4))) if images is None else images).save(buf, "PNG")
+        return buf.getvalue()
+
+    def _repr_html_(self) -> str:
+        import base64
+
+        from .render.notebook import run_summary_html
+
+        img = base64.b64encode(self._png_bytes()).decode()
+        return run_summary_html(self) + f'<img alt="assignment" style="max-width:100%" src="data:image/png;base64,{img}">'
+
+    def __repr__(self) -> str:
+        t = self.trace
+        a = t.config.assigner
+        n = sum(t.n_gts(i) for i in range(t.batch))
+        loss = ", ".join(f"{k} {v:.4g}" for k, v in list(self.loss.items())[:3])
+        return (f"<yolotal.Run {a.name} ({a.profile}) · {t.batch} image(s) · {n} GTs · imgsz {list(t.config.imgsz)}"
+                f"{' · ' + loss if loss else ''}>")
+
+
+def scan(data: "str | Path", *, model: "str | Path | None" = None, config: "str | Path | None" = None,
+         simulate: bool = False, workers: int = 1, split: str | None = None, top: int = 20,
+         images: "str | Path | None" = None, device: str | None = None, progress=None,
+         **overrides: Any) -> "ScanReport | None":
+    """Audit a dataset (a dataset YAML or a directory of label files) and return its :class:`ScanReport`.
+
+    Without a model: every label file's geometry (label errors, tiny GTs, GTs with no candidate anchor under each
+    profile, DFL targets clamped at every level; ``simulate=True``: positives per GT from the full assignment on
+    synthetic partly-trained heads). With ``model`` (checkpoint or model YAML): the images of one split (``split``,
+    default train) through the model, batch by batch, and per class / size bucket which GTs get no positive or
+    only zero-weight ones. overrides: as :func:`inspect` (profile, topk, nc, reg_max, imgsz, strides; with a
+    model also batch, seed). progress(stage, advance, total) is called as work is done.
+    Under torchrun (``scan`` with a model) ranks other than 0 return None.
+    """
+    import os
+    import time
+
+    over = _overrides(overrides)
+    if workers < 1:
+        raise InputError(f"--workers must be >= 1, got {workers}")
+    if model is not None:
+        return _scan_model(Path(data), config, workers, split, top, images, device, Path(model), progress, over)
+    for k, v in (("device", device), ("images", images), ("batch", over.pop("batch", None)),
+                 ("seed", over.pop("seed", None))):
+        if v is not None:
+            raise InputError(f"--{k} applies to scan --model only")
+    if int(os.environ.get("RANK", "0") or 0) != 0:  # under torchrun only scan --model shares the work out
+        return None
+    from .scan import report as make_report
+    from .scan import scan as do_scan
+
+    cfg = run_config(config, **over)
+    t0 = time.perf_counter()
+    res = do_scan(data, cfg.imgsz, cfg.strides, cfg.reg_max, cfg.nc, workers, simulate, cfg.assigner.profile,
+                  cfg.assigner.topk, progress)
+    doc = make_report(res, top)
+    doc["seconds"] = round(time.perf_counter() - t0, 3)
+    return ScanReport(doc, "geometry", list(cfg.warnings), res)
+
+
+def _scan_model(data: Path, config, workers: int, split: str | None, top: int, images_dir, device,
+                model: Path, progress, over: dict) -> "ScanReport | None":
+    """scan with a model: batches of images through it, assignment per batch, a report per class and size."""
+    import time
+
+    from .inputs.dataset import is_dataset_yaml, read_dataset
+    from .inputs.model import load_model
+    from .inputs.pictures import image_for_label
+    from .prepare import check_model_config, model_base
+    from .scan import find_labels
+    from .scan_model import distributed, merge, run_scan, summarise
+
+    batch = over.pop("batch", None) or 16
+    images_dir = Path(images_dir) if images_dir is not None else None
+    check_images_dir(images_dir)
+    nc = over.get("nc")
+    if is_dataset_yaml(data):  # one split of a dataset YAML, train by default: what the trainer assigns on
+        chosen = split or "train"
+        ls = find_labels(data, (chosen,))
+        if nc is None and model.suffix.lower() in (".yaml", ".yml"):
+            nc = read_dataset(data).nc  # a model built from a YAML takes the dataset's classes, as training does
+    elif split is not None:
+        raise InputError("--split needs a dataset YAML (DATA is a directory of label files)", str(data))
+    else:
+        chosen, ls = "all", find_labels(data)
+    files = ls.files
+    pictures = [img if img is not None else image_for_label(f, images_dir) for f, img in
+                zip(files, ls.images or [None] * len(files))]
+    lm = load_model(model, nc, over.pop("seed", None) or 0, device or "cpu")
+    cfg = run_config(config, model_base(lm), **over)
+    check_model_config(cfg, lm)
+    items = [(str(f), str(p) if p is not None else None) for f, p in zip(files, pictures)]
+    rank, world = distributed()
+    t0 = time.perf_counter()
+    step = (lambda k: progress("model + assignment", k, len(items))) if progress else None
+    res = run_scan(items, cfg, lm, batch, workers, step, rank, world)
+    if world > 1:
+        import torch.distributed as dist
+
+        parts = [None] * world if rank == 0 else None
+        dist.gather_object(res, parts, dst=0)
+        if rank != 0:
+            dist.destroy_process_group()
+            return None
+        res = merge(parts)
+        dist.destroy_process_group()
+    names = [lm.names[i] for i in range(lm.nc)]
+    if ls.names and len(ls.names) == lm.nc and names == [str(i) for i in range(lm.nc)]:
+        names = list(ls.names)  # a model built from a YAML has no names: the dataset's
+    doc = summarise(res, names, top)
+    a = cfg.assigner
+    doc["meta"] = {"dataset": str(data), "split": chosen, "model": lm.path, "arch": lm.arch, "nc": lm.nc,
+                   "imgsz": list(cfg.imgsz), "device": lm.device, "assigner": a.name, "profile": a.profile,
+                   "topk": a.topk, "alpha": a.alpha, "beta": a.beta, "batch": batch, "processes": world,
+                   "seconds": round(time.perf_counter() - t0, 3),
+                   "stage_seconds": {k: round(v, 3) for k, v in res.seconds.items()}}
+    return ScanReport(doc, "model", list(cfg.warnings), res)
+
+
+class ScanReport:
+    """A dataset audit: ``doc`` is the JSON report (``scan --report``); kind is "geometry" (labels only) or
+    "model" (the dataset's images through a model). In Jupyter it shows its summary tables."""
+
+    def __init__(self, doc: dict, kind: str, warnings: list[str], result: Any = None):
+        self.doc, self.kind, self.warnings, self.result = doc, kind, warnings, result
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.doc.get("partial"))
+
+    @property
+    def per_class(self) -> dict:
+        """Class name -> counts (geometry: GTs per class; model: GTs, % without positive, % zero-weight, ...)."""
+        return dict(self.doc.get("by_class") or self.doc.get("class_counts") or {})
+
+    @property
+    def per_size(self) -> dict:
+        """Size bucket -> counts (geometry: GTs per sqrt(area) bin; model: the per-class statistics per bucket)."""
+        return dict(self.doc.get("by_size") or self.doc.get("size_histogram_px") or {})
+
+    @property
+    def errors(self) -> list[dict]:
+        """Label errors (file, line, reason), corrupt files included."""
+        return list(self.doc.get("errors") or [])
+
+    def gts(self, as_frame: bool | None = None):
+        """Per-GT rows: every flagged GT (geometry scan) or every GT (model scan), as dicts or a DataFrame."""
+        rows = list(self.doc.get("per_gt") if self.kind == "model" else self.doc.get("flagged") or [])
+        if as_frame is False:
+            return rows
+        try:
+            import pandas as pd
+        except ImportError:
+            if as_frame:
+                raise InputError("as_frame=True needs pandas (pip install pandas)") from None
+            return rows
+        return pd.DataFrame(rows)
+
+    def write(self, path: "str | Path") -> Path:
+        """The JSON report (``scan --report``), written atomically."""
+        from .scan import write_report
+
+        return write_report(self.doc, path)
+
+    def html(self, path: "str | Path", **kw: Any) -> Path:
+        """A self-contained HTML audit (overview, alerts, per-class / size tables and charts, worst GTs)."""
+        from .render.html import write_scan_html
+
+        return write_scan_html(self.doc, path, **kw)
+
+    def show(self, console=None) -> None:
+        """The terminal rendering."""
+        from rich.console import Console
+
+        from .render.terminal import warn
+
+        con = console or Console(highlight=False)
+        for w in self.warnings:
+            warn(con, w)
+        if self.kind == "model":
+            from .render.scan_model import render_model_scan
+
+            render_model_scan(self.doc, con)
+        else:
+            from .render.scan import render_scan
+
+            render_scan(self.doc, con)
+
+    def _repr_html_(self) -> str:
+        from .render.notebook import scan_summary_html
+
+        return scan_summary_html(self)
+
+    def __repr__(self) -> str:
+        if self.kind == "model":
+            return f"<yolotal.ScanReport model · {self.doc.get('images', 0)} images · {len(self.gts(False))} GTs>"
+        return (f"<yolotal.ScanReport · {self.doc['files']['total']} files · {self.doc['gts']} GTs · "
+                f"{len(self.doc['flagged'])} flagged · {len(self.errors)} errors>")

@@ -372,6 +372,7 @@ def scan(
     workers: Annotated[int, typer.Option("--workers", "-w", help="Processes parsing label files (with --model: threads decoding images).")] = 1,
     split: Annotated[Optional[str], typer.Option("--split", help="With --model and a dataset YAML: train (default), val or test.")] = None,
     top: Annotated[int, typer.Option("--top", help="With --model: worst GTs and images listed.")] = 20,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write a self-contained HTML audit to OUT.html (tables, charts, the worst GTs drawn).")] = None,
     run: dict = None,
 ) -> None:
     """Audit every label file of a dataset: label errors, GTs with no candidate anchor, tiny GTs, GTs whose DFL
@@ -383,132 +384,73 @@ def scan(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.text import Text
 
-    from .render.scan import render_scan
-    from .scan import report as make_report
-    from .scan import scan as do_scan
-    from .scan import write_report
+    from .api import scan as do_scan
 
-    if workers < 1:
-        raise InputError(f"--workers must be >= 1, got {workers}")
     check_output(report, "--report", (".json",))
-    if run.get("model") is not None:
-        return _scan_model(data, config, report, workers, split, top, run)
-    for k in ("model", "device", "images_dir", "batch", "seed"):
-        if run.pop(k, None) is not None and k != "model":
-            raise InputError(f"--{k.replace('_dir', '')} applies to scan --model only")
+    check_output(html, "--html", (".html", ".htm"))
+    model = run.pop("model", None)
     run.pop("save_heads", None)
-    import os
-
-    if int(os.environ.get("RANK", "0") or 0) != 0:  # under torchrun only scan --model shares the work out
-        return
-    cfg = _config(config, **run)
-    con = _console()
-    _warnings_cfg(cfg, con)
+    opts = {k: v for k, v in run.items() if v is not None}
+    images_dir, device = opts.pop("images_dir", None), opts.pop("device", None)
+    if model is None and any(k in opts for k in ("batch", "seed")):
+        k = next(k for k in ("batch", "seed") if k in opts)
+        raise InputError(f"--{k} applies to scan --model only")
+    if model is None and (images_dir is not None or device is not None):
+        raise InputError(f"--{'images' if images_dir is not None else 'device'} applies to scan --model only")
+    if model is not None and simulate:
+        raise InputError("--simulate applies to scan without --model (with a model the assignment is real)")
+    rank = int(os.environ.get("RANK", "0") or 0)  # under torchrun only rank 0 shows progress and reports
     t0 = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=_console_err(), transient=True, disable=not sys.stderr.isatty()) as bar:
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=_console_err(), transient=True,
+                  disable=rank != 0 or not sys.stderr.isatty()) as bar:
         tasks: dict[str, int] = {}
 
         def progress(stage: str, advance: int, total: int) -> None:
             if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
+                tasks[stage] = bar.add_task(stage, total=total, rate="")
             bar.advance(tasks[stage], advance)
+            if model is not None:
+                done = bar.tasks[tasks[stage]].completed
+                bar.update(tasks[stage], rate=f"{done / max(time.perf_counter() - t0, 1e-9):.1f} img/s")
 
-        res = do_scan(data, cfg.imgsz, cfg.strides, cfg.reg_max, cfg.nc, workers, simulate, cfg.assigner.profile,
-                      cfg.assigner.topk, progress)
-    doc = make_report(res)
-    doc["seconds"] = round(time.perf_counter() - t0, 3)
-    render_scan(doc, con)
-    con.print(Text(f"{res.n_files} files in {doc['seconds']:.2f} s ({res.n_files / max(doc['seconds'], 1e-9):,.0f} "
-                   "files/s)", style="dim"))
-    if report is not None:
-        p = write_report(doc, report)
-        con.print(f"report: {len(doc['flagged'])} flagged GTs and {len(doc['errors'])} label errors written to {p}")
-
-
-def _scan_model(data: Path, config: Path | None, report: Path | None, workers: int, split: str | None, top: int,
-                run: dict) -> None:
-    """scan --model: batches of images through the model, assignment per batch, a report per class and size."""
-    import time
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from .inputs.model import load_model
-    from .inputs.pictures import image_for_label
-    from .prepare import check_model_config, model_base
-    from .render.scan_model import render_model_scan
-    from .scan import find_labels, write_report
-    from .scan_model import distributed, merge, run_scan, summarise
-
-    batch = run.pop("batch", None) or 16
-    images_dir = run.pop("images_dir", None)
-    _check_images_dir(images_dir)
-    from .inputs.dataset import is_dataset_yaml
-
-    if is_dataset_yaml(data):  # one split of a dataset YAML, train by default: what the trainer assigns on
-        chosen = split or "train"
-        ls = find_labels(data, (chosen,))
-    elif split is not None:
-        raise InputError("--split needs a dataset YAML (DATA is a directory of label files)", str(data))
-    else:
-        chosen, ls = "all", find_labels(data)
-    files = ls.files
-    pictures = [img if img is not None else image_for_label(f, images_dir) for f, img in
-                zip(files, ls.images or [None] * len(files))]
-    lm = load_model(run.pop("model"), run.get("nc"), run.pop("seed", None) or 0, run.pop("device", None) or "cpu")
-    run.pop("save_heads", None)
-    cfg = _config(config, model_base(lm), **run)
-    check_model_config(cfg, lm)
-    items = [(str(f), str(p) if p is not None else None) for f, p in zip(files, pictures)]
-    rank, world = distributed()
-    t0 = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[rate]} img/s"), TimeRemainingColumn(), console=_console_err(),
-                  transient=True, disable=rank != 0 or not sys.stderr.isatty()) as bar:
-        task = bar.add_task("model + assignment", total=len(items), rate="-")
-
-        def progress(k: int) -> None:
-            bar.advance(task, k)
-            done = bar.tasks[0].completed
-            bar.update(task, rate=f"{done * world / max(time.perf_counter() - t0, 1e-9):.1f}")
-
-        res = run_scan(items, cfg, lm, batch, workers, progress, rank, world)
-    if world > 1:
-        import torch.distributed as dist
-
-        parts = [None] * world if rank == 0 else None
-        dist.gather_object(res, parts, dst=0)
-        if rank != 0:
-            dist.destroy_process_group()
-            return
-        res = merge(parts)
-        dist.destroy_process_group()
-    names = [lm.names[i] for i in range(lm.nc)]
-    if ls.names and len(ls.names) == lm.nc and names == [str(i) for i in range(lm.nc)]:
-        names = list(ls.names)  # a model built from a YAML has no names: the dataset's
-    doc = summarise(res, names, top)
-    a = cfg.assigner
-    doc["meta"] = {"dataset": str(data), "split": chosen, "model": lm.path, "arch": lm.arch, "nc": lm.nc,
-                   "imgsz": list(cfg.imgsz), "device": lm.device, "assigner": a.name, "profile": a.profile,
-                   "topk": a.topk, "alpha": a.alpha, "beta": a.beta, "batch": batch, "processes": world,
-                   "seconds": round(time.perf_counter() - t0, 3)}
+        rep = do_scan(data, model=model, config=config, simulate=simulate, workers=workers, split=split, top=top,
+                      images=images_dir, device=device, progress=progress, **_api_names(opts))
+    if rep is None:  # another torchrun rank: rank 0 reports
+        return
     con = _console()
-    _warnings_cfg(cfg, con)
-    render_model_scan(doc, con)
-    secs = doc["meta"]["seconds"]
-    parts = res.seconds
-    doc["meta"]["stage_seconds"] = {k: round(v, 3) for k, v in parts.items()}
-    skipped = f" ({res.n_done - res.n_run} listed as problems, not run)" if res.n_done > res.n_run else ""
-    con.print(f"{res.n_run} images through the model{skipped} in {secs:.2f} s ({res.n_run / max(secs, 1e-9):.1f} "
-              f"images/s, {world} process(es)); "
-              f"decode+letterbox {parts['images']:.2f} s, model forward {parts['forward']:.2f} s, assignment + loss "
-              f"{parts['assign_loss']:.2f} s ({100 * parts['assign_loss'] / max(parts['forward'], 1e-9):.0f}% of the "
-              "forward)")
+    rep.show(con)
+    doc = rep.doc
+    if rep.kind == "model":
+        res, meta = rep.result, doc["meta"]
+        secs, parts, world = meta["seconds"], res.seconds, meta["processes"]
+        skipped = f" ({res.n_done - res.n_run} listed as problems, not run)" if res.n_done > res.n_run else ""
+        con.print(f"{res.n_run} images through the model{skipped} in {secs:.2f} s ({res.n_run / max(secs, 1e-9):.1f} "
+                  f"images/s, {world} process(es)); "
+                  f"decode+letterbox {parts['images']:.2f} s, model forward {parts['forward']:.2f} s, assignment + "
+                  f"loss {parts['assign_loss']:.2f} s ({100 * parts['assign_loss'] / max(parts['forward'], 1e-9):.0f}% "
+                  "of the forward)")
+    else:
+        n = rep.result.n_files
+        con.print(Text(f"{n} files in {doc['seconds']:.2f} s ({n / max(doc['seconds'], 1e-9):,.0f} files/s)",
+                       style="dim"))
     if report is not None:
-        p = write_report(doc, report)
-        con.print(f"report: {len(doc['per_gt'])} GTs{' (PARTIAL)' if doc['partial'] else ''} written to {p}")
-    if doc["partial"]:
+        p = rep.write(report)
+        if rep.kind == "model":
+            con.print(f"report: {len(doc['per_gt'])} GTs{' (PARTIAL)' if doc['partial'] else ''} written to {p}")
+        else:
+            con.print(f"report: {len(doc['flagged'])} flagged GTs and {len(doc['errors'])} label errors written to {p}")
+    if html is not None:
+        p = rep.html(html)
+        con.print(f"HTML report written to {p}")
+    if rep.partial:
         raise typer.Exit(130)
+
+
+def _api_names(opts: dict) -> dict:
+    """RUN_OPTIONS config keys -> yolotal.inspect / yolotal.scan keyword names."""
+    back = {"name": "assigner", "kind": "synthetic", "dense_budget_mb": "budget_mb"}
+    return {back.get(k, k): v for k, v in opts.items()}
 
 
 def _console_err() -> "Console":

@@ -175,15 +175,27 @@ def render_png(trace: Trace, images: list[int], path: str | Path) -> Path:
 
 def render_png_rows(rows: list[tuple[Trace, int]], path: str | Path) -> Path:
     """One row of level panels per (trace, image): several images, or several assigners on one image."""
-    from PIL import Image, ImageDraw
-
-    from ..inputs.pictures import load_letterboxed
-
     p = Path(path)
     if p.suffix.lower() != ".png":
         raise InputError("--png path must end in .png", str(p))
     if not (p.parent if str(p.parent) else Path(".")).is_dir():
         raise InputError("PNG directory does not exist", str(p.parent))
+    out = render_rows_image(rows)
+    atomic_write(p, lambda fh: out.save(fh, format="PNG"))
+    return p
+
+
+def render_png_image(trace: Trace, images: list[int]):
+    """The picture ``render_png`` writes, as a PIL image (notebooks, HTML)."""
+    return render_rows_image([(trace, i) for i in images])
+
+
+def render_rows_image(rows: list[tuple[Trace, int]]):
+    """PIL image: one row of level panels per (trace, image), headers and a legend."""
+    from PIL import Image, ImageDraw
+
+    from ..inputs.pictures import load_letterboxed
+
     first = rows[0][0]
     h, w = first.config.imgsz
     n_lv = len(first.levels)
@@ -206,8 +218,7 @@ def render_png_rows(rows: list[tuple[Trace, int]], path: str | Path) -> Path:
                 f"{i} L{lvi} s{lv.stride}")), fill=TEXT, font=font)
             out.paste(render_panel(trace, i, lvi, data, bg), (x0, y0 + HEADER))
     out.paste(_legend(width, first.family.legend(first.config)), (0, len(rows) * row_h + GAP // 2))
-    atomic_write(p, lambda fh: out.save(fh, format="PNG"))
-    return p
+    return out
 
 
 def _fit(font, width: int, texts: tuple[str, ...]) -> str:
