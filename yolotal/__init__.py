@@ -1,7 +1,8 @@
 """yolotal: inspect anchors, DFL decode, task-aligned assignment and loss of YOLOv8/YOLO11 training."""
 
 __version__ = "0.1.0"
-__all__ = ["InputError", "Run", "ScanReport", "TaskAlignedAssigner", "__version__", "inspect", "scan"]
+__all__ = ["E2ERun", "InputError", "Run", "ScanReport", "TaskAlignedAssigner", "__version__", "inspect", "inspect_e2e",
+           "scan"]
 
 from .errors import InputError  # noqa: E402  (torch-free)
 
@@ -12,7 +13,7 @@ def __getattr__(name: str):
         from .assigner import TaskAlignedAssigner
 
         return TaskAlignedAssigner
-    if name in ("inspect", "scan", "Run", "ScanReport"):
+    if name in ("inspect", "inspect_e2e", "scan", "Run", "ScanReport", "E2ERun"):
         from . import api
 
         return getattr(api, name)

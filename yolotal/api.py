@@ -65,7 +65,7 @@ def build_trace(labels: "str | Path | None", config: "str | Path | None" = None,
                 with_loss: bool = True, pictures: "list[Path] | None" = None, extra_heads: "dict | None" = None,
                 v8_heads: bool = False, model: "str | Path | None" = None, device: str | None = None,
                 images_dir: "str | Path | None" = None, save_heads: "str | Path | None" = None,
-                split: str | None = None, **over: Any) -> "Trace":
+                split: str | None = None, both_branches: bool = False, **over: Any) -> "Trace":
     """Gather every input of one run and run the pipeline.
 
     labels: a label file, a directory of them, a batch file or a dataset YAML (None: no labels, e.g. anchors).
@@ -75,13 +75,14 @@ def build_trace(labels: "str | Path | None", config: "str | Path | None" = None,
     v8_heads: ``heads`` is YOLOv8-layout whatever the family (compare).
     pictures: explicit image files in batch order; else each label file's image is looked up (one geometry rule
     for every command). model: run the user's model on those images for the heads. over: config overrides.
+    both_branches: with a model, return the :class:`Gathered` inputs before the forward pass instead (the
+    end-to-end loss runs both branches from one forward).
     """
     from .assigners import registry
     from .inputs.heads import load_heads, read_saved_run
     from .inputs.labels import load_labels, no_labels
-    from .pipeline import run
     from .prepare import (check_model_config, check_replay_matches, find_geometry, model_base, saved_base,
-                          saved_letterboxes, write_saved_heads)
+                          saved_letterboxes)
 
     labels = Path(labels) if labels is not None else None
     heads = Path(heads) if heads is not None else None
@@ -158,23 +159,50 @@ def build_trace(labels: "str | Path | None", config: "str | Path | None" = None,
         geo = find_geometry(lab, cfg, [Path(p) for p in pictures] if pictures else None, images_dir,
                             "--model" if lm is not None else None)
         geo_pics, geo_boxes = geo.pictures, geo.letterboxes
-    if lm is not None:
-        from .inputs.model import model_heads
-        from .inputs.pictures import model_input
-        from .prepare import Geometry
+    g = Gathered(cfg, lab, h, own, geo_pics, geo_boxes, notes, lm, with_loss)
+    if lm is None:
+        return g.run()
+    if not lab.n_images or labels is None:
+        raise InputError("--model needs LABELS whose images it can run on")
+    from .inputs.pictures import model_input
 
-        if not lab.n_images or labels is None:
-            raise InputError("--model needs LABELS whose images it can run on")
-        images = model_input(geo_pics, geo_boxes, cfg.imgsz)
-        branch = fam.model_branch if lm.end2end else "one2many"
-        h = model_heads(lm, images, lm.describe(cfg.imgsz, branch), branch)
-        cfg = replace(cfg, nc=lm.nc)
-        notes.append(h.source)
-        if save_heads is not None:
-            p = write_saved_heads(save_heads, h, images, Geometry(geo_pics, geo_boxes), cfg, lm)
-            notes.append(f"heads, input images and letterboxes saved to {p} (replay: --heads {p})")
-    return run(cfg, lab, h, with_loss=with_loss, pictures=geo_pics, letterboxes=geo_boxes, own_heads=own,
-               notes=notes)
+    g.images = model_input(geo_pics, geo_boxes, cfg.imgsz)
+    g.cfg = replace(cfg, nc=lm.nc)
+    g.save_heads = save_heads
+    if both_branches:
+        return g
+    from .inputs.model import model_heads
+
+    branch = fam.model_branch if lm.end2end else "one2many"
+    g.heads = model_heads(lm, g.images, lm.describe(cfg.imgsz, branch), branch)
+    return g.run()
+
+
+class Gathered:
+    """Every input of a run, gathered (config, labels, pictures and letterboxes, heads), ready for the pipeline."""
+
+    def __init__(self, cfg, labels, heads, own, pictures, letterboxes, notes, model, with_loss):
+        self.cfg, self.labels, self.heads, self.own = cfg, labels, heads, own
+        self.pictures, self.letterboxes, self.notes, self.model = pictures, letterboxes, notes, model
+        self.with_loss, self.images, self.save_heads = with_loss, None, None
+
+    def run(self, cfg: "Config | None" = None, heads=None) -> "Trace":
+        """The pipeline on these inputs (``cfg`` / ``heads``: another assigner or branch on the same inputs)."""
+        from .pipeline import run
+
+        cfg = cfg or self.cfg
+        heads = heads if heads is not None else self.heads
+        notes = list(self.notes)
+        if self.model is not None:
+            notes.append(heads.source)
+            if self.save_heads is not None:
+                from .prepare import Geometry, write_saved_heads
+
+                p = write_saved_heads(self.save_heads, heads, self.images, Geometry(self.pictures, self.letterboxes),
+                                      cfg, self.model)
+                notes.append(f"heads, input images and letterboxes saved to {p} (replay: --heads {p})")
+        return run(cfg, self.labels, heads, with_loss=self.with_loss, pictures=self.pictures,
+                   letterboxes=self.letterboxes, own_heads=self.own, notes=notes)
 
 
 # ------------------------------------------------------------------------------------------------ public API
@@ -546,3 +574,139 @@ class ScanReport:
             return f"<yolotal.ScanReport model · {self.doc.get('images', 0)} images · {len(self.gts(False))} GTs>"
         return (f"<yolotal.ScanReport · {self.doc['files']['total']} files · {self.doc['gts']} GTs · "
                 f"{len(self.doc['flagged'])} flagged · {len(self.errors)} errors>")
+
+
+def inspect_e2e(labels: "str | Path", *, model: "str | Path", config: "str | Path | None" = None,
+                images: "str | Path | None" = None, image_files: "list | None" = None, epoch: int | None = None,
+                device: str | None = None, split: str | None = None, **overrides: Any) -> "E2ERun":
+    """Both branches of an end-to-end model (YOLO26, YOLOv10) on ``labels``, from one forward pass, and the
+    loss its trainer computes from them (:class:`E2ERun`).
+
+    epoch: the point of the training schedule (0-based) whose branch weights to use; default the checkpoint's
+    own epoch (a finished run: its last epoch; a model YAML: epoch 0 of ultralytics' default 100).
+    overrides: as :func:`inspect` (profile, topk, alpha, beta, imgsz, ...; ``topk``/``topk2`` apply to the
+    one-to-many branch, the one-to-one branch takes the release's own).
+    """
+    over = _overrides(overrides)
+    over.pop("name", None)
+    g = build_trace(labels, config, None, with_loss=True, pictures=image_files, model=model, device=device,
+                    images_dir=images, split=split, both_branches=True, **over)
+    if not g.model.end2end:
+        raise InputError("this model has no end-to-end (one-to-one) head: its loss is the one-to-many branch "
+                         "alone (yolotal loss --model without --epoch)", g.model.path)
+    return _e2e(g, config, over, epoch)
+
+
+def inspect_loss(labels: "str | Path", *, model: "str | Path | None" = None, epoch: int | None = None,
+                 **kw: Any) -> "Run | E2ERun":
+    """What ``yolotal loss`` shows: an :class:`E2ERun` (both branches) for an end-to-end model with a task-aligned
+    assigner, else a :class:`Run`. ``epoch`` applies to end-to-end models only."""
+    if model is None:
+        if epoch is not None:
+            raise InputError("--epoch applies to an end-to-end model given with --model (YOLO26, YOLOv10)")
+        return inspect(labels, **kw)
+    from .assigners import registry
+
+    over = _overrides({k: v for k, v in kw.items() if k not in _INSPECT_ARGS})
+    args = {k: v for k, v in kw.items() if k in _INSPECT_ARGS}
+    if (args.get("save_heads") is not None or args.get("heads") is not None
+            or not registry.get(over.get("name") or "tal").task_aligned):
+        if epoch is not None:
+            raise InputError("--epoch shows both branches of an end-to-end model: not with --save-heads or a "
+                             "non-task-aligned assigner")
+        return inspect(labels, model=model, **kw)
+    g = build_trace(labels, args.get("config"), None, with_loss=args.get("loss", True),
+                    pictures=args.get("image_files"), model=model, device=args.get("device"),
+                    images_dir=args.get("images"), split=args.get("split"), both_branches=True, **over)
+    if g.model.end2end:
+        return _e2e(g, args.get("config"), over, epoch)
+    if epoch is not None:
+        raise InputError("--epoch: this model has no end-to-end (one-to-one) head, so there is no branch schedule",
+                         g.model.path)
+    from .inputs.model import model_heads
+
+    lm = g.model
+    return Run(g.run(heads=model_heads(lm, g.images, lm.describe(g.cfg.imgsz), "one2many")))
+
+
+_INSPECT_ARGS = ("config", "images", "image_files", "loss", "device", "split", "save_heads", "heads")
+
+
+def _e2e(g: Gathered, config, over: dict, epoch: int | None) -> "E2ERun":
+    from .e2e import branch_weights, checkpoint_epoch, rule_for
+    from .inputs.model import model_heads_branches
+
+    lm = g.model
+    e_saved, e_total, how = checkpoint_epoch(lm.epoch, lm.epochs, lm.results_epochs)
+    if epoch is not None:
+        if not 0 <= epoch < e_total:
+            raise InputError(f"--epoch {epoch}: the schedule has epochs 0..{e_total - 1} (train_args.epochs "
+                             f"{e_total})", lm.path)
+        e_saved, how = epoch, f"epoch {epoch} of {e_total} (--epoch)"
+    heads = model_heads_branches(lm, g.images, g.cfg.imgsz)
+    o2m_over = {k: v for k, v in over.items() if k != "name"}
+    o2o_over = {k: v for k, v in o2m_over.items() if k not in ("topk", "topk2")}
+    base = replace(g.cfg, assigner=replace(g.cfg.assigner, name="tal"))
+    cfg_m = run_config(config, base, **o2m_over)
+    cfg_m = replace(cfg_m, assigner=replace(cfg_m.assigner, name="tal"))
+    base_o = replace(cfg_m, assigner=replace(cfg_m.assigner, name="tal-o2o", topk=None, topk2=None))
+    from .config import finalize
+
+    cfg_o = run_config(None, finalize(base_o), **o2o_over)
+    rule = rule_for(cfg_m.assigner.profile)
+    w_m, w_o = branch_weights(e_saved, e_total, rule)
+    out = E2ERun(Run(g.run(cfg_m, heads["one2many"])), Run(g.run(cfg_o, heads["one2one"])), w_m, w_o, e_saved,
+                 e_total, how, rule)
+    out.images = g.images
+    return out
+
+
+class E2ERun:
+    """The two branches of an end-to-end model and the loss its trainer minimises.
+
+    one2many, one2one: a :class:`Run` each. weights: (o2m, o2o) at ``epoch``. total: o2m·L_o2m + o2o·L_o2o with
+    L = (box + cls + dfl/l1, gain-weighted) × batch, as the trainer's E2ELoss returns it. logged: the items the
+    trainer logs (8.4: the one-to-one branch's; 8.0–8.3: both branches' summed).
+    """
+
+    def __init__(self, one2many: Run, one2one: Run, w_o2m: float, w_o2o: float, epoch: int, epochs: int,
+                 how: str, rule):
+        self.one2many, self.one2one = one2many, one2one
+        self.weights = (w_o2m, w_o2o)
+        self.epoch, self.epochs, self.epoch_note, self.rule = epoch, epochs, how, rule
+        self.images = None  # (b, 3, h, w) float32: the model's input (letterboxed pictures)
+
+    @staticmethod
+    def branch_total(run: Run) -> float:
+        """L of one branch: the sum of its gain-weighted terms × batch size (what v8DetectionLoss returns)."""
+        lo = run.loss
+        return (lo["loss_box"] + lo["loss_cls"] + lo["loss_dfl"]) * run.batch
+
+    @property
+    def total(self) -> float:
+        return self.weights[0] * self.branch_total(self.one2many) + self.weights[1] * self.branch_total(self.one2one)
+
+    @property
+    def third_term(self) -> str:
+        """How the trainer names the third term: dfl_loss, or l1_loss for reg_max 1."""
+        return "l1_loss" if self.one2many.config.reg_max == 1 else "dfl_loss"
+
+    @property
+    def logged(self) -> dict[str, float]:
+        """box_loss, cls_loss, dfl_loss (or l1_loss) as the trainer logs them."""
+        names = ("box_loss", "cls_loss", self.third_term)
+        keys = ("loss_box", "loss_cls", "loss_dfl")
+        if self.rule.logged == "one2one":
+            return {n: self.one2one.loss[k] for n, k in zip(names, keys)}
+        return {n: self.one2many.loss[k] + self.one2one.loss[k] for n, k in zip(names, keys)}
+
+    def show(self, console=None, images: "list[int] | None" = None) -> None:
+        from rich.console import Console
+
+        from .render.e2e import render_e2e
+
+        render_e2e(self, console or Console(highlight=False), images)
+
+    def __repr__(self) -> str:
+        return (f"<yolotal.E2ERun epoch {self.epoch}/{self.epochs} · weights o2m {self.weights[0]:.4g} o2o "
+                f"{self.weights[1]:.4g} · total {self.total:.5g}>")

@@ -313,12 +313,37 @@ def loss(
     heads: HeadsOpt = None,
     image: ImageOpt = None,
     export: ExportOpt = None,
+    epoch: Annotated[Optional[int], typer.Option("--epoch", help="End-to-end models (YOLO26, YOLOv10) with --model: the epoch (0-based) whose branch weights to use; default the checkpoint's own.")] = None,
     run: dict = None,
 ) -> None:
-    """Loss terms (BCE, CIoU, DFL): raw and gain-weighted, per image and per GT; warns on clamped DFL targets."""
+    """Loss terms (BCE, CIoU, DFL): raw and gain-weighted, per image and per GT; warns on clamped DFL targets.
+    With an end-to-end --model: both branches side by side, their weights at the checkpoint's epoch and the total
+    the trainer minimises."""
+    from .api import E2ERun, inspect_loss
+
     check_output(export, "--export", EXPORT_SUFFIXES)
-    trace = _assign_like(labels, config, heads, run)
+    if labels is None:
+        raise InputError("missing LABELS: give a label file, a directory of label files, or a batch file")
+    check_output(run.get("save_heads"), "--save-heads", (".npz",))
+    opts = {k: v for k, v in run.items() if v is not None}
+    kw = {"images": opts.pop("images_dir", None), "device": opts.pop("device", None),
+          "split": opts.pop("split", None), "save_heads": opts.pop("save_heads", None)}
+    model = opts.pop("model", None)
+    res = inspect_loss(labels, model=model, epoch=epoch, config=config, heads=heads,
+                       **{k: v for k, v in kw.items() if v is not None}, **_api_names(opts))
     con = _console()
+    if isinstance(res, E2ERun):
+        from .render.e2e import render_e2e
+
+        images = _images(res.one2many.trace, image)
+        render_e2e(res, con, images)
+        if export is not None:
+            for branch, r in (("one2many", res.one2many), ("one2one", res.one2one)):
+                p = export.with_name(f"{export.stem}.{branch}{export.suffix}")
+                r.export(p)
+                con.print(f"exported {len(r.trace.tensors())} tensors of the {branch} branch to {p}")
+        return
+    trace = res.trace
     _warnings(trace, con)
     trace.family.render_loss(trace, con, _images(trace, image))
     _finish(trace, con, export)

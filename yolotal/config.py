@@ -236,14 +236,15 @@ def finalize(cfg: Config, src: str | None = None) -> Config:
     """Cross-field checks, and ultralytics' rounding of imgsz up to a multiple of the largest stride."""
     a = cfg.assigner
     fam = _family(a.name)
-    profiles, default_profile, default_topk = fam.profiles, fam.default_profile, fam.default_topk
+    profiles, default_profile = fam.profiles, fam.default_profile
     if a.profile is None:
         a = replace(a, profile=default_profile)
     elif a.profile not in profiles:
         raise InputError(f"assigner.profile: the {a.name} assigner has profiles {' or '.join(profiles)}, got {a.profile!r}",
                          src)
     if a.topk is None:
-        a = replace(a, topk=default_topk, topk2=fam.default_topk2 if a.topk2 is None else a.topk2)
+        topk, topk2 = fam.default_topks(a.profile)
+        a = replace(a, topk=topk, topk2=topk2 if a.topk2 is None else a.topk2)
     if fam.heads_layout == "yolov5" and len(a.anchors) != len(cfg.strides):
         raise InputError(f"assigner.anchors: {len(a.anchors)} levels of anchors for {len(cfg.strides)} strides", src)
     if a.topk2 is not None and not a.is_tal:

@@ -65,6 +65,10 @@ class Family:
     loss_name: str = "yolov8"
     has_candidates: bool = True  # it has a candidate set per GT (YOLOv5's static matching has none)
 
+    def default_topks(self, profile: str) -> tuple[int, int | None]:
+        """(topk, topk2) when the config gives none, under ``profile``."""
+        return self.default_topk, self.default_topk2
+
     # ---------------------------------------------------------------- inputs
     def read_heads(self, path: Any, cfg: "Config") -> Any:
         """Its own heads from a ``--heads`` file (families whose ``heads_layout`` is not v8), else None."""

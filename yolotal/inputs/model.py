@@ -43,6 +43,9 @@ class LoadedModel:
         train_imgsz: (h, w) the checkpoint was trained at (its ``train_args``), or None.
         train_gains: {"box", "cls", "dfl"} of its ``train_args`` (the gains its trainer used), or {}.
         end2end: an end-to-end (one-to-one) head; the one2many branch is what TAL assigns on.
+        version: the ultralytics version that saved the checkpoint (``ckpt["version"]``), or None.
+        epoch: the checkpoint's ``epoch`` (-1 after training ended), None for a model YAML.
+        epochs: ``train_args.epochs``, or None. results_epochs: the ``epoch`` column of its ``train_results``.
     """
 
     module: Any
@@ -58,6 +61,10 @@ class LoadedModel:
     train_gains: dict[str, float] = field(default_factory=dict)
     end2end: bool = False
     half_weights: bool = False
+    version: str | None = None
+    epoch: int | None = None
+    epochs: int | None = None
+    results_epochs: list = field(default_factory=list)
 
     def describe(self, imgsz: tuple[int, int], branch: str = "one2many") -> str:
         what = "checkpoint" if self.kind == "checkpoint" else "model YAML (weights: seeded random init)"
@@ -184,6 +191,7 @@ def load_model(path: str | Path, nc: int | None = None, seed: int = 0, device: s
             raise InputError(f"ultralytics could not build this model YAML ({e.__class__.__name__}: "
                              f"{' '.join(str(e).split())[:160]})", src) from None
         kind, arch, train_imgsz, gains, half = "yaml", str(cfg.get("yaml_file", p.name)), None, {}, False
+        meta = {}
     else:
         ckpt = _load_checkpoint(tasks, p, src)
         if isinstance(ckpt, dict):
@@ -202,6 +210,7 @@ def load_model(path: str | Path, nc: int | None = None, seed: int = 0, device: s
         arch = str(yaml.get("yaml_file") or type(module).__name__) if isinstance(yaml, dict) else type(module).__name__
         kind = "checkpoint"
         train_imgsz, gains = _train_args(ckpt)
+        meta = _checkpoint_meta(ckpt)
     head = _detect_head(module, src)
     head_nc, reg_max = int(head.nc), int(head.reg_max)
     if nc is not None and nc != head_nc:
@@ -214,7 +223,28 @@ def load_model(path: str | Path, nc: int | None = None, seed: int = 0, device: s
     for prm in module.parameters():
         prm.requires_grad_(False)
     return LoadedModel(module, src, kind, arch, head_nc, reg_max, strides, _names(module, head_nc), dev, train_imgsz,
-                       gains, end2end, half)
+                       gains, end2end, half, **meta)
+
+
+def _checkpoint_meta(ckpt: dict) -> dict:
+    """version, epoch, epochs and the results' epoch column of a checkpoint dict (what is there of them)."""
+    out: dict = {}
+    v = ckpt.get("version")
+    if isinstance(v, str) and v.strip():
+        out["version"] = v.strip()
+    e = ckpt.get("epoch")
+    if isinstance(e, int) and not isinstance(e, bool):
+        out["epoch"] = e
+    args = ckpt.get("train_args") or {}
+    if not isinstance(args, dict):
+        args = getattr(args, "__dict__", {}) or {}
+    n = args.get("epochs")
+    if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+        out["epochs"] = n
+    res = ckpt.get("train_results")
+    if isinstance(res, dict) and isinstance(res.get("epoch"), (list, tuple)):
+        out["results_epochs"] = [int(x) for x in res["epoch"] if isinstance(x, (int, float))]
+    return out
 
 
 def raw_outputs(lm: LoadedModel, images: np.ndarray, branch: str = "one2many") -> Any:
@@ -227,7 +257,7 @@ def raw_outputs(lm: LoadedModel, images: np.ndarray, branch: str = "one2many") -
             x = torch.from_numpy(np.ascontiguousarray(images[i : i + FORWARD_CHUNK])).to(lm.device)
             out = lm.module(x)
             raw = out[1] if isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[1], (dict, list, tuple)) else out
-            if isinstance(raw, dict) and branch in raw:
+            if isinstance(raw, dict) and branch is not None and branch in raw:
                 raw = raw[branch]
             parts.append(_to_cpu(raw))
     return _concat(parts)
@@ -259,3 +289,12 @@ def model_heads(lm: LoadedModel, images: np.ndarray, source: str, branch: str = 
     """Run the model on the images and read its raw outputs as Heads (validated like a heads file)."""
     raw = raw_outputs(lm, images, branch)
     return heads_from_object(raw, source, lm.reg_max, lm.nc)
+
+
+def model_heads_branches(lm: LoadedModel, images: np.ndarray, imgsz: tuple[int, int],
+                         branches: tuple[str, ...] = ("one2many", "one2one")) -> dict[str, Heads]:
+    """Both branches of an end-to-end head from one forward pass: branch -> Heads."""
+    raw = raw_outputs(lm, images, None)
+    if not isinstance(raw, dict) or not all(b in raw for b in branches):
+        raise InputError(f"the model's head did not return the {' and '.join(branches)} branches", lm.path)
+    return {b: heads_from_object(raw[b], lm.describe(imgsz, b), lm.reg_max, lm.nc) for b in branches}

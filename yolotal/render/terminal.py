@@ -557,19 +557,24 @@ def render_loss(trace: Trace, con: Console, images: list[int]) -> None:
             continue
         gt = Table(title=f"Per GT · image {i} (raw box/dfl/cls contributions of its positives)", title_justify="left",
                    box=rbox.SIMPLE_HEAD, pad_edge=False)
-        for c in ("GT", "cls", "pos", "Σ weight", "mean CIoU", "box", "dfl", "cls@pos", "max ltrb grid", "clamped"):
+        for c in ("GT", "cls", "pos", "Σ weight", "mean CIoU", "box", "dfl", "cls@pos", "max ltrb grid", "clamp hi",
+                  "clamp 0"):
             gt.add_column(c, justify="right", no_wrap=True)
         warnings = []
         for j in range(n):
             sel = fg[i] & (tgi[i] == j)
             k = int(sel.sum())
             mx = float(ltrb[i][sel].max()) if k else 0.0
-            ncl = int(clamped[i][sel].sum()) if k else 0
+            # sides clamped at reg_max - 1.01 (box too large for the stride) and at 0 (anchor outside the real box:
+            # a candidate only through the small-GT enlargement)
+            ncl = int((clamped[i][sel] & (ltrb[i][sel] > rmax)).sum()) if k else 0
+            n0 = int((clamped[i][sel] & (ltrb[i][sel] < 0)).sum()) if k else 0
             gt.add_row(
                 Text(gt_symbol(j), style=gt_style(j)), str(int(trace["gt_labels"][i, j, 0])), str(k),
                 f"{float(ts[i][sel].sum()):.4f}", f"{float(ciou[i][sel].mean()):.4f}" if k else "—",
                 f"{float(box_pa[i][sel].sum()):.4g}", f"{float(dfl_pa[i][sel].sum()):.4g}",
                 f"{float(cls_pa[i][sel].sum()):.4g}", f"{mx:.2f}", Text(str(ncl), style="bold red" if ncl else ""),
+                str(n0),
             )
             hi = clamped[i][sel] & (ltrb[i][sel] > rmax)
             if cfg.reg_max > 1 and hi.any():
@@ -580,7 +585,11 @@ def render_loss(trace: Trace, con: Console, images: list[int]) -> None:
                     f"(largest {mx:.2f} at stride {strides}): the box is too large for its anchors' strides; "
                     f"the head cannot learn its full extent"
                 )
-        con.print(fit(con, gt, ("cls@pos", "mean CIoU", "cls")))
+        con.print(fit(con, gt, ("cls@pos", "mean CIoU", "cls", "clamp 0")))
+        if cfg.reg_max > 1:
+            con.print(Text(f"clamp hi: DFL target sides clamped at reg_max − 1.01 = {rmax:.2f} grid units (box too "
+                           "large for the stride); clamp 0: sides clamped at 0 (the anchor lies outside the real box, "
+                           "a candidate only through the small-GT enlargement)", style="dim"), soft_wrap=False)
         for w in warnings:
             warn(con, w)
 
