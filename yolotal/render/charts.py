@@ -15,6 +15,7 @@ COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#e
 GROUP_COLOURS = {"all": "#222222", "small": "#d62728", "medium": "#1f77b4", "large": "#2ca02c"}
 GROUP_LABELS = {"all": "all GTs", "small": "small (area < 32² px)", "medium": "medium (< 96² px)", "large": "large"}
 INK, GRID = "#333333", "#e3e3e3"
+NICE = [1, 2, 2.5, 5, 10]  # tick steps (× a power of ten)
 
 
 def _figure(w: float, h: float):
@@ -64,11 +65,12 @@ def bar_chart(categories: Sequence[str], series: dict[str, Sequence[float | None
             t.set_rotation(45)
             t.set_ha("right")
     ax.set_xlim(-0.6, len(categories) - 0.4)
+    top = max((float(v) for vals in series.values() for v in vals if v is not None), default=0.0)
+    ax.set_ylim(0, top * 1.08 if top > 0 else 1.0)  # counts and shares start at 0, an empty chart reads 0..1
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=NICE, integer=not percent and all(
+        v is None or float(v).is_integer() for vals in series.values() for v in vals)))
     if percent:
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
-    else:
-        ax.yaxis.set_major_locator(MaxNLocator(nbins=5, integer=all(
-            v is None or float(v).is_integer() for vals in series.values() for v in vals)))
     _style(ax, title, ylabel, xlabel)
     if len(series) > 1:
         ax.legend(fontsize=8.5, frameon=False, loc="best")
@@ -87,11 +89,10 @@ def line_panel(ax, xs: Sequence[float], series: dict[str, Sequence[float | None]
         colour = (colours or {}).get(name, COLOURS[k % len(COLOURS)])
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3.5, linewidth=1.8,
                 color=colour, label=(labels or {}).get(name, name))
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=8, steps=NICE, integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=NICE))
     if percent:
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
-    else:
-        ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
     ax.set_ylim(bottom=0)
     _style(ax, title, xlabel="epoch")
 

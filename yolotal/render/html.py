@@ -54,9 +54,9 @@ def _pct(n: int, total: int) -> str:
 
 
 def _json_script(element_id: str, obj) -> str:
-    """A ``<script type="application/json">`` block that cannot end early (``</`` escaped)."""
+    """A ``<script type="application/json">`` block that cannot end early: every ``<`` written as ``\\u003c``."""
     text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    text = text.replace("</", "<\\/").replace("<!--", "<\\!--")
+    text = text.replace("<", "\\u003c")
     return f'<script type="application/json" id="{element_id}">{text}</script>'
 
 
@@ -122,9 +122,10 @@ def _chart(fig) -> str:
     return svg(fig)
 
 
-def _gallery(items: Sequence[GalleryItem], strides: Sequence[int] | None, note: str = "", known: bool = True) -> str:
+def _gallery(items: Sequence[GalleryItem], strides: Sequence[int] | None, note: str = "", known: bool = True,
+             empty: str = "No GT needs a look: none is flagged.") -> str:
     if not items:
-        return '<p class="muted">No GT needs a look: none is flagged.</p>'
+        return f'<p class="muted">{esc(empty)}</p>'
     legend = ['<div class="legend">']
     for k, s in enumerate(strides or ()):
         rgb = LEVEL_COLOURS[k % len(LEVEL_COLOURS)]
@@ -436,12 +437,14 @@ def _model_sections(doc: dict, gallery: Sequence[GalleryItem], run: bool) -> tup
     sections = [
         ("overview", "Overview", _section("overview", "Overview", overview)),
         ("alerts", "Alerts", _section("alerts", "Alerts", f'<ul class="alerts">{"".join(alerts)}</ul>{worst_html}')),
-        ("classes", "Classes", _section("classes", "Per class", _stats_table("class", by_class) + '<div class="grid2">'
+        ("classes", "Classes", _section("classes", "Per class", _stats_table("class", by_class) + '<div class="grid2 even">'
                                         + _stats_charts(by_class, "class") + "</div>", len(by_class))),
         ("sizes", "Sizes", _section("sizes", "Per size (letterboxed px: small < 32², medium < 96²)",
-                                    _stats_table("size", by_size) + '<div class="grid2">' + _stats_charts(by_size, "size")
+                                    _stats_table("size", by_size) + '<div class="grid2 even">' + _stats_charts(by_size, "size")
                                     + "</div>")),
-        ("gallery", "Gallery", _section("gallery", "Gallery: the worst GTs", _gallery(gallery, strides), len(gallery))),
+        ("gallery", "Gallery", _section("gallery", "Gallery: the worst GTs", _gallery(
+            gallery, strides, empty="No crops in this report." if doc.get("worst_gts") else
+            "No GT needs a look: none is starved."), len(gallery))),
         ("gts", "GTs", _section("gts", "Per GT", gt_inner, len(rows))),
     ]
     return sections, gt_data

@@ -28,7 +28,8 @@ h2 .count{color:var(--dim);font-weight:400;font-size:14px;margin-left:6px}
 .alert details{margin-top:4px}.alert summary{cursor:pointer;color:var(--accent)}
 .alert ol{margin:6px 0 0;padding-left:22px;max-height:260px;overflow:auto;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
 .grid2{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1.25fr);gap:18px;align-items:start}
-@media (max-width:900px){.grid2{grid-template-columns:1fr}}
+.grid2.even{grid-template-columns:minmax(0,1fr) minmax(0,1fr);margin-top:14px}
+@media (max-width:900px){.grid2,.grid2.even{grid-template-columns:1fr}}
 table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
 th,td{padding:5px 8px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
 th:first-child,td:first-child,th.l{text-align:left}

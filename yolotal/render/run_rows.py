@@ -74,6 +74,5 @@ def run_doc(trace, names: list[str] | None = None, top: int = 20) -> dict:
     loss = {k[5:]: round(float(trace[k]), 5) for k in ("loss_box", "loss_cls", "loss_dfl") if k in trace}
     doc["loss_mean"] = loss or doc["loss_mean"]
     doc["meta"] = meta
-    doc.pop("images", None)
-    doc["images"] = trace.batch
+    doc.pop("images_run", None)  # every image of a run is assigned
     return doc
