@@ -105,8 +105,8 @@ def model_doc(n: int = 40, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     recs = []
     for i in range(n):
-        x, y = rng.uniform(0, 500, 2)
-        w, h = rng.uniform(2, 200, 2)
+        x, y = rng.uniform(0, 500, 2).tolist()
+        w, h = rng.uniform(2, 200, 2).tolist()
         pos = int(rng.integers(0, 11))
         weighted = int(rng.integers(0, pos + 1))
         s = float(rng.uniform(0, 3)) if weighted else 0.0

@@ -26,6 +26,7 @@ from .gallery import LEVEL_COLOURS, GalleryItem
 from .html_assets import CSS, JS
 
 PAGE_ROWS = 100
+ALERT_ROWS = 500  # details listed under an alert (the per-GT table has them all)
 CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
        "font-src 'none'; connect-src 'none'; form-action 'none'; base-uri 'none'")
 FLAG_SHORT = {"starved_classic": "no candidate (classic)", "starved_ultralytics": "no candidate (ultralytics)",
@@ -60,15 +61,6 @@ def _json_script(element_id: str, obj) -> str:
     return f'<script type="application/json" id="{element_id}">{text}</script>'
 
 
-def _clean(v):
-    """NaN -> None, so the JSON is strict."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    return v
-
-
 # ------------------------------------------------------------------------------------------------ page parts
 def _page(title: str, subtitle: str, sections: list[tuple[str, str, str]], data: str = "") -> str:
     """The whole document: sections as (id, nav label, html)."""
@@ -99,12 +91,13 @@ def _cards(items: Iterable[tuple[str, object]]) -> str:
         f'<div class="stat"><div class="v">{_n(v)}</div><div class="k">{esc(k)}</div></div>' for k, v in items) + "</div>"
 
 
-def _alert(level: str, key: str, count: int, text: str, details: Sequence[str] = (), limit: int = 500) -> str:
+def _alert(level: str, key: str, count: int, text: str, details: Sequence[str] = (), limit: int | None = None) -> str:
     """One alert line: level bad / warn / ok, a count, what it means, and the first ``limit`` details."""
+    limit = ALERT_ROWS if limit is None else limit
     more = ""
     if details:
         items = "".join(f"<li>{esc(d)}</li>" for d in details[:limit])
-        extra = f" (the first {limit})" if len(details) > limit else ""
+        extra = f" (the first {limit:,} of {count:,})" if len(details) > limit else ""
         more = f"<details><summary>show {min(len(details), limit):,}{extra}</summary><ol>{items}</ol></details>"
     return (f'<li class="alert {level}" data-alert="{esc(key)}" data-count="{count}"><b>{count:,}</b> '
             f"{text}{more}</li>")
@@ -166,16 +159,21 @@ def _gt_table(columns: list[dict], rows: list[list], files: list[str], note: str
 
 
 def _encode_rows(rows: Sequence[dict], columns: list[dict]) -> tuple[list[list], list[str]]:
-    """Row dicts -> arrays in column order, file names as indices into one list."""
+    """Row dicts -> arrays in column order, file names as indices into one list, NaN/inf as None."""
     files: dict[str, int] = {}
+    getters = [c["get"] for c in columns]
+    file_cols = [i for i, c in enumerate(columns) if c["t"] == "file"]
+    float_cols = [i for i, c in enumerate(columns) if c["t"] == "n"]
+    inf = math.inf
     out = []
     for r in rows:
-        line = []
-        for c in columns:
-            v = c["get"](r)
-            if c["t"] == "file":
-                v = files.setdefault(str(v), len(files))
-            line.append(_clean(v))
+        line = [g(r) for g in getters]
+        for i in file_cols:
+            line[i] = files.setdefault(str(line[i]), len(files))
+        for i in float_cols:
+            v = line[i]
+            if v.__class__ is float and (v != v or v == inf or v == -inf):
+                line[i] = None
         out.append(line)
     return out, list(files)
 
@@ -189,10 +187,20 @@ def _wh(r: dict, key: str = "box") -> tuple[float, float]:
     return round(b[2] - b[0], 2), round(b[3] - b[1], 2)
 
 
+def _w(r: dict, key: str = "box") -> float:
+    b = r[key]
+    return round(b[2] - b[0], 2)
+
+
+def _h(r: dict, key: str = "box") -> float:
+    b = r[key]
+    return round(b[3] - b[1], 2)
+
+
 MODEL_COLUMNS = [
     _col("file", "file", lambda r: r["file"]), _col("line", "n", lambda r: r["line"]),
     _col("class", "s", lambda r: r.get("name", str(r.get("class")))), _col("size", "s", lambda r: r.get("size")),
-    _col("w px", "n", lambda r: _wh(r)[0]), _col("h px", "n", lambda r: _wh(r)[1]),
+    _col("w px", "n", _w), _col("h px", "n", _h),
     _col("candidates", "n", lambda r: r.get("candidates")), _col("positives", "n", lambda r: r.get("positives")),
     _col("weighted", "n", lambda r: r.get("weighted_positives")),
     _col("Σ score", "n", lambda r: r.get("score_sum")), _col("max score", "n", lambda r: r.get("max_score")),
@@ -208,7 +216,7 @@ def _geometry_columns(rows: Sequence[dict]) -> list[dict]:
         cols = [
             _col("file", "file", lambda r: r["file"]), _col("line", "n", lambda r: r["line"]),
             _col("class", "s", lambda r: str(r.get("name", r.get("cls")))),
-            _col("w px", "n", lambda r: _wh(r, "box_px")[0]), _col("h px", "n", lambda r: _wh(r, "box_px")[1]),
+            _col("w px", "n", lambda r: _w(r, "box_px")), _col("h px", "n", lambda r: _h(r, "box_px")),
             _col("cand. classic", "l", lambda r: r["candidates_classic"]),
             _col("cand. ultralytics", "l", lambda r: r["candidates_ultralytics"]),
         ]
@@ -219,7 +227,7 @@ def _geometry_columns(rows: Sequence[dict]) -> list[dict]:
             _col("file", "file", lambda r: r["file"]), _col("line", "n", lambda r: r["line"]),
             _col("class", "s", lambda r: r.get("name", str(r.get("class")))),
             _col("√(w·h) px", "n", lambda r: r.get("side_px")),
-            _col("w px", "n", lambda r: _wh(r)[0]), _col("h px", "n", lambda r: _wh(r)[1]),
+            _col("w px", "n", _w), _col("h px", "n", _h),
             _col("cand. classic", "n", lambda r: r.get("candidates_classic")),
             _col("cand. ultralytics", "n", lambda r: r.get("candidates_ultralytics")),
         ]
@@ -280,12 +288,14 @@ def _geometry_sections(doc: dict, gallery: Sequence[GalleryItem]) -> tuple[list,
     alerts.append(_alert("bad" if f["corrupt"] else "ok", "corrupt", f["corrupt"],
                          "corrupt label files: a bad line (or an unreadable image) makes ultralytics skip the whole "
                          "file, so none of its GTs is trained on",
-                         [f"{e['file']}:{e['line']}: {e['reason']}" for e in errs]))
+                         [f"{e['file']}:{e['line']}: {e['reason']}" for e in errs[: ALERT_ROWS + 1]]))
     flagged = doc.get("flagged", [])
 
     def where(key: str) -> list[str]:
-        return [f"{x['file']}:{x['line']}  class {x['cls']}  box {', '.join(f'{v:.1f}' for v in x['box_px'])}"
-                for x in flagged if key in x["flags"]]
+        from itertools import islice
+
+        return list(islice((f"{x['file']}:{x['line']}  class {x['cls']}  box {', '.join(f'{v:.1f}' for v in x['box_px'])}"
+                            for x in flagged if key in x["flags"]), ALERT_ROWS + 1))
 
     for key, level, text in (
         ("starved_classic", "bad", "GTs with no anchor centre inside the box: never a positive under ultralytics "
@@ -407,8 +417,8 @@ def _model_sections(doc: dict, gallery: Sequence[GalleryItem], run: bool) -> tup
         overview += f'<p class="settings">{esc(m["note"])}</p>'
 
     def where(sel: list[dict]) -> list[str]:
-        return [f"{r['file']}:{r['line']}  {r.get('name', r['class'])}  {_wh(r)[0]:.1f}×{_wh(r)[1]:.1f} px  "
-                f"{r['positives']} positive(s), Σ score {r['score_sum']}" for r in sel]
+        return [f"{r['file']}:{r['line']}  {r.get('name', r['class'])}  {_w(r):.1f}×{_h(r):.1f} px  "
+                f"{r['positives']} positive(s), Σ score {r['score_sum']}" for r in sel[: ALERT_ROWS + 1]]
 
     errs = doc.get("errors", [])
     alerts = []
@@ -418,7 +428,7 @@ def _model_sections(doc: dict, gallery: Sequence[GalleryItem], run: bool) -> tup
         alerts.append(_alert("bad" if errs else "ok", "corrupt", len(errs), "problems: corrupt label files, missing "
                              "or unreadable images, skipped lines",
                              [f"{e['file']}{':' + str(e['line']) if e.get('line') else ''}: {e['reason']}"
-                              for e in errs]))
+                              for e in errs[: ALERT_ROWS + 1]]))
     alerts.append(_alert("bad" if no_pos else "ok", "no_positive", len(no_pos), "GTs with no positive anchor: "
                          "nothing teaches the model to find them", where(no_pos)))
     alerts.append(_alert("bad" if zero_w else "ok", "zero_weight", len(zero_w), "GTs whose positives all carry "

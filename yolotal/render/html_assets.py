@@ -75,7 +75,7 @@ JS = r"""
   var cols = D.columns, rows = D.rows, files = D.files || [], PAGE = D.page || 100;
   var all = new Array(rows.length);
   for (var i = 0; i < rows.length; i++) all[i] = i;
-  var view = all, sortCol = -1, sortDir = 1, page = 0, text = null;
+  var view = all, sortCol = -1, sortDir = 1, page = 0, text = null, renders = 0;
   var tbody = document.querySelector("#gt-table tbody");
   var status = document.getElementById("gt-status");
   var prev = document.getElementById("gt-prev"), next = document.getElementById("gt-next");
@@ -124,6 +124,7 @@ JS = r"""
       " · page " + (page + 1) + " of " + pages;
     status.setAttribute("data-shown", String(hi - lo));
     status.setAttribute("data-matching", String(view.length));
+    status.setAttribute("data-renders", String(++renders));
     prev.disabled = page === 0;
     next.disabled = page >= pages - 1;
   }
