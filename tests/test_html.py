@@ -231,10 +231,11 @@ def test_gallery_from_scan_picks_the_flagged_on_the_letterboxed_picture(shapes):
 def test_gallery_from_trace_draws_the_runs_anchors():
     t = trace_of(ROWS)
     items = gallery_from_trace(t, 2)
-    rows = trace_rows(t)
-    worst = sorted(rows, key=lambda r: (r["positives"] > 0, r["weighted_positives"] > 0, r["score_sum"]))[:2]
-    assert [it.title for it in items] == [f"<array>:{r['line']}" for r in worst]
-    assert items[0].numbers["positives"] == worst[0]["positives"]
+    from yolotal.render.run_rows import trace_records, worst_key
+
+    worst = sorted(trace_records(t), key=worst_key)[:2]
+    assert [it.title for it in items] == [f"<array>:{r.line}" for r in worst]
+    assert items[0].numbers["positives"] == worst[0].positives
     picked = gallery_from_trace(t, select=[("<array>", 4), ("<array>", 1), ("nowhere", 9)])
     assert [it.title for it in picked] == ["<array>:4", "<array>:1"]
     assert all(isinstance(it, GalleryItem) and it.png.startswith(b"\x89PNG") for it in picked)
@@ -307,3 +308,46 @@ def test_written_atomically_and_refused_where_it_cannot_go(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["r.html"]  # no temporary file left behind
     with pytest.raises(InputError, match="does not exist"):
         write_scan_html(doc, tmp_path / "missing" / "r.html")
+
+
+# ------------------------------------------------------------------------------------------------ scan --model gallery
+def test_collector_keeps_the_worst_over_batches():
+    from yolotal.render.gallery import GalleryCollector
+
+    traces = [trace_of(ROWS), trace_of([[0, 0, .5, .5, .02, .02], [1, 2, .4, .4, .3, .3]])]
+    col = GalleryCollector(3)
+    for k, t in enumerate(traces):
+        col.add(k, t)
+    from yolotal.render.run_rows import trace_records, worst_key
+
+    keyed = sorted(((*worst_key(r), k, i), r.line) for k, t in enumerate(traces) for i, r in enumerate(trace_records(t)))
+    assert [it.title for it in col.items] == [f"<array>:{line}" for _, line in keyed[:3]]
+    merged = GalleryCollector(3)
+    merged.add(0, traces[0])
+    other = GalleryCollector(3)
+    other.add(1, traces[1])
+    assert [it.title for it in merged.merge([other]).items] == [it.title for it in col.items]
+
+
+def test_scan_model_gallery_shows_the_reports_worst_gts(tmp_path):
+    pytest.importorskip("ultralytics", reason="--model needs the optional extra yolotal[ultralytics]")
+    from yolotal.config import load_config, with_overrides
+    from yolotal.inputs.model import load_model
+    from yolotal.prepare import model_base
+    from yolotal.render.gallery import GalleryCollector
+    from yolotal.scan import find_labels
+    from yolotal.scan_model import run_scan, summarise
+
+    lm = load_model("yolo11n.yaml", nc=3, seed=0)
+    cfg = with_overrides(load_config(None, model_base(lm)), imgsz=[320, 320])
+    ls = find_labels(SHAPES, ("train",))
+    items = [(str(f), str(i)) for f, i in zip(ls.files, ls.images)]
+    col = GalleryCollector(6, list(ls.names))
+    res = run_scan(items, cfg, lm, 2, 1, on_trace=col.add)
+    doc = summarise(res, list(ls.names))
+    worst = [f"{Path(r['file']).name}:{r['line']}" for r in doc["worst_gts"]]
+    assert worst and [it.title for it in col.items][: len(worst)] == worst
+    text = write_scan_html(doc, tmp_path / "m.html", gallery=col.items).read_text()
+    assert text.count('<img src="data:image/png;base64,') == 6
+    first = col.items[0]
+    assert first.numbers["Σ target score"] == doc["worst_gts"][0]["score_sum"]

@@ -42,7 +42,7 @@ def _style(ax, title: str, ylabel: str = "", xlabel: str = "") -> None:
 
 
 def bar_chart(categories: Sequence[str], series: dict[str, Sequence[float | None]], title: str, *,
-              ylabel: str = "", xlabel: str = "", percent: bool = False, size: tuple[float, float] = (6.0, 2.8),
+              ylabel: str = "", xlabel: str = "", percent: bool = False, size: tuple[float, float] = (6.0, 2.5),
               rotate: bool | None = None):
     """Grouped vertical bars: one group per category, one bar per series (None = no bar). percent: values
     are shares in [0, 1] and the axis reads in %."""

@@ -142,13 +142,6 @@ def anchor_centres_in(box: Sequence[float], imgsz: tuple[int, int], strides: Seq
     return np.concatenate(out) if out else np.zeros((0, 3))
 
 
-def _worst_order(rows: list[dict]) -> list[int]:
-    """Worst first, as the scan --model report orders them: no positive, then zero-weight positives, then the
-    smallest total target score."""
-    return sorted(range(len(rows)), key=lambda i: (rows[i]["positives"] > 0, rows[i]["weighted_positives"] > 0,
-                                                   rows[i]["score_sum"], i))
-
-
 def gallery_from_trace(trace, n: int = 24, select: Sequence[tuple[str, int]] | None = None,
                        rows: list[dict] | None = None) -> list[GalleryItem]:
     """Crops of the worst ``n`` GTs of an assignment run (or the GTs named by ``select`` as (file, line), in that
@@ -156,9 +149,11 @@ def gallery_from_trace(trace, n: int = 24, select: Sequence[tuple[str, int]] | N
     target score relative to the GT's best)."""
     import torch
 
-    from .run_rows import trace_rows
+    from ..scan_model import _row
+    from .run_rows import names_of, trace_records, worst_key
 
-    rows = trace_rows(trace) if rows is None else rows
+    recs = trace_records(trace)
+    rows = [_row(r, names_of(trace)) for r in recs] if rows is None else rows
     where = {}  # (file, line) -> (image, slot)
     for b, origin in enumerate(trace.gt_origin):
         for m, key in enumerate(origin):
@@ -166,7 +161,8 @@ def gallery_from_trace(trace, n: int = 24, select: Sequence[tuple[str, int]] | N
     if select is not None:
         keys = [tuple(k) for k in select if tuple(k) in where]
     else:
-        keys = [(rows[i]["file"], rows[i]["line"]) for i in _worst_order(rows)[:n]]
+        order = sorted(range(len(recs)), key=lambda i: (worst_key(recs[i]), i))
+        keys = [(recs[i].file, recs[i].line) for i in order[:n]]
     by_key = {(r["file"], r["line"]): r for r in rows}
     pts = (trace["anchor_points"] * trace["stride_tensor"]).numpy()
     st = trace["stride_tensor"][:, 0].numpy()
@@ -260,3 +256,42 @@ def gallery_from_scan(res, n: int = 24, images: Sequence[str | None] | None = No
         out.append(GalleryItem(f"{Path(files[fi]).name}:{int(res.parsed.line[i])}", png, nums,
                                tuple(kf for kf, v in flags.items() if v[i])))
     return out
+
+
+class GalleryCollector:
+    """The worst ``n`` GTs' crops over the batches of a ``scan --model`` run, kept while the batches go by (the
+    traces are not kept): pass ``collector.add`` as :func:`yolotal.scan_model.run_scan`'s ``on_trace``. Worst is
+    the scan --model report's order (no positive, then zero-weight positives, then the smallest target-score sum,
+    then batch and GT order), so the gallery shows the report's ``worst_gts``."""
+
+    def __init__(self, n: int = 24, names: list[str] | None = None):
+        self.n = n
+        self.names = names
+        self.kept: list[tuple[tuple, GalleryItem]] = []
+
+    def add(self, batch: int, trace) -> None:
+        from ..scan_model import _row
+        from .run_rows import trace_records, worst_key
+
+        if self.n <= 0:
+            return
+        recs = trace_records(trace)
+        rows = [_row(r, self.names) for r in recs]
+        keyed = sorted(((*worst_key(rec), batch, i), r) for i, (rec, r) in enumerate(zip(recs, rows)))
+        bar = sorted(k for k, _ in self.kept)[self.n - 1] if len(self.kept) >= self.n else None
+        pick = [(k, r) for k, r in keyed[: self.n] if bar is None or k < bar]
+        if not pick:
+            return
+        items = gallery_from_trace(trace, select=[(r["file"], r["line"]) for _, r in pick], rows=rows)
+        self.kept = sorted(self.kept + [(k, it) for (k, _), it in zip(pick, items)], key=lambda x: x[0])[: self.n]
+
+    def merge(self, others: Sequence["GalleryCollector"]) -> "GalleryCollector":
+        """Collectors of several processes (torchrun ranks) as one."""
+        for o in others:
+            if o is not self:
+                self.kept = sorted(self.kept + o.kept, key=lambda x: x[0])[: self.n]
+        return self
+
+    @property
+    def items(self) -> list[GalleryItem]:
+        return [it for _, it in self.kept]

@@ -129,7 +129,8 @@ def _gallery(items: Sequence[GalleryItem], strides: Sequence[int] | None, note: 
                       '<span><i class="box"></i>GT with positives</span><span><i class="box bad"></i>GT without</span>')
     else:
         legend.append('<span><i class="box unknown"></i>GT</span>')
-    legend.append('<span><i class="box dash"></i>enlarged candidate box (ultralytics 8.4)</span></div>')
+    legend.append(f'<span><i class="box dash{"" if known else " unknown"}"></i>enlarged candidate box '
+                  "(ultralytics 8.4)</span></div>")
     cards = []
     for it in items:
         uri = "data:image/png;base64," + base64.b64encode(it.png).decode()

@@ -41,6 +41,17 @@ def _records(trace):
     return records_of(trace if "target_scores" in trace else _Unit(trace))
 
 
+def trace_records(trace) -> list:
+    """Every real GT's :class:`yolotal.scan_model.GTRecord` (unrounded), in image then label order."""
+    return _records(trace)[0]
+
+
+def worst_key(r) -> tuple:
+    """The scan --model report's order of a GTRecord, worst first: no positive, then zero-weight positives, then
+    the smallest target-score sum."""
+    return (r.positives > 0, r.weighted > 0, r.score_sum)
+
+
 def names_of(trace) -> list[str] | None:
     names = getattr(trace.config, "names", None)
     return list(names) if names else None
