@@ -308,6 +308,9 @@ def test_written_atomically_and_refused_where_it_cannot_go(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["r.html"]  # no temporary file left behind
     with pytest.raises(InputError, match="does not exist"):
         write_scan_html(doc, tmp_path / "missing" / "r.html")
+    (tmp_path / "d.html").mkdir()
+    with pytest.raises(InputError, match="is a directory"):
+        write_scan_html(doc, tmp_path / "d.html")
 
 
 # ------------------------------------------------------------------------------------------------ scan --model gallery

@@ -2,8 +2,9 @@
 
 A crop is a square window of the imgsz canvas (the picture letterboxed as the trainer sees it, or grey without
 one) around the GT, scaled up to a thumbnail and drawn on: the GT box (its colour, red without a positive), the
-ultralytics profile's enlarged candidate box dashed, every candidate anchor centre as a ring and every positive
-as a filled dot (size by target score), coloured by level.
+ultralytics profile's enlarged candidate box dashed, every candidate anchor centre as a ring (levels whose cells
+would be under 5 px on the thumbnail left out) and every positive as a filled dot (size by target score),
+coloured by level.
 """
 
 from __future__ import annotations
@@ -97,15 +98,17 @@ def gt_crop(canvas: np.ndarray, box: Sequence[float], candidates: np.ndarray | N
     if enlarged is not None and not np.allclose(np.asarray(enlarged, np.float64), np.asarray(box, np.float64)):
         _dashed(d, [*xy(enlarged[0], enlarged[1]), *xy(enlarged[2], enlarged[3])], colour)
     d.rectangle([*xy(box[0], box[1]), *xy(box[2], box[3])], outline=colour, width=2)
-    ring = max(2.5, min(5.0, scale * 1.5))
-    for x, y, s in cand:
+    for x, y, s in cand:  # a ring a third of the anchor's cell wide; levels whose cells are under 5 px here are
+        if s * scale < 5:  # left out (a carpet of dots says nothing; the count is beside the picture)
+            continue
+        ring = min(5.0, 0.3 * s * scale)
         px, py = xy(x, y)
         if -ring <= px <= out + ring and -ring <= py <= out + ring:
-            d.ellipse([px - ring, py - ring, px + ring, py + ring], outline=level_colour(s, strides) + (230,), width=1)
+            d.ellipse([px - ring, py - ring, px + ring, py + ring], outline=level_colour(s, strides) + (220,), width=1)
     wts = [1.0] * n_pos if weights is None else [float(v) for v in weights]
     for (x, y, s), wt in zip(pos, wts):
         px, py = xy(x, y)
-        r = ring * (0.8 + 0.9 * max(0.0, min(1.0, wt)))
+        r = max(2.5, min(5.0, 0.3 * s * scale)) * (0.8 + 0.9 * max(0.0, min(1.0, wt)))
         d.ellipse([px - r, py - r, px + r, py + r], fill=level_colour(s, strides), outline=(255, 255, 255), width=1)
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=True)

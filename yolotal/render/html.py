@@ -489,8 +489,13 @@ def _write(text: str, path: str | Path) -> Path:
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise InputError("HTML directory does not exist", str(parent))
+    if p.is_dir():
+        raise InputError("is a directory, not an HTML file", str(p))
     data = text.encode("utf-8")
-    return atomic_write(p, lambda fh: fh.write(data))
+    try:
+        return atomic_write(p, lambda fh: fh.write(data))
+    except OSError as e:
+        raise InputError(f"cannot write the HTML report ({e.strerror or e.__class__.__name__})", str(p)) from None
 
 
 def write_scan_html(doc: dict, path: str | Path, *, gallery: Sequence[GalleryItem] = ()) -> Path:
