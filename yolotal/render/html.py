@@ -183,11 +183,6 @@ def _col(label: str, t: str, get) -> dict:
     return {"label": label, "t": t, "get": get}
 
 
-def _wh(r: dict, key: str = "box") -> tuple[float, float]:
-    b = r[key]
-    return round(b[2] - b[0], 2), round(b[3] - b[1], 2)
-
-
 def _w(r: dict, key: str = "box") -> float:
     b = r[key]
     return round(b[2] - b[0], 2)
