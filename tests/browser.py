@@ -50,7 +50,9 @@ def launch():
         _unavailable("playwright is not installed (pip install playwright)")
     exe = find_chromium()
     if exe is None:
-        _unavailable("no chromium executable on PATH (apt-get install chromium)")
+        env = os.environ.get("YOLOTAL_CHROMIUM")
+        _unavailable(f"YOLOTAL_CHROMIUM={env} does not exist" if env else
+                     "no chromium executable on PATH (apt-get install chromium)")
     with sync_playwright() as pw:
         try:
             browser = pw.chromium.launch(executable_path=exe, args=ARGS, timeout=60_000)
