@@ -212,6 +212,21 @@ def test_crop_draws_box_candidates_and_positives_where_they_are():
     assert BOX_UNKNOWN in {c for _, c in unknown.getcolors(1 << 16)}
 
 
+def test_crop_of_an_image_file_is_its_letterboxed_picture():
+    from yolotal.inputs.pictures import image_size, letterbox_for, load_letterboxed
+    from yolotal.render.gallery import crop_of_image
+
+    pic = ROOT / "samples" / "shapes" / "images" / "landscape.jpg"  # 640x480: padded 80 px top and bottom at 640
+    lb = letterbox_for(*image_size(pic), (640, 640))
+    box = (300.0, 2.0, 340.0, 30.0)  # in the top padding band and the picture below it
+    png = crop_of_image(pic, lb, (640, 640), box, min_side=96, out=96)  # 1:1: pixels are the canvas's
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    x0, y0, side = crop_window(box, (640, 640), 96)
+    canvas = load_letterboxed(pic, lb, (640, 640))
+    assert side == 96 and lb.top == 80
+    assert (img[70, 5] == canvas[y0 + 70, x0 + 5]).all() and (img[5, 5] == 114).all()  # padding grey
+
+
 def test_anchor_centres_in_box_count_like_the_scan(shapes):
     for i in range(len(shapes.parsed.rows)):
         pts = anchor_centres_in(shapes.geo.box_px[i], (640, 640), (8, 16, 32))

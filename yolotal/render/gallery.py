@@ -115,6 +115,14 @@ def gt_crop(canvas: np.ndarray, box: Sequence[float], candidates: np.ndarray | N
     return buf.getvalue()
 
 
+def crop_of_image(image: str | Path | None, letterbox, imgsz: tuple[int, int], box: Sequence[float],
+                  candidates: np.ndarray | None = None, positives: np.ndarray | None = None,
+                  strides: Sequence[float] = (8, 16, 32), **kw) -> bytes:
+    """:func:`gt_crop` from an image file: letterboxed onto imgsz by ``letterbox`` (a Letterbox, or None for
+    ultralytics' letterbox of its size); None = no picture (grey)."""
+    return gt_crop(canvas_of(image, imgsz, letterbox), box, candidates, positives, strides=strides, **kw)
+
+
 def _dashed(d, rect: list[float], colour, dash: float = 5.0) -> None:
     x1, y1, x2, y2 = rect
     for ax, ay, bx, by in ((x1, y1, x2, y1), (x2, y1, x2, y2), (x2, y2, x1, y2), (x1, y2, x1, y1)):
