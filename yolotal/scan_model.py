@@ -140,8 +140,10 @@ def _batches(n: int, size: int) -> list[range]:
 
 
 def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: int,
-             progress: Callable[[int], None] | None = None, rank: int = 0, world: int = 1) -> ModelScan:
+             progress: Callable[[int], None] | None = None, rank: int = 0, world: int = 1,
+             on_trace: Callable | None = None) -> ModelScan:
     """Scan (label file, image or None) items with the model: this rank's batches (k % world == rank).
+    ``on_trace(k, trace)`` sees each batch's trace before it is dropped (e.g. a gallery of the worst GTs).
 
     A missing or unreadable image, or a label file with bad lines, is recorded and the scan goes on (bad lines
     are skipped); Ctrl-C stops at a batch boundary with ``partial`` set.
@@ -211,6 +213,8 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
                     out.seconds["images"] += t1 - t0
                     out.seconds["forward"] += t2 - t1
                     out.seconds["assign_loss"] += t3 - t2
+                    if on_trace is not None:  # outside the timed stages
+                        on_trace(k, trace)
                     for im, p in zip(ims, ok):
                         lb = p[4]
                         im.update(file=p[0], picture=str(p[1]), orig_wh=[lb.w0, lb.h0], r=lb.r, pad=[lb.left, lb.top])

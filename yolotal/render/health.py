@@ -1,4 +1,5 @@
-"""`yolotal health`: the per-epoch assignment-health rows as a terminal table and a PNG of curves (Pillow)."""
+"""`yolotal health`: the per-epoch assignment-health rows as a terminal table, a PNG of curves (matplotlib) and
+the same panels in an HTML page (:func:`yolotal.render.html.write_health_html`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from ..health import BUCKETS
 from .fmt import fit
 
 GROUPS = ("all", *BUCKETS)
-COLOURS = {"all": (20, 20, 20), "small": (214, 39, 40), "medium": (31, 119, 180), "large": (44, 160, 44)}
 
 
 def share(row: dict, group: str, stat: str) -> float | None:
@@ -69,60 +69,31 @@ PANELS = (  # title, value of (row, group), percent axis
     ("mean target score of positives", lambda r, g: r.get(f"{g}/score"), False),
     ("mean IoU of positives", lambda r, g: r.get(f"{g}/iou"), False),
 )
-PW, PH, ML, MR, MT, MB = 380, 230, 52, 14, 28, 30
+
+
+def epochs_of(rows: list[dict]) -> list[int]:
+    """The x axis: each row's epoch (its position, from 1, where the CSV has none)."""
+    return [r.get("epoch") if r.get("epoch") is not None else i + 1 for i, r in enumerate(rows)]
+
+
+def panel_values(rows: list[dict], k: int) -> tuple[str, list, bool]:
+    """Panel k as (title, values of a group -> list over the rows, percent axis)."""
+    name, fn, pct = PANELS[k]
+    return name, (lambda g: [fn(r, g) for r in rows]), pct
+
+
+def health_figure(rows: list[dict], title: str = ""):
+    """One matplotlib figure: a panel per measure (epoch on x), a line per size bucket and all GTs, one legend."""
+    from .charts import panels_figure
+
+    return panels_figure(epochs_of(rows), [panel_values(rows, k) for k in range(len(PANELS))], GROUPS,
+                         title or "assignment health over epochs")
 
 
 def draw_health_png(rows: list[dict], path: Path, title: str = "") -> Path:
-    """Curves over epochs, one panel per quantity, one line per size bucket (and all GTs)."""
-    from PIL import Image, ImageDraw, ImageFont
+    """Curves over epochs (matplotlib), one panel per quantity, one line per size bucket (and all GTs); written
+    atomically."""
+    from .charts import png
 
-    font = ImageFont.load_default()
-    cols = 3
-    n_rows = (len(PANELS) + 1 + cols - 1) // cols  # + a legend cell
-    img = Image.new("RGB", (cols * PW, n_rows * PH + 24), (255, 255, 255))
-    d = ImageDraw.Draw(img)
-    d.text((8, 6), title or "assignment health over epochs", fill=(0, 0, 0), font=font)
-    epochs = [r.get("epoch") or i + 1 for i, r in enumerate(rows)]
-    for k, (name, fn, pct) in enumerate(PANELS):
-        x0, y0 = (k % cols) * PW, 24 + (k // cols) * PH
-        _panel(d, font, x0, y0, name, epochs, {g: [fn(r, g) for r in rows] for g in GROUPS}, pct)
-    lx, ly = (len(PANELS) % cols) * PW + 20, 24 + (len(PANELS) // cols) * PH + 40
-    labels = {"all": "all GTs", "small": "small (area < 32x32 px)", "medium": "medium (< 96x96 px)", "large": "large"}
-    for i, g in enumerate(GROUPS):
-        d.line((lx, ly + 18 * i + 6, lx + 30, ly + 18 * i + 6), fill=COLOURS[g], width=3)
-        d.text((lx + 38, ly + 18 * i), labels[g], fill=(0, 0, 0), font=font)
-    d.text((lx, ly + 18 * len(GROUPS) + 8), "x axis: epoch", fill=(90, 90, 90), font=font)
-    path = Path(path)
-
-    def write(fh) -> None:
-        img.save(fh, format="PNG")
-
-    return atomic_write(path, write)
-
-
-def _panel(d, font, x0: int, y0: int, name: str, epochs: list, series: dict, pct: bool) -> None:
-    left, top, right, bottom = x0 + ML, y0 + MT, x0 + PW - MR, y0 + PH - MB
-    d.text((x0 + ML, y0 + 8), name, fill=(0, 0, 0), font=font)
-    d.rectangle((left, top, right, bottom), outline=(160, 160, 160))
-    vals = [v for s in series.values() for v in s if v is not None]
-    hi = max(vals) if vals else 1.0
-    hi = (1.0 if pct and hi > 0.5 else hi * 1.1) or 1.0
-    e_lo, e_hi = (min(epochs), max(epochs)) if epochs else (0, 1)
-    span = max(e_hi - e_lo, 1)
-
-    def xy(e, v):
-        return left + (right - left) * (e - e_lo) / span, bottom - (bottom - top) * v / hi
-
-    for f in (0.0, 0.5, 1.0):
-        y = bottom - (bottom - top) * f
-        d.line((left, y, right, y), fill=(225, 225, 225))
-        d.text((x0 + 4, y - 6), f"{100 * hi * f:.0f}%" if pct else f"{hi * f:.2g}", fill=(60, 60, 60), font=font)
-    for e in sorted(set(epochs)):
-        x, _ = xy(e, 0)
-        d.text((x - 3, bottom + 6), str(e), fill=(60, 60, 60), font=font)
-    for g, s in series.items():
-        pts = [xy(e, v) for e, v in zip(epochs, s) if v is not None]
-        if len(pts) > 1:
-            d.line(pts, fill=COLOURS[g], width=2)
-        for x, y in pts:
-            d.ellipse((x - 2.5, y - 2.5, x + 2.5, y + 2.5), fill=COLOURS[g])
+    data = png(health_figure(rows, title))
+    return atomic_write(Path(path), lambda fh: fh.write(data))
