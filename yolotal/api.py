@@ -364,11 +364,12 @@ class Run:
 
         return export(self.trace, path)
 
-    def html(self, path: "str | Path") -> Path:
-        """A self-contained HTML report of this run (per-GT table, gallery)."""
+    def html(self, path: "str | Path", gallery: int = 24) -> Path:
+        """A self-contained HTML report of this run: per class / size tables and charts, the ``gallery`` worst
+        GTs drawn on their letterboxed pictures, every GT's row (sortable, filterable)."""
         from .render.html import write_run_html
 
-        return write_run_html(self, path)
+        return write_run_html(self.trace, path, gallery=gallery, names=list(self.trace.labels.names) or None)
 
     def _png_bytes(self, images: "list[int] | None" = None) -> bytes:
         import io
@@ -433,11 +434,13 @@ def scan(data: "str | Path", *, model: "str | Path | None" = None, config: "str 
                   cfg.assigner.topk, progress)
     doc = make_report(res, top)
     doc["seconds"] = round(time.perf_counter() - t0, 3)
-    return ScanReport(doc, "geometry", list(cfg.warnings), res)
+    rep = ScanReport(doc, "geometry", list(cfg.warnings), res)
+    rep.top = top
+    return rep
 
 
 def _scan_model(data: Path, config, workers: int, split: str | None, top: int, images_dir, device,
-                model: Path, progress, over: dict) -> "ScanReport | None":
+                model: Path, progress, over: dict, gallery_size: int = 24) -> "ScanReport | None":
     """scan with a model: batches of images through it, assignment per batch, a report per class and size."""
     import time
 
@@ -467,32 +470,38 @@ def _scan_model(data: Path, config, workers: int, split: str | None, top: int, i
     lm = load_model(model, nc, over.pop("seed", None) or 0, device or "cpu")
     cfg = run_config(config, model_base(lm), **over)
     check_model_config(cfg, lm)
+    from .render.gallery import GalleryCollector
+
     items = [(str(f), str(p) if p is not None else None) for f, p in zip(files, pictures)]
+    names = [lm.names[i] for i in range(lm.nc)]
+    if ls.names and len(ls.names) == lm.nc and names == [str(i) for i in range(lm.nc)]:
+        names = list(ls.names)  # a model built from a YAML has no names: the dataset's
+    gallery = GalleryCollector(gallery_size, names)
     rank, world = distributed()
     t0 = time.perf_counter()
     step = (lambda k: progress("model + assignment", k, len(items))) if progress else None
-    res = run_scan(items, cfg, lm, batch, workers, step, rank, world)
+    res = run_scan(items, cfg, lm, batch, workers, step, rank, world, on_trace=gallery.add if gallery_size else None)
     if world > 1:
         import torch.distributed as dist
 
         parts = [None] * world if rank == 0 else None
-        dist.gather_object(res, parts, dst=0)
+        dist.gather_object((res, gallery), parts, dst=0)
         if rank != 0:
             dist.destroy_process_group()
             return None
-        res = merge(parts)
+        res = merge([p[0] for p in parts])
+        gallery = parts[0][1].merge([p[1] for p in parts[1:]])
         dist.destroy_process_group()
-    names = [lm.names[i] for i in range(lm.nc)]
-    if ls.names and len(ls.names) == lm.nc and names == [str(i) for i in range(lm.nc)]:
-        names = list(ls.names)  # a model built from a YAML has no names: the dataset's
     doc = summarise(res, names, top)
     a = cfg.assigner
     doc["meta"] = {"dataset": str(data), "split": chosen, "model": lm.path, "arch": lm.arch, "nc": lm.nc,
                    "imgsz": list(cfg.imgsz), "device": lm.device, "assigner": a.name, "profile": a.profile,
                    "topk": a.topk, "alpha": a.alpha, "beta": a.beta, "batch": batch, "processes": world,
-                   "seconds": round(time.perf_counter() - t0, 3),
+                   "seconds": round(time.perf_counter() - t0, 3), "strides": list(cfg.strides),
                    "stage_seconds": {k: round(v, 3) for k, v in res.seconds.items()}}
-    return ScanReport(doc, "model", list(cfg.warnings), res)
+    rep = ScanReport(doc, "model", list(cfg.warnings), res)
+    rep.gallery = list(gallery.items) if gallery_size else []
+    return rep
 
 
 class ScanReport:
@@ -501,6 +510,8 @@ class ScanReport:
 
     def __init__(self, doc: dict, kind: str, warnings: list[str], result: Any = None):
         self.doc, self.kind, self.warnings, self.result = doc, kind, warnings, result
+        self.top = 20  # worst files / GTs listed
+        self.gallery: list = []  # a model scan's crops of its worst GTs (collected as the batches went by)
 
     @property
     def partial(self) -> bool:
@@ -540,11 +551,14 @@ class ScanReport:
 
         return write_report(self.doc, path)
 
-    def html(self, path: "str | Path", **kw: Any) -> Path:
-        """A self-contained HTML audit (overview, alerts, per-class / size tables and charts, worst GTs)."""
-        from .render.html import write_scan_html
+    def html(self, path: "str | Path", gallery: int = 24) -> Path:
+        """A self-contained HTML audit (overview, alerts, per-class / size tables and charts, a gallery of the
+        ``gallery`` worst GTs drawn on their letterboxed pictures, every GT's row, sortable and filterable)."""
+        from .render.html import write_geometry_scan_html, write_scan_html
 
-        return write_scan_html(self.doc, path, **kw)
+        if self.kind == "model":
+            return write_scan_html(self.doc, path, gallery=self.gallery[:gallery])
+        return write_geometry_scan_html(self.result, path, gallery=gallery, top=self.top)
 
     def show(self, console=None) -> None:
         """The terminal rendering."""

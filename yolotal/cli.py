@@ -160,7 +160,7 @@ def check_output(path: Path | None, option: str, suffixes: tuple[str, ...] = ())
     if suffixes and path.suffix.lower() not in suffixes:
         raise InputError(f"{option} path must end in {' or '.join(suffixes)}", str(path))
     directory = path.parent
-    what = {"--png": "PNG", "--export": "export", "--report": "report", "--log": "log"}.get(option, option)
+    what = {"--png": "PNG", "--export": "export", "--report": "report", "--log": "log", "--html": "HTML"}.get(option, option)
     if not directory.is_dir():
         raise InputError(f"{what} directory does not exist: {directory} ({option})", str(path))
     if path.is_dir():
@@ -291,11 +291,13 @@ def assign(
     export: ExportOpt = None,
     png: PngOpt = None,
     image_file: ImageFileOpt = None,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write a self-contained HTML report to OUT.html (per-GT table, charts, the worst GTs drawn).")] = None,
     run: dict = None,
 ) -> None:
     """Assignment of LABELS stage by stage (TAL by default; --assigner for ATSS, SimOTA, YOLOv5), with GTs that
     get no positives flagged."""
     check_output(export, "--export", EXPORT_SUFFIXES)
+    check_output(html, "--html", (".html", ".htm"))
     trace = _assign_like(labels, config, heads, run, png, image_file)
     con = _console()
     _warnings(trace, con)
@@ -303,6 +305,10 @@ def assign(
     trace.family.render_assign(trace, con, images, full)
     _png(trace, images, png, con)
     _finish(trace, con, export)
+    if html is not None:
+        from .api import Run
+
+        con.print(f"HTML report written to {Run(trace).html(html)}")
 
 
 @app.command()
@@ -567,12 +573,14 @@ def compare(
 def health(
     run_dir: Annotated[Path, typer.Argument(help="An ultralytics run directory (runs/detect/train) holding assign_health.csv, or the CSV itself.")],
     png: Annotated[Optional[Path], typer.Option("--png", help="Where to draw the curves (default: RUN_DIR/assign_health.png).")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write the curves as a self-contained HTML page to OUT.html.")] = None,
 ) -> None:
     """Assignment health recorded during training by yolotal.ultralytics.monitor(): per epoch, GTs without a
     positive or with only near-zero-weight positives, positives per GT, score and IoU, per size bucket."""
     from .health import CSV_NAME, read_rows
     from .render.health import draw_health_png, render_health
 
+    check_output(html, "--html", (".html", ".htm"))
     path = run_dir / CSV_NAME if run_dir.is_dir() else run_dir
     if not path.is_file():
         raise InputError(f"{path}: no such file (record it with yolotal.ultralytics.monitor(model) during training)")
@@ -586,6 +594,10 @@ def health(
     render_health(rows, con, str(path))
     out = draw_health_png(rows, png or path.with_suffix(".png"), title=f"assignment health · {path.parent.name}")
     con.print(f"PNG written to {out}")
+    if html is not None:
+        from .render.html import write_health_html
+
+        con.print(f"HTML written to {write_health_html(rows, html, title=f'assignment health · {path.parent.name}')}")
 
 
 def main() -> None:
