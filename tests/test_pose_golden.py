@@ -9,8 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tolerances import DECISION_MARGIN, FLOW_INIT, LOSS, METRIC, OVERLAP, PIXELS, SCORE, assert_close_f32
 
+from yolotal.assigners.pose_tal import assign_pose
 from yolotal.assigners.tal import TALParams
 from yolotal.core.anchors import levels_for, make_anchors
 from yolotal.core.decode import dfl_distances, ltrb_to_xyxy
@@ -158,3 +161,67 @@ def test_pose_fixture_decisions_are_not_near_ties(name):
     for s in meta["strides"]:
         for bound in (2 * s, 12 * s):
             assert (np.abs(size - bound) / bound > 1e-3).all(), f"{name}: a GT size within 0.1% of {bound}"
+
+
+# ----------------------------------------------------------------- live comparisons (when ultralytics is importable)
+def _ultralytics():
+    return pytest.importorskip("ultralytics.utils.tal")
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), topk=st.sampled_from([(10, None), (7, 1), (13, None)]))
+def test_pose_assigner_matches_live_reference(seed, topk):
+    """Random GTs (some without visible keypoints, some thin), predictions near or far: every stage equal."""
+    tal = _ultralytics()
+    g = torch.Generator().manual_seed(seed)
+    imgsz, strides = (256, 320), (8, 16, 32)
+    lv = levels_for([(imgsz[0] // s, imgsz[1] // s) for s in strides], strides)
+    ap, stt = make_anchors(lv)
+    anc, a = ap * stt, ap.shape[0]
+    b, m, k = 2, 5, 4
+    wh = torch.rand(b, m, 2, generator=g) * torch.tensor([200.0, 180.0]) + 4
+    xy = torch.rand(b, m, 2, generator=g) * (torch.tensor([320.0, 256.0]) - wh)
+    gt = torch.cat((xy, xy + wh), -1)
+    mask_gt = (torch.rand(b, m, 1, generator=g) < 0.85).float()
+    gt = gt * mask_gt
+    gk = torch.cat((xy[:, :, None] + torch.rand(b, m, k, 2, generator=g) * wh[:, :, None],
+                    (torch.rand(b, m, k, 1, generator=g) < 0.6).float()), -1) * mask_gt[..., None]
+    owner = torch.randint(0, m, (b, a), generator=g)
+    near = torch.gather(gt, 1, owner[..., None].expand(-1, -1, 4))
+    pd_b = near + torch.randn(b, a, 4, generator=g) * 8
+    pd_b = torch.cat((pd_b[..., :2], torch.maximum(pd_b[..., 2:], pd_b[..., :2] + 1)), -1)
+    pd_k = torch.gather(gk[..., :2], 1, owner[..., None, None].expand(-1, -1, k, 2)) + torch.randn(b, a, k, 2,
+                                                                                                   generator=g) * 10
+    pd_s = torch.rand(b, a, 3, generator=g)
+    gl = torch.randint(0, 3, (b, m, 1), generator=g).float()
+    sig = torch.full((k,), 0.25)
+    ref = tal.PoseTaskAlignedAssigner(sig, topk=topk[0], num_classes=3, alpha=0.5, beta=6.0, stride=list(strides),
+                                      topk2=topk[1])
+    out = ref(pd_s, pd_b, anc, gl, gt, mask_gt, stt.view(-1), pd_kpts=pd_k, gt_kpts=gk)
+    ref.bs, ref.n_max_boxes, ref.anc_strides = b, m, stt.view(-1)
+    in_gts = ref.select_candidates_in_gts(anc, gt, mask_gt)
+    _, align, ov = ref.get_pos_mask(pd_s, pd_b, gl, gt, anc, mask_gt, pd_kpts=pd_k, gt_kpts=gk)
+    p = TALParams(num_classes=3, topk=topk[0], topk2=topk[1], stride_val=16.0)
+    r = assign_pose(pd_s, pd_b, anc, gl, gt, mask_gt, stt, pd_k, gk, sig, p)
+    np.testing.assert_array_equal(r.gate.mask_in_gts.numpy(), in_gts.numpy())
+    assert_close_f32(r.tal.overlaps, ov, OVERLAP, "overlaps")
+    assert_close_f32(r.tal.align_metric, align, METRIC, "align")
+    tl, tb, ts, fg, tgi = out
+    np.testing.assert_array_equal(r.tal.fg_mask.numpy(), fg.numpy())
+    np.testing.assert_array_equal(r.tal.target_gt_idx.numpy(), tgi.numpy())
+    np.testing.assert_array_equal(r.tal.target_bboxes.numpy(), tb.numpy())
+    assert_close_f32(r.tal.target_scores, ts.float(), SCORE, "target_scores")
+
+
+def test_oks_matrix_matches_kpt_iou():
+    metrics = pytest.importorskip("ultralytics.utils.metrics")
+    from yolotal.core.keypoints import oks_matrix
+
+    g = torch.Generator().manual_seed(3)
+    gt = torch.cat((torch.rand(5, 17, 2, generator=g) * 100, (torch.rand(5, 17, 1, generator=g) < 0.7).float()), -1)
+    pr = torch.rand(7, 17, 3, generator=g) * 100
+    area = torch.rand(5, generator=g) * 5000 * 0.53
+    sig = select_sigmas((17, 3))[0]
+    ref = metrics.kpt_iou(gt, pr, area, metrics.OKS_SIGMA)
+    assert torch.equal(sig, torch.from_numpy(metrics.OKS_SIGMA))
+    assert_close_f32(oks_matrix(gt, pr, area, sig), ref, OVERLAP, "kpt_iou")
