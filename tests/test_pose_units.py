@@ -293,3 +293,20 @@ def test_trained_pose_heads_predict_the_gt_keypoints(generation, reg_max):
     if generation == "26":
         assert h.extra["kpts_sigma"].shape == (1, 6, 32 * 32 + 16 * 16 + 64)
         assert float(h.boxes[0, :, inside].min()) >= 0  # reg_max 1: the noisy GT distances
+
+
+def test_readme_pose_example_output(capsys):
+    """notes/README-pose.md shows this script's output; its gate rows hold."""
+    import runpy
+    from pathlib import Path
+
+    runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "pose_readme_example.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "| 32 | [64, 384] | closed: sqrt(area) 58.0 < 64 = 2·stride 32 | 4 | 0 | 0 |" in out
+    assert "| 8 | [16, 96] | open: 58.0 >= 16, 58.0 <= 96 | 42 | 42 | 10 |" in out
+    assert "fallback: False" in out
+    assert out.count("| dropped |") == 4
+    readme = (Path(__file__).parents[1] / "notes" / "README-pose.md").read_text()
+    for line in out.splitlines():
+        if line.startswith("| 32 |") or line.startswith("| 2033 |"):
+            assert line in readme

@@ -268,3 +268,64 @@ def gate_reason(gate: LevelGate, image: int, gt: int, level: int) -> str:
     low = f"{r:.1f} >= {lo:g}" if r >= lo else "finest level: no lower bound"
     high = f"{r:.1f} <= {hi:g}" if r <= hi else "coarsest level: no upper bound"
     return f"open: {low}, {high}"
+
+
+def gt_levels(res: PoseTALResult, image: int, gt: int) -> list[dict]:
+    """Per level, for one GT: stride, bounds, open or why closed, in-box anchors, anchors after the gate, positives."""
+    g, t = res.gate, res.tal
+    rows = []
+    for lvl in range(len(g.level_strides)):
+        on = g.anchor_level == lvl
+        rows.append(dict(
+            stride=int(g.level_strides[lvl]),
+            lower=float(g.lower[lvl]),
+            upper=float(g.upper[lvl]),
+            open=bool(g.level_open[image, gt, lvl]),
+            reason=gate_reason(g, image, gt, lvl),
+            in_box=int((g.mask_in_box[image, gt] & on).sum()),
+            candidates=int((g.mask_in_gts[image, gt] & on).sum()),
+            positives=int((t.mask_pos[image, gt] & on).sum()),
+        ))
+    return rows
+
+
+def gt_candidates(res: PoseTALResult, anc_points: torch.Tensor, image: int, gt: int,
+                  pd_kpts: torch.Tensor | None = None, gt_kpts: torch.Tensor | None = None,
+                  gt_bboxes: torch.Tensor | None = None) -> list[dict]:
+    """Every in-box anchor of one GT, best t first: level, cell, whether the gate kept it, s, OKS (or CIoU), t,
+    picked by top-k, final positive, and the GT that took it in a conflict (None if none did).
+
+    With pd_kpts (b, A, K, 2), gt_kpts (b, M, K, 3) and gt_bboxes (b, M, 4), an anchor the gate dropped also gets
+    ``oks_if_open``: the OKS its keypoints would have had (the reference never computes it).
+    """
+    g, o, t = res.gate, res.oks, res.tal
+    idx = g.mask_in_box[image, gt].nonzero().squeeze(1)
+    would = {}
+    dropped = idx[~g.mask_in_gts[image, gt, idx]]
+    if pd_kpts is not None and dropped.numel() and bool(o.uses_oks[image, gt]):
+        box = gt_bboxes[image, gt]
+        area = ((box[2:] - box[:2]).prod() * OKS_AREA_FACTOR).view(1, 1).expand(dropped.numel(), 1)
+        v, _, _ = oks_pairs(pd_kpts[image, dropped], gt_kpts[image, gt].expand(dropped.numel(), -1, -1), area,
+                            o.sigmas, 1e-9)
+        would = dict(zip(dropped.tolist(), v.tolist()))
+    order = torch.argsort(t.align_metric[image, gt, idx], descending=True, stable=True)
+    rows = []
+    for a in idx[order].tolist():
+        lvl = int(g.anchor_level[a])
+        s = float(g.level_strides[lvl])
+        lost = bool(t.mask_pos_topk[image, gt, a]) and not bool(t.mask_pos[image, gt, a]) and bool(t.fg_mask[image, a])
+        rows.append(dict(
+            anchor=a,
+            stride=int(s),
+            cell=(int(anc_points[a, 0] // s), int(anc_points[a, 1] // s)),
+            kept=bool(g.mask_in_gts[image, gt, a]),
+            score=float(t.bbox_scores[image, gt, a]),
+            oks=float(o.oks[image, gt, a]) if bool(o.uses_oks[image, gt]) else None,
+            ciou=float(o.ciou[image, gt, a]),
+            t=float(t.align_metric[image, gt, a]),
+            picked=bool(t.mask_pos_topk[image, gt, a]),
+            positive=bool(t.mask_pos[image, gt, a]),
+            taken_by=int(t.target_gt_idx[image, a]) if lost else None,
+            oks_if_open=would.get(a),
+        ))
+    return rows

@@ -185,11 +185,17 @@ def synthetic_pose_trained(batch: int, nc: int, reg_max: int, grids: list[tuple[
         if d == 3:
             vis = torch.where(g[..., 2] != 0, TRAINED_VIS_LOGIT, -TRAINED_VIS_LOGIT)
             raw[own, :, 2] = vis + TRAINED_VIS_NOISE * noise[own, : k * d].view(-1, k, d)[..., 2]
-    boxes = base.boxes
-    if reg_max == 1:  # synthetic_trained's DFL-free boxes are points; a pose model's are the noisy GT distances
+    boxes, scores = base.boxes, base.scores
+    if reg_max == 1:  # synthetic_trained's DFL-free boxes are points and its class logits 8 lower everywhere (no
+        # level "fits" reg_max 1); a DFL-free pose model predicts the noisy GT distances, without that penalty
         boxes = at.dist.clamp(min=0).view(batch, n_anc, 4).permute(0, 2, 1).contiguous()
+        free = trained_at(keys, anc_grid * stride[:, None], stride, gb, gl, valid, seed, 1 << 30)
+        logits = base.scores.permute(0, 2, 1).reshape(batch * n_anc, nc).clone()
+        hk = (free.owner >= 0).nonzero().squeeze(1)
+        logits[hk, free.owner_cls[hk]] = free.owner_logit[hk]
+        scores = logits.view(batch, n_anc, nc).permute(0, 2, 1).contiguous()
     n_a = n_anc
     ex = {"kpts": raw.reshape(batch, n_a, k * d).permute(0, 2, 1).contiguous()}
     if with_sigma:
         ex["kpts_sigma"] = sig.reshape(batch, n_a, 2 * k).permute(0, 2, 1).contiguous()
-    return Heads(boxes, base.scores, base.grids, f"synthetic partly-trained pose heads (seed {seed})", ex)
+    return Heads(boxes, scores, base.grids, f"synthetic partly-trained pose heads (seed {seed})", ex)
