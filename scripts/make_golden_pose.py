@@ -18,6 +18,8 @@ intermediates too), and written to tests/fixtures/golden/pose/<case>.npz:
     mask_in_box, mask_in_gts, overlaps, align_metric, mask_pos_topk, mask_pos  (b, M, A) (YOLO26 only)
     target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx  the assigner's outputs
     loss        (5 or 6,) the logged items: box, pose, kobj, cls, dfl|l1[, rle] (gain-weighted, not × batch)
+    e2e_weighted, e2e_logged (6,)  E2ELoss(PoseLoss26) at epoch 0 on the same heads for both branches (YOLO26
+                cases with topk 10): 0.8·one2many + 0.2·one2one per term (÷ batch), and the logged one2one items
 """
 
 from __future__ import annotations
@@ -233,6 +235,14 @@ def run_case(name, spec):
                        overlaps=ov.numpy(), align_metric=align.numpy(), mask_pos_topk=mask_pos.bool().numpy(),
                        mask_pos=final.bool().numpy())
         out.update({f"flow.{key}": v.numpy() for key, v in flow.state_dict().items()})
+    if loss == "26" and topk == 10:  # the end-to-end loss, both branches on these heads (epoch 0 of 100)
+        model.args.epochs = 100
+        e2e = uloss.E2ELoss(model, uloss.PoseLoss26)
+        if flow is not None:  # both branches share the head's flow
+            e2e.one2many.flow_model = e2e.one2one.flow_model = flow
+        tot, e2e_items = e2e({"one2many": preds, "one2one": preds}, batch_d)
+        out.update(e2e_weighted=(tot / batch).detach().numpy().astype(np.float32),
+                   e2e_logged=np.array([float(v) for v in e2e_items.values()], np.float32))
     OUT.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(OUT / f"{name}.npz", **out)
     fgn = int(fg.sum())

@@ -34,8 +34,10 @@ def load(name: str):
     return meta, z
 
 
-def run_case(name: str):
+def run_case(name: str, topk: tuple | None = None):
     meta, z = load(name)
+    if topk is not None:
+        meta = {**meta, "topk": topk[0], "topk2": topk[1]}
     strides, imgsz, reg_max, nc = meta["strides"], tuple(meta["imgsz"]), meta["reg_max"], meta["nc"]
     kpt_shape = tuple(meta["kpt_shape"])
     gen = meta["loss"]
@@ -113,6 +115,22 @@ def test_untrained_flow_is_the_reference_init(name):
     for mine, theirs in zip(f.s + f.t, ref.s + ref.t):
         for x, y in zip(mine, theirs):
             assert_close_f32(x, y, FLOW_INIT, "flow weights")
+
+
+@pytest.mark.parametrize("name", [c for c in CASES if "e2e_weighted" in np.load(POSE / f"{c}.npz")])
+def test_end_to_end_branches(name):
+    """E2ELoss(PoseLoss26) at epoch 0: 0.8 * one2many (topk 10) + 0.2 * one2one (topk 7, topk2 1), logging
+    one2one's items."""
+    from yolotal.loss_pose import E2EPoseLoss, e2e_branch_weights
+
+    _, z, o2m, _ = run_case(name)
+    _, _, o2o, _ = run_case(name, (7, 1))
+    w = e2e_branch_weights(0, 100)
+    assert w == (pytest.approx(0.8), pytest.approx(0.2))
+    e = E2EPoseLoss(o2m.loss, o2o.loss, *w)
+    assert_close_f32(e.weighted, z["e2e_weighted"], LOSS, "e2e weighted")
+    assert_close_f32(e.logged, z["e2e_logged"], LOSS, "e2e logged")
+    assert e2e_branch_weights(99, 100) == (pytest.approx(0.1), pytest.approx(0.9))
 
 
 def test_fixtures_hold_the_gate_cases():

@@ -337,3 +337,36 @@ def pose_loss(
         loss_rle=raw_rle * gains.rle,
         names=names,
     )
+
+
+# ------------------------------------------------------------------------------------------- end-to-end YOLO26
+E2E_O2M_START, E2E_O2M_FINAL = 0.8, 0.1
+
+
+def e2e_branch_weights(epoch: int, epochs: int) -> tuple[float, float]:
+    """(one2many, one2one) weights of an end-to-end YOLO26 loss during 0-based ``epoch`` of ``epochs``: the
+    one2many weight falls linearly from 0.8 (epoch 0) to 0.1 (last epoch); one2one gets the rest."""
+    o2m = max(1 - epoch / max(epochs - 1, 1), 0) * (E2E_O2M_START - E2E_O2M_FINAL) + E2E_O2M_FINAL
+    return o2m, max(1.0 - o2m, 0.0)
+
+
+@dataclass(frozen=True)
+class E2EPoseLoss:
+    """Both branches of an end-to-end YOLO26-pose loss (one2many: topk 10; one2one: topk 7, topk2 1).
+
+    weighted (6,)  o2m · one2many.items + o2o · one2one.items: what is back-propagated, divided by the batch size
+    logged         the trainer logs the one2one branch's items only
+    """
+
+    one2many: PoseLossResult
+    one2one: PoseLossResult
+    o2m: float
+    o2o: float
+
+    @property
+    def weighted(self) -> torch.Tensor:
+        return self.one2many.items * self.o2m + self.one2one.items * self.o2o
+
+    @property
+    def logged(self) -> torch.Tensor:
+        return self.one2one.items
