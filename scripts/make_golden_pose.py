@@ -15,7 +15,8 @@ intermediates too), and written to tests/fixtures/golden/pose/<case>.npz:
     config      JSON: imgsz, strides, nc, reg_max, kpt_shape, loss (v8 | 26), topk, topk2, sigmas, reference
     kpts_decoded_fg (P, K, C) the loss's decoded keypoints at the positives (grid units; C = D [+ 2])
     gt_kpts     (b, M, K, 3) px, as the loss pads them; gt_bboxes, gt_labels, mask_gt as the assigner got them
-    mask_in_box, mask_in_gts, overlaps, align_metric, mask_pos_topk, mask_pos  (b, M, A) (YOLO26 only)
+    mask_in_box, mask_in_gts, overlaps, align_metric, mask_pos_topk, mask_pos  (b, M, A) (mask_in_box: YOLO26 only;
+                the v8 cases hold the detection TAL's, mask_in_gts restricted to real GTs)
     target_labels, target_bboxes, target_scores, fg_mask, target_gt_idx  the assigner's outputs
     loss        (5 or 6,) the logged items: box, pose, kobj, cls, dfl|l1[, rle] (gain-weighted, not × batch)
     e2e_weighted, e2e_logged (6,)  E2ELoss(PoseLoss26) at epoch 0 on the same heads for both branches (YOLO26
@@ -235,6 +236,14 @@ def run_case(name, spec):
                        overlaps=ov.numpy(), align_metric=align.numpy(), mask_pos_topk=mask_pos.bool().numpy(),
                        mask_pos=final.bool().numpy())
         out.update({f"flow.{key}": v.numpy() for key, v in flow.state_dict().items()})
+    elif gt_bboxes.shape[1]:  # v8: the detection TAL's intermediates
+        a = orig
+        a.bs, a.n_max_boxes = pd_scores.shape[0], gt_bboxes.shape[1]
+        mask_pos, align, ov = a.get_pos_mask(pd_scores, pd_bboxes, gt_labels, gt_bboxes, anc, mask_gt)
+        _, _, final = a.select_highest_overlaps(mask_pos.clone(), ov.clone(), a.n_max_boxes, align.clone())
+        out.update(mask_in_gts=(a.select_candidates_in_gts(anc, gt_bboxes, mask_gt) & mask_gt.bool()).numpy(),
+                   overlaps=ov.numpy(), align_metric=align.numpy(), mask_pos_topk=mask_pos.bool().numpy(),
+                   mask_pos=final.bool().numpy())
     if loss == "26" and topk == 10:  # the end-to-end loss, both branches on these heads (epoch 0 of 100)
         model.args.epochs = 100
         e2e = uloss.E2ELoss(model, uloss.PoseLoss26)
