@@ -310,3 +310,36 @@ def test_readme_pose_example_output(capsys):
     for line in out.splitlines():
         if line.startswith("| 32 |") or line.startswith("| 2033 |"):
             assert line in readme
+
+
+def test_gt_keypoints_from_labels():
+    from yolotal.inputs.labels import Labels
+    from yolotal.pose import gt_keypoints
+
+    kp = np.array([[[0.5, 0.25], [-0.005, 0.5]], [[0.1, 0.2], [0.3, 0.4]]], np.float32)
+    lab = Labels(np.array([1, 0]), np.array([0, 0]), np.full((2, 4), 0.2, np.float32), (("a.txt", 1), ("b.txt", 1)),
+                 ("a", "b"), task="pose", keypoints=kp)
+    g = gt_keypoints(lab, 2, (100, 200), (2, 2))
+    assert g.shape == (2, 1, 2, 3)
+    assert g[1, 0].flatten().tolist() == pytest.approx([100.0, 25.0, 1.0, -1.0, 50.0, 0.0])  # x by width 200, y by 100
+    with pytest.raises(InputError, match=r"do not match kpt_shape \[2, 3\]") as e:
+        gt_keypoints(lab, 2, (100, 200), (2, 3))
+    assert str(e.value).startswith("a.txt:1: keypoints of shape (2, 2, 2)")
+
+
+def test_empty_batch_and_no_positives():
+    anc, strides = anchors((64, 64))
+    a = anc.shape[0]
+    r = assign_pose(torch.rand(2, a, 3), torch.rand(2, a, 4) * 64, anc, torch.zeros(2, 0, 1), torch.zeros(2, 0, 4),
+                    torch.zeros(2, 0, 1), strides, torch.rand(2, a, 5, 2), torch.zeros(2, 0, 5, 3), torch.ones(5) / 5, P)
+    assert not r.tal.fg_mask.any() and r.tal.target_labels.eq(3).all()  # the reference's empty-batch labels: nc
+    assert r.gate.level_open.shape == (2, 0, 3) and r.oks.pair_kpt_sim.shape == (0, 5)
+    ap = anc / strides[:, None]
+    det = detection_loss(torch.zeros(2, a, 4), torch.zeros(2, a, 3), torch.zeros(2, a, 4), ap, strides[:, None],
+                         r.tal.fg_mask, r.tal.target_bboxes, r.tal.target_scores, (64, 64), 1, (7.5, 0.5, 1.5))
+    from yolotal.loss_pose import init_flow
+
+    lo = pose_loss(det, torch.zeros(2, a, 5, 5), r.tal.fg_mask, r.tal.target_gt_idx, torch.zeros(2, 0, 5, 3),
+                   r.tal.target_bboxes, strides[:, None], torch.ones(5) / 5, 3, flow=init_flow(0), reg_max=1)
+    assert lo.items.tolist()[1:3] == [0.0, 0.0] and float(lo.loss_rle) == 0.0 and lo.rle is None
+    assert len(lo.names) == 6 and lo.pose_per_gt.shape == (2, 0)

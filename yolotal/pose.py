@@ -20,7 +20,8 @@ import torch
 
 from .assigners.pose_tal import LEVEL_RANGE, PoseTALResult, assign_pose
 from .assigners.tal import TALParams, TALResult, assign
-from .core.keypoints import decode_keypoints, keypoints_px, split_kpts, split_sigma
+from .core.keypoints import decode_keypoints, keypoint_visibility, keypoints_px, split_kpts, split_sigma
+from .errors import InputError
 from .loss import LossResult, detection_loss
 from .loss_pose import Flow, PoseGains, PoseLossResult, pose_loss
 
@@ -44,6 +45,23 @@ def pad_keypoints(kpts: np.ndarray, batch_idx: np.ndarray, batch: int, imgsz: tu
     h, w = imgsz
     out[..., :2] = out[..., :2] * torch.tensor([w, h], dtype=torch.float32)
     return out
+
+
+def gt_keypoints(labels, batch: int, imgsz: tuple[int, int], kpt_shape) -> torch.Tensor:
+    """``Labels.keypoints`` (n, K, D) normalised -> (b, M, K, 3) px with the trainer's visibility
+    (:func:`core.keypoints.keypoint_visibility`), padded like the boxes. InputError when they disagree with
+    kpt_shape (naming the first label's file:line)."""
+    k, d = int(kpt_shape[0]), int(kpt_shape[1])
+    kp = labels.keypoints
+    src, line = labels.origin[0] if len(labels) else ("labels", None)
+    if kp is None:
+        if len(labels):
+            raise InputError(f"pose labels without keypoints (kpt_shape [{k}, {d}])", src, line)
+        kp = np.zeros((0, k, d), np.float32)
+    if kp.ndim != 3 or tuple(kp.shape[1:]) != (k, d) or kp.shape[0] != len(labels):
+        raise InputError(f"keypoints of shape {tuple(kp.shape)} do not match kpt_shape [{k}, {d}] of "
+                         f"{len(labels)} labels", src, line)
+    return pad_keypoints(keypoint_visibility(kp, d), labels.batch_idx, batch, imgsz)
 
 
 @dataclass(frozen=True)
