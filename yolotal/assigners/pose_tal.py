@@ -291,7 +291,7 @@ def gt_levels(res: PoseTALResult, image: int, gt: int) -> list[dict]:
 
 def gt_candidates(res: PoseTALResult, anc_points: torch.Tensor, image: int, gt: int,
                   pd_kpts: torch.Tensor | None = None, gt_kpts: torch.Tensor | None = None,
-                  gt_bboxes: torch.Tensor | None = None) -> list[dict]:
+                  gt_bboxes: torch.Tensor | None = None, eps: float = 1e-9) -> list[dict]:
     """Every in-box anchor of one GT, best t first: level, cell, whether the gate kept it, s, OKS (or CIoU), t,
     picked by top-k, final positive, and the GT that took it in a conflict (None if none did).
 
@@ -306,7 +306,7 @@ def gt_candidates(res: PoseTALResult, anc_points: torch.Tensor, image: int, gt: 
         box = gt_bboxes[image, gt]
         area = ((box[2:] - box[:2]).prod() * OKS_AREA_FACTOR).view(1, 1).expand(dropped.numel(), 1)
         v, _, _ = oks_pairs(pd_kpts[image, dropped], gt_kpts[image, gt].expand(dropped.numel(), -1, -1), area,
-                            o.sigmas, 1e-9)
+                            o.sigmas, eps)
         would = dict(zip(dropped.tolist(), v.tolist()))
     order = torch.argsort(t.align_metric[image, gt, idx], descending=True, stable=True)
     rows = []

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from .heads import (Heads, _read_heads_file, _padded, from_levels, synthetic_trained, trained_at)
+from .heads import Heads, _padded, _read_heads_file, from_levels, synthetic_trained, trained_at
 
 
 def _extra_channels(kpt_shape, with_sigma: bool) -> int:
@@ -46,8 +46,7 @@ def pose_heads_from_levels(levels: list[torch.Tensor], reg_max: int, kpt_shape, 
         raise InputError(f"pose head has {c} channels, expected more than 4*reg_max + K*D"
                          f"{' + 2K' if with_sigma else ''} = {lead + extra} (kpt_shape [{k}, {d}])", source)
     b = levels[0].shape[0]
-    flat = torch.cat([x.reshape(b, c, -1) for x in levels], 2).float()  # (b, C, A)
-    det, kp = flat.split((c - extra, extra), 1)
+    kp = torch.cat([x.reshape(b, c, -1)[:, c - extra:] for x in levels], 2).float()  # (b, K*D [+ 2K], A)
     base = from_levels([x[:, : c - extra] for x in levels], reg_max, source)
     ex = {"kpts": kp[:, : k * d].contiguous()}
     if with_sigma:
@@ -115,8 +114,7 @@ def synthetic_pose_randn(batch: int, nc: int, reg_max: int, grids: list[tuple[in
     c = 4 * reg_max + nc + _extra_channels(kpt_shape, with_sigma)
     gen = torch.manual_seed(seed)
     levels = [torch.randn(batch, c, h, w, generator=gen) for h, w in grids]
-    heads = pose_heads_from_levels(levels, reg_max, kpt_shape, with_sigma, f"synthetic randn pose heads (seed {seed})", nc)
-    return heads
+    return pose_heads_from_levels(levels, reg_max, kpt_shape, with_sigma, f"synthetic randn pose heads (seed {seed})", nc)
 
 
 TRAINED_KPT_NOISE = (0.25, 0.04)  # keypoint noise: 0.25 cells + 4% of sqrt(box area), Gaussian, per coordinate
