@@ -104,6 +104,11 @@ def anchors_in_boxes(anc_points: torch.Tensor, boxes: torch.Tensor, eps: float =
     return (x - x1 > eps) & (y - y1 > eps) & (x2 - x > eps) & (y2 - y > eps)
 
 
+def alignment(s: torch.Tensor, u: torch.Tensor, p: TALParams) -> torch.Tensor:
+    """t = s^alpha * u^beta of pair values (P,); each value's bits depend on its inputs alone."""
+    return pow_in_whole_blocks(s, p.alpha) * pow_in_whole_blocks(u, p.beta)
+
+
 def pair_metrics(
     pd_scores: torch.Tensor,
     pd_bboxes: torch.Tensor,
@@ -117,7 +122,7 @@ def pair_metrics(
     bi, mi, ai = cand.nonzero(as_tuple=True)  # (P,) each
     s = pd_scores[bi, ai, gt_labels[bi, mi, 0].long()]  # (P,)
     u = complete_box_iou_pairs(gt_bboxes[bi, mi], pd_bboxes[bi, ai]).clamp(min=0)  # (P,)
-    t = pow_in_whole_blocks(s, p.alpha) * pow_in_whole_blocks(u, p.beta)  # each value's bits from its input alone
+    t = alignment(s, u, p)
     out = []
     for v in (s, u, t):
         dense = torch.zeros(shape, dtype=v.dtype)
@@ -186,13 +191,56 @@ def assign(
     mask_in_gts = anchors_in_boxes(anc_points, cand_bboxes)  # (b, M, A)
     cand = mask_in_gts & valid
     bbox_scores, overlaps, align_metric = pair_metrics(pd_scores, pd_bboxes, gt_labels, gt_bboxes, cand, p)
+    topk_idxs, mask_topk, mask_pos_topk, mask_multi, mask_pos = select_positives(
+        align_metric, overlaps, cand, mask_gt, p)
+    tg = assign_targets(mask_pos, overlaps, align_metric, gt_labels, gt_bboxes, nc, p.eps)
+    return TALResult(
+        cand_bboxes=cand_bboxes,
+        mask_in_gts=mask_in_gts,
+        bbox_scores=bbox_scores,
+        overlaps=overlaps,
+        align_metric=align_metric,
+        topk_idxs=topk_idxs,
+        mask_topk=mask_topk,
+        mask_pos_topk=mask_pos_topk,
+        mask_multi=mask_multi,
+        mask_pos=mask_pos,
+        **tg,
+    )
+
+
+def select_positives(
+    align_metric: torch.Tensor, overlaps: torch.Tensor, cand: torch.Tensor, mask_gt: torch.Tensor, p: TALParams
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Top-k by the metric, restricted to candidates, then conflicts and topk2 (shared by the TAL families).
+
+    align_metric, overlaps (b, M, A); cand (b, M, A) bool candidates of real GTs; mask_gt (b, M, 1).
+    Returns (topk_idxs (b, M, k), mask_topk, mask_pos_topk, mask_multi (b, A), mask_pos).
+    """
+    b, m, a = align_metric.shape
     if m:
         topk_idxs, mask_topk = topk_mask(align_metric, mask_gt, p.topk)
     else:
         topk_idxs, mask_topk = torch.zeros(b, 0, p.topk, dtype=torch.int64), torch.zeros(b, 0, a, dtype=torch.bool)
     mask_pos_topk = mask_topk & cand
     mask_multi, mask_pos = resolve_conflicts(mask_pos_topk, overlaps, align_metric, p)
+    return topk_idxs, mask_topk, mask_pos_topk, mask_multi, mask_pos
 
+
+def assign_targets(
+    mask_pos: torch.Tensor,
+    overlaps: torch.Tensor,
+    align_metric: torch.Tensor,
+    gt_labels: torch.Tensor,
+    gt_bboxes: torch.Tensor,
+    nc: int,
+    eps: float,
+) -> dict[str, torch.Tensor]:
+    """Targets of the final positives mask_pos (b, M, A): the TALResult fields from fg_mask on, by name.
+
+    The soft score of a positive is t / max_t(GT) * max_u(GT), u being whatever overlap the family uses.
+    """
+    b, m, a = mask_pos.shape
     if m:
         fg, target_gt_idx = mask_pos.to(torch.int8).max(1)  # (b, A) each; first GT for empty columns
         fg_mask = fg.bool()
@@ -212,20 +260,9 @@ def assign(
     am = align_metric * mask_pos  # (b, M, A)
     pos_align = am.amax(-1, keepdim=True) if m else torch.zeros(b, 0, 1)  # (b, M, 1)
     pos_ov = (overlaps * mask_pos).amax(-1, keepdim=True) if m else torch.zeros(b, 0, 1)
-    norm = (am * pos_ov / (pos_align + p.eps)).amax(-2) if m else torch.zeros(b, a)  # (b, A)
+    norm = (am * pos_ov / (pos_align + eps)).amax(-2) if m else torch.zeros(b, a)  # (b, A)
     target_scores = one_hot * norm.unsqueeze(-1)
-
-    return TALResult(
-        cand_bboxes=cand_bboxes,
-        mask_in_gts=mask_in_gts,
-        bbox_scores=bbox_scores,
-        overlaps=overlaps,
-        align_metric=align_metric,
-        topk_idxs=topk_idxs,
-        mask_topk=mask_topk,
-        mask_pos_topk=mask_pos_topk,
-        mask_multi=mask_multi,
-        mask_pos=mask_pos,
+    return dict(
         fg_mask=fg_mask,
         target_gt_idx=target_gt_idx,
         target_labels=target_labels,
