@@ -44,6 +44,18 @@ def corners_of(cx, cy, w, h, a) -> np.ndarray:
     return np.stack((ctr + u + v, ctr + u - v, ctr - u - v, ctr - u + v))
 
 
+def _valid(q) -> bool:
+    """No repeated corner and no three corners on one line (yolotal refuses those)."""
+    from yolotal.core.rotated import validate_quads
+    from yolotal.errors import InputError
+
+    try:
+        validate_quads(np.asarray(q, np.float32)[None], "corpus")
+        return True
+    except InputError:
+        return False
+
+
 def shuffled(rng, q):
     r = rng.random()
     if r < 0.4:
@@ -55,7 +67,9 @@ def shuffled(rng, q):
 
 def quad_corpus(rng, n_per_kind=40) -> tuple[np.ndarray, list[str]]:
     quads, kinds = [], []
-    for kind in ("rect", "square", "square_axis", "thin", "near_axis", "near_diag", "general", "integer"):
+    kinds_all = ("rect", "square", "square_axis", "thin", "near_axis", "near_diag", "general", "integer", "random",
+                 "tiny_integer")
+    for kind in kinds_all:
         for _ in range(n_per_kind):
             cx, cy = rng.uniform(20, 1000, 2)
             a = rng.uniform(-math.pi, math.pi)
@@ -77,13 +91,21 @@ def quad_corpus(rng, n_per_kind=40) -> tuple[np.ndarray, list[str]]:
                 a = rng.choice([math.pi / 4, -math.pi / 4, 3 * math.pi / 4]) + rng.choice([1e-3, -1e-3, 1e-2, -1e-2])
             elif kind == "general":
                 w, h = rng.uniform(10, 300, 2)
-            else:  # integer corners, as hand-made DOTA labels often are
+            else:  # integer corners, as hand-made DOTA labels often are; random / tiny ones drawn below
                 w, h = rng.uniform(4, 300, 2)
             q = corners_of(cx, cy, w, h, a)
+            if kind == "random":  # any four points, convex or not
+                q = rng.uniform(0, 200, (4, 2)) + np.array([cx, cy]) / 2
+            if kind == "tiny_integer":  # a few pixels, where most quadrilaterals have two minimum rectangles
+                q = np.round(np.array([cx, cy]) + rng.uniform(-4, 4, (4, 2)))
+                while not _valid(q):
+                    q = np.round(np.array([cx, cy]) + rng.uniform(-4, 4, (4, 2)))
             if kind == "general":
                 q = q + rng.normal(0, 0.08 * min(w, h), q.shape)
             if kind == "integer":
                 q = np.round(q)
+            if not _valid(q):
+                continue
             quads.append(shuffled(rng, q))
             kinds.append(kind)
     return np.asarray(quads, np.float32), kinds
@@ -93,8 +115,11 @@ def write_corpus():
     rng = np.random.default_rng(170)
     quads, kinds = quad_corpus(rng)
     ref = xyxyxyxy2xywhr(torch.from_numpy(quads)).numpy()
-    np.savez_compressed(OUT / "quads.npz", quads=quads, kinds=np.array(kinds), xywhr=ref,
-                        config=json.dumps({"ultralytics": ultralytics.__version__}))
+    import cv2
+
+    raw = np.array([[*r[0], *r[1], r[2]] for r in (cv2.minAreaRect(q) for q in quads)], np.float32)
+    np.savez_compressed(OUT / "quads.npz", quads=quads, kinds=np.array(kinds), xywhr=ref, min_area_rect=raw,
+                        config=json.dumps({"ultralytics": ultralytics.__version__, "opencv": cv2.__version__}))
     print(f"quads.npz: {len(quads)} quadrilaterals")
 
 

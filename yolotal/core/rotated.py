@@ -1,14 +1,13 @@
 """Rotated-box geometry: one small function per idea, shapes documented.
 
-Format ``xywhr``: (cx, cy, w, h, angle) with the angle in radians, counter-clockwise from the x axis in image
-coordinates (x right, y down), the box's ``w`` side along (cos a, sin a). Units are whatever the caller uses
+Format ``xywhr``: (cx, cy, w, h, angle) with the angle in radians, turning from the x axis towards the y axis
+(clockwise on screen: image y points down), the box's ``w`` side along (cos a, sin a). Units are whatever the caller uses
 (pixels or grid cells). Quadrilaterals are Tensor[N, 4, 2] corner lists (x, y), in any order.
 
-Training labels (``quads_to_xywhr``) follow the convention ultralytics 8.4 gives its OBB targets: the minimum-area
-rectangle around the four corners, then ``w`` is the longer side and the angle is the direction of that side,
-taken modulo pi into [-pi/4, 3pi/4). A square has no longer side; there the reference keeps OpenCV's choice of
-side (the one whose direction modulo pi lies in [pi/2, pi), reported as an angle in [-pi/2, 0)) and maps that
-angle into [-pi/4, 3pi/4) — so an axis-aligned square gets angle pi/2. Computed here without OpenCV.
+Training labels (``quads_to_xywhr``) follow ultralytics 8.4's conversion of label corners: OpenCV's
+minimum-area rectangle (reproduced here without OpenCV, bit for bit, ties included: ``opencv_min_area_rect``),
+then ``w`` the longer side and the angle moved by pi into [-pi/4, 3pi/4). A square keeps the side OpenCV reports
+as its width (an axis-aligned square gets angle pi/2).
 """
 
 from __future__ import annotations
@@ -22,8 +21,6 @@ from ..errors import InputError
 
 PROBIOU_EPS = 1e-7  # the eps of the reference's ProbIoU (in the Bhattacharyya terms and the Hellinger root)
 PROBIOU_FLOOR_LOSS = 0.01  # added to w^2/12 and h^2/12 in the box loss's ProbIoU (not in the assigner's)
-SQUARE_RTOL = 1e-6  # sides equal to this relative difference count as a square (the reference's tie rule)
-AMBIGUOUS_MARGIN = 1e-5  # relative area margin under which two minimum-area rectangles tie at float32 precision
 COLLINEAR_RTOL = 1e-9  # |cross| below this times the squared extent: three corners on one line
 
 
@@ -50,94 +47,188 @@ def regularize_xywhr(rboxes: torch.Tensor) -> torch.Tensor:
 
 
 def _as_f32_array(quads) -> np.ndarray:
-    """(N, 4, 2) or (N, 8) corners (tensor or array) -> float32 (N, P, 2), as the reference rounds them."""
+    """(N, 4, 2) or (N, 8) corners (tensor or array) -> float32 (N, 4, 2), as the reference rounds them."""
     arr = quads.detach().cpu().numpy() if isinstance(quads, torch.Tensor) else np.asarray(quads)
     arr = arr.astype(np.float32)
     if arr.ndim == 2:
         arr = arr.reshape(arr.shape[0], -1, 2)
     if arr.ndim != 3 or arr.shape[-1] != 2:
-        raise ValueError(f"corners must be (N, P, 2) or (N, 2P), got {tuple(arr.shape)}")
+        raise ValueError(f"corners must be (N, 4, 2) or (N, 8), got {tuple(arr.shape)}")
     return arr
 
 
-def min_area_rects(points, with_margin: bool = False):
-    """Minimum-area enclosing rectangle of each point set: (N, P, 2) -> float64 (N, 5) cx, cy, side_u, side_v, dir.
+# --- the minimum-area rectangle, step by step as OpenCV computes it -------------------------------------------
+# The rectangle of least area around a convex polygon has a side on one of its edges; but where two edges give
+# rectangles of equal area (common: whenever three corners fix the rectangle, two of its edges give the same
+# area), which one comes out depends on the order the edges are visited and on float32 rounding. So this follows
+# OpenCV's minAreaRect (BSD/Apache-licensed; convexHull + rotating calipers, opencv-python 5.0) operation by
+# operation in float32: the hull's vertex order, the caliper rotation, the area comparison (a later edge of equal
+# area wins) and the final angle convention. Measured bit-identical to cv2.minAreaRect on 20,320 quadrilaterals
+# (rectangles, squares, perturbed, integer and random corners; benchmarks in tests/test_obb.py).
 
-    With ``with_margin`` also (N,) the relative area margin of the runner-up rectangle in another orientation:
-    below ~1e-5 the two are equal at float32 precision and the reference (OpenCV, float32) may take either.
+def _hull_shift_table() -> dict[tuple[int, ...], tuple[int, ...]]:
+    """OpenCV's convexHull ends by rotating the hull's index sequence so that it ascends or descends when a
+    rotation can make it do so; the rule only looks at the indices, so it is tabulated for every sequence of
+    3 or 4 of the indices 0-3."""
+    from itertools import permutations
 
-    ``dir`` is the direction (radians, in (-pi, pi]) of the side measuring ``side_u``. The rectangle of least
-    area has a side on a convex-hull edge (Freeman & Shapira 1975); every hull edge is a segment between two of
-    the points, so trying the direction of every pair of points finds it without building the hull (a pair
-    that is not a hull edge only gives a larger rectangle). Computed in float64 from the float32 corners.
-    """
-    p = _as_f32_array(points).astype(np.float64)  # (N, P, 2)
-    n, k, _ = p.shape
-    if n == 0:
-        return np.zeros((0, 5))
-    i, j = np.triu_indices(k, 1)
-    d = p[:, j] - p[:, i]  # (N, K, 2) pair directions
-    length = np.hypot(d[..., 0], d[..., 1])  # (N, K)
-    ok = length > 0
-    u = d / np.where(ok, length, 1.0)[..., None]  # (N, K, 2) unit
-    v = np.stack((-u[..., 1], u[..., 0]), -1)
-    pu = np.einsum("npc,nkc->nkp", p, u)  # (N, K, P) projections on u
-    pv = np.einsum("npc,nkc->nkp", p, v)
-    lo_u, hi_u, lo_v, hi_v = pu.min(-1), pu.max(-1), pv.min(-1), pv.max(-1)
-    area = np.where(ok, (hi_u - lo_u) * (hi_v - lo_v), np.inf)
-    best = area.argmin(1)  # (N,) first pair of the smallest area
-    r = np.arange(n)
-    ub, vb = u[r, best], v[r, best]  # (N, 2)
-    mu = (lo_u[r, best] + hi_u[r, best]) / 2
-    mv = (lo_v[r, best] + hi_v[r, best]) / 2
-    centre = ub * mu[:, None] + vb * mv[:, None]
-    side_u, side_v = hi_u[r, best] - lo_u[r, best], hi_v[r, best] - lo_v[r, best]
-    direction = np.arctan2(ub[:, 1], ub[:, 0])
-    out = np.stack((centre[:, 0], centre[:, 1], side_u, side_v, direction), -1)
-    if not with_margin:
+    table = {}
+    for n in (3, 4):
+        for hull in permutations(range(4), n):
+            h = list(hull)
+            lo = hi = lt = 0
+            for i in range(1, n):
+                lt += h[i - 1] < h[i]
+                if 1 < lt <= i - 2:
+                    break
+                lo = i if h[i] < h[lo] else lo
+                hi = i if h[i] > h[hi] else hi
+            if abs(hi - lo) in (1, n - 1) and (lt <= 1 or lt >= n - 2):
+                ascending = (hi + 1) % n == lo
+                i0 = lo if ascending else hi
+                if i0 > 0:
+                    seq = [h[(i0 + i) % n] for i in range(n)]
+                    if all((seq[i] < seq[i + 1]) == ascending for i in range(n - 1)):
+                        h = seq
+            table[hull] = tuple(h)
+    return table
+
+
+_HULL_SHIFT = _hull_shift_table()
+
+
+def _hull_orders(p: np.ndarray) -> list[tuple[int, ...]]:
+    """(N, 4, 2) float32 corners, no three collinear -> per quad the hull's corner indices in OpenCV's order:
+    counter-clockwise in (x, y) numbers, from the largest (x, then y, then index) corner, then the index shift."""
+    q = p.astype(np.float64)
+    n = len(q)
+    # a corner strictly inside the triangle of the other three is not on the hull
+    inside = np.zeros((n, 4), bool)
+    for i in range(4):
+        a, b, c = (q[:, j] for j in range(4) if j != i)
+        x = q[:, i]
+        s1 = (b[:, 0] - a[:, 0]) * (x[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (x[:, 0] - a[:, 0])
+        s2 = (c[:, 0] - b[:, 0]) * (x[:, 1] - b[:, 1]) - (c[:, 1] - b[:, 1]) * (x[:, 0] - b[:, 0])
+        s3 = (a[:, 0] - c[:, 0]) * (x[:, 1] - c[:, 1]) - (a[:, 1] - c[:, 1]) * (x[:, 0] - c[:, 0])
+        inside[:, i] = ((s1 > 0) & (s2 > 0) & (s3 > 0)) | ((s1 < 0) & (s2 < 0) & (s3 < 0))
+    keep = ~inside
+    cen = (q * keep[..., None]).sum(1) / keep.sum(1, keepdims=True)  # (N, 2) centroid of the hull corners
+    ang = np.arctan2(q[..., 1] - cen[:, None, 1], q[..., 0] - cen[:, None, 0])  # (N, 4)
+    ang = np.where(keep, ang, np.inf)
+    ccw = np.argsort(ang, 1, kind="stable")  # hull corners first, counter-clockwise
+    # start: the lexicographically largest corner (x, then y, then index)
+    lex = np.lexsort((np.broadcast_to(np.arange(4), (n, 4)), p[..., 1], p[..., 0]), axis=-1)[:, -1]
+    out = []
+    for row, k, s in zip(ccw.tolist(), keep.sum(1).tolist(), lex.tolist()):
+        h = row[:k]
+        j = h.index(s)
+        out.append(_HULL_SHIFT[tuple(h[j:] + h[:j])])
+    return out
+
+
+def _calipers(h: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Rotating calipers over hulls (G, n, 2) float32 of equal size n -> (cx, cy, w, h) float32 and the side
+    vector (ox, oy) float32 of OpenCV's ``width``, all (G,)."""
+    f32 = np.float32
+    g, n, _ = h.shape
+    r = np.arange(g)
+    X, Y = h[..., 0], h[..., 1]
+    nxt = np.roll(np.arange(n), -1)
+    vx, vy = X[:, nxt] - X, Y[:, nxt] - Y  # float32 differences
+    dx64, dy64 = vx.astype(np.float64), vy.astype(np.float64)
+    inv = (1.0 / np.sqrt(dx64 * dx64 + dy64 * dy64)).astype(f32)
+    left, right = X.argmin(1), X.argmax(1)  # first occurrences, as the strict comparisons give
+    top, bottom = Y.argmax(1), Y.argmin(1)
+    prev = np.roll(np.arange(n), 1)
+    conv = dx64[:, prev] * dy64 - dy64[:, prev] * dx64  # (G, n), in visiting order
+    first = (conv != 0).argmax(1)
+    base_a = np.where(conv[r, first] > 0, f32(1), f32(-1)).astype(f32)
+    base_b = np.zeros(g, f32)
+    seq = np.stack((bottom, right, top, left), 1)  # (G, 4)
+    minarea = np.full(g, np.finfo(f32).max, f32)
+    keep_s3, keep_s0 = np.zeros(g, np.int64), np.zeros(g, np.int64)
+    keep_a, keep_b, keep_w, keep_h = (np.zeros(g, f32) for _ in range(4))
+    for _ in range(n):
+        v = [(vx[r, seq[:, e]], vy[r, seq[:, e]]) for e in range(4)]
+        rot = [v[0], (v[1][1], -v[1][0]), (-v[2][0], -v[2][1]), (-v[3][1], v[3][0])]
+        main = np.zeros(g, np.int64)
+        for e in (1, 2, 3):
+            mx = np.choose(main, [rv[0] for rv in rot])
+            my = np.choose(main, [rv[1] for rv in rot])
+            tx, ty = rot[e][1], -rot[e][0]  # rot[e] turned 90 degrees clockwise
+            main = np.where(tx * mx + ty * my < 0, e, main)
+        pi = seq[r, main]
+        lx, ly = vx[r, pi] * inv[r, pi], vy[r, pi] * inv[r, pi]
+        base_a = np.choose(main, [lx, ly, -lx, -ly]).astype(f32)
+        base_b = np.choose(main, [ly, -lx, -ly, lx]).astype(f32)
+        seq[r, main] = (seq[r, main] + 1) % n
+        s0, s1, s2, s3 = seq.T
+        width = (X[r, s1] - X[r, s3]) * base_a + (Y[r, s1] - Y[r, s3]) * base_b
+        height = -(X[r, s2] - X[r, s0]) * base_b + (Y[r, s2] - Y[r, s0]) * base_a
+        area = width * height
+        upd = area <= minarea
+        minarea = np.where(upd, area, minarea)
+        keep_s3, keep_s0 = np.where(upd, s3, keep_s3), np.where(upd, s0, keep_s0)
+        keep_a, keep_b = np.where(upd, base_a, keep_a), np.where(upd, base_b, keep_b)
+        keep_w, keep_h = np.where(upd, width, keep_w), np.where(upd, height, keep_h)
+    a1, b1 = keep_a, keep_b
+    a2, b2 = -b1, a1
+    c1 = a1 * X[r, keep_s3] + Y[r, keep_s3] * b1
+    c2 = a2 * X[r, keep_s0] + Y[r, keep_s0] * b2
+    idet = f32(1) / (a1 * b2 - a2 * b1)
+    px = (c1 * b2 - c2 * b1) * idet
+    py = (a1 * c2 - a2 * c1) * idet
+    o1x, o1y = a1 * keep_w, b1 * keep_w
+    o2x, o2y = a2 * keep_h, b2 * keep_h
+    cx = px + (o1x + o2x) * f32(0.5)
+    cy = py + (o1y + o2y) * f32(0.5)
+    w = np.sqrt(o1x.astype(np.float64) ** 2 + o1y.astype(np.float64) ** 2).astype(f32)
+    hh = np.sqrt(o2x.astype(np.float64) ** 2 + o2y.astype(np.float64) ** 2).astype(f32)
+    return cx, cy, w, hh, o1x, o1y
+
+
+def opencv_min_area_rect(quads) -> np.ndarray:
+    """Corners (N, 4, 2) or (N, 8), no repeated corner and no three on a line -> float32 (N, 5) cx, cy, w, h,
+    angle in degrees in [-90, 0): what ``cv2.minAreaRect`` (opencv-python 5.0) returns for each, bit for bit."""
+    p = _as_f32_array(quads)
+    n = len(p)
+    out = np.zeros((n, 5), np.float32)
+    if not n:
         return out
-    # the next-smallest area of a rectangle in another orientation (not parallel to the best one's sides)
-    ang = np.arctan2(u[..., 1], u[..., 0])  # (N, K)
-    diff = np.abs(_wrap(ang - direction[:, None], -math.pi / 4, math.pi / 2))
-    other = np.where(diff > 1e-4, area, np.inf).min(1)
-    best_area = area[r, best]
-    return out, (other - best_area) / np.maximum(best_area, 1e-300)
-
-
-def _wrap(a: np.ndarray, lo: float, period: float) -> np.ndarray:
-    """Angles into [lo, lo + period)."""
-    out = np.mod(a - lo, period) + lo
-    return np.where(out >= lo + period, out - period, out)
-
-
-def min_area_rect_margin(quads) -> np.ndarray:
-    """(N, 4, 2) corners -> (N,) relative area margin between the minimum-area rectangle and the best rectangle in
-    another orientation (inf when none). Quadrilaterals with a margin under AMBIGUOUS_MARGIN have two rectangles
-    of equal area at float32 precision; which one the reference returns depends on its rounding."""
-    return min_area_rects(quads, with_margin=True)[1]
+    orders = _hull_orders(p)
+    sizes = np.array([len(o) for o in orders])
+    for k in (3, 4):
+        idx = np.nonzero(sizes == k)[0]
+        if not len(idx):
+            continue
+        hull = p[idx[:, None], np.array([orders[i] for i in idx])]  # (G, k, 2)
+        cx, cy, w, h, ox, oy = _calipers(hull)
+        deg = np.array([math.atan2(float(y), float(x)) * 180 / math.pi for x, y in zip(ox, oy)])
+        # OpenCV 5 reports the angle in [-90, 0): 90 becomes -90; [0, 90) swaps the sides and subtracts 90
+        swap = (deg >= 0) & (deg != 90.0)
+        deg = np.where(deg == 90.0, deg - 180, np.where(swap, deg - 90, deg))
+        out[idx] = np.stack((cx, cy, np.where(swap, h, w), np.where(swap, w, h), deg.astype(np.float32)), -1)
+    return out
 
 
 def quads_to_xywhr(quads, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Corners (N, 4, 2) or (N, 8), any order -> Tensor[N, 5] xywhr, the training target convention.
+    """Corners (N, 4, 2) or (N, 8), any order -> Tensor[N, 5] xywhr, as ultralytics makes its training targets.
 
-    ``w`` is the longer side of the minimum-area rectangle, the angle its direction modulo pi in [-pi/4, 3pi/4);
-    squares (sides equal to SQUARE_RTOL) take the side whose direction modulo pi/2 is d in [0, pi/2) and the
-    angle d - pi/2 when d >= pi/4, else d + pi/2 (the reference's rule for a square: OpenCV's angle in
-    [-pi/2, 0), then mapped into [-pi/4, 3pi/4)). Units are the corners' (pixels in training).
+    The minimum-area rectangle (:func:`opencv_min_area_rect`), then ``w`` the longer side (on equal float32
+    sides OpenCV's choice stays) and the angle in radians moved by pi into [-pi/4, 3pi/4); a swap of the sides
+    adds pi/2. Units are the corners' (pixels in training). Validate the corners first (:func:`validate_quads`).
     """
-    r = min_area_rects(quads)
-    if not len(r):
-        return torch.zeros(0, 5, dtype=dtype)
-    cx, cy, su, sv, d = r.T
-    long_is_u = su >= sv
-    w, h = np.maximum(su, sv), np.minimum(su, sv)
-    long_dir = np.where(long_is_u, d, d + math.pi / 2)
-    angle = _wrap(long_dir, -math.pi / 4, math.pi)
-    square = (w - h) <= SQUARE_RTOL * w
-    d90 = _wrap(d, 0.0, math.pi / 2)  # either side of a square: the same direction modulo pi/2
-    sq_angle = np.where(d90 >= math.pi / 4, d90 - math.pi / 2, d90 + math.pi / 2)
-    angle = np.where(square, sq_angle, angle)
-    return torch.from_numpy(np.stack((cx, cy, w, h, angle), -1)).to(dtype)
+    r = opencv_min_area_rect(quads).astype(np.float64)
+    cx, cy, w, h, deg = r.T
+    theta = deg / 180 * math.pi
+    swap = w < h
+    w, h = np.where(swap, h, w), np.where(swap, w, h)
+    theta = np.where(swap, theta + math.pi / 2, theta)
+    while (theta >= 3 * math.pi / 4).any():
+        theta = np.where(theta >= 3 * math.pi / 4, theta - math.pi, theta)
+    while (theta < -math.pi / 4).any():
+        theta = np.where(theta < -math.pi / 4, theta + math.pi, theta)
+    return torch.from_numpy(np.stack((cx, cy, w, h, theta), -1).reshape(-1, 5)).to(dtype)
 
 
 def validate_quads(quads, origin: str, lines=None) -> None:
