@@ -429,3 +429,98 @@ def test_rotated_tal_reuses_detect_pieces():
     import yolotal.assigners.tal as tal
 
     assert rt.topk_mask is tal.topk_mask and rt.resolve_conflicts is tal.resolve_conflicts
+
+
+# ------------------------------------------------------------------------------------- candidate-pair drop-in
+def _sparse_vs_dense(scores, px, anc, gl, gb, mg, p):
+    from yolotal.assigners.rotated_tal import assign_rotated
+    from yolotal.assigners.rotated_tal_sparse import assign_rotated_sparse
+
+    dense = assign_rotated(scores, px, anc, gl, gb, mg, p)
+    sp = assign_rotated_sparse(scores, px, anc, gl, gb, mg, p)
+    b, m, a = dense.mask_in_gts.shape
+    bi, mi, ai = (dense.mask_in_gts & mg.bool()).nonzero(as_tuple=True)
+    assert torch.equal(sp.pair_gt, bi * m + mi) and torch.equal(sp.pair_key, bi * a + ai)  # same pairs, same order
+    assert torch.equal(sp.pair_u, dense.overlaps[bi, mi, ai])  # bit-identical ProbIoU
+    weighted = dense.norm_align_metric > 0
+    assert torch.equal(sp.fg_mask & weighted, dense.fg_mask & weighted)
+    assert torch.equal(sp.target_gt_idx[weighted], dense.target_gt_idx[weighted])
+    assert torch.equal(sp.target_scores, dense.target_scores)
+    assert torch.equal(sp.target_bboxes[dense.fg_mask & sp.fg_mask], dense.target_bboxes[dense.fg_mask & sp.fg_mask])
+    return dense, sp
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_sparse_rotated_matches_dense_on_fixtures(name):
+    from yolotal.assigners.tal import TALParams
+    from yolotal.core.anchors import levels_for, make_anchors
+
+    meta, exp, tg, res, loss, px = run_case(name)
+    strides = meta["strides"]
+    anc, stt = make_anchors(levels_for([(meta["imgsz"][0] // s, meta["imgsz"][1] // s) for s in strides], strides))
+    p = TALParams(num_classes=meta["nc"], topk=meta["topk"], topk2=meta["topk2"], alpha=0.5, beta=6.0,
+                  stride_val=float(strides[1]))
+    dense, sp = _sparse_vs_dense(torch.from_numpy(exp["pd_scores"]), px, anc * stt, tg.gt_labels, tg.gt_bboxes,
+                                 tg.mask_gt, p)
+    np.testing.assert_array_equal(sp.fg_mask.numpy(), exp["fg_mask"])  # and the reference's, here in full
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10_000), st.integers(1, 60), st.sampled_from([None, 1, 3]))
+def test_sparse_rotated_matches_dense_random(seed, n, topk2):
+    """Crowded scenes with tiny, thin, diagonal and grid-aligned boxes (anchors on edges)."""
+    from yolotal.assigners.tal import TALParams
+    from yolotal.core.anchors import levels_for, make_anchors
+
+    g = torch.Generator().manual_seed(seed)
+    grids = [(32, 32), (16, 16), (8, 8)]
+    anc, stt = make_anchors(levels_for(grids, (8, 16, 32)))
+    anc_px = anc * stt
+    a = anc.shape[0]
+    cxcy = torch.rand(2, n, 2, generator=g) * 256
+    wh = torch.exp(torch.rand(2, n, 2, generator=g) * 5) * 1.5
+    ang = (torch.rand(2, n, 1, generator=g) - 0.25) * math.pi
+    snap = torch.rand(2, n, 1, generator=g) < 0.3  # some boxes on the grid, axis-aligned: anchors on their edges
+    cxcy = torch.where(snap, (cxcy / 8).round() * 8, cxcy)
+    wh = torch.where(snap, (wh / 8).round().clamp(min=1) * 8, wh)
+    ang = torch.where(snap, torch.zeros_like(ang), ang)
+    gb = torch.cat((cxcy, wh, ang), -1)
+    mg = torch.ones(2, n, 1)
+    mg[1, n // 2 :] = 0
+    gb[1, n // 2 :] = 0
+    gl = torch.randint(0, 3, (2, n, 1), generator=g).float()
+    scores = torch.rand(2, a, 3, generator=g)
+    pd = torch.cat(((anc_px + torch.randn(2, a, 2, generator=g) * 4), torch.rand(2, a, 2, generator=g) * 60 + 4,
+                    torch.rand(2, a, 1, generator=g) * 2 - 0.5), -1)
+    p = TALParams(num_classes=3, topk=10, topk2=topk2, alpha=0.5, beta=6.0, stride_val=16.0)
+    _sparse_vs_dense(scores, pd, anc_px, gl, gb, mg, p)
+
+
+def test_drop_in_replaces_the_rotated_assigner():
+    """Under use_yolotal_assigner() ultralytics' OBB loss builds yolotal's rotated assigner and gives the
+    reference's loss; restore() puts the original back."""
+    uloss = pytest.importorskip("ultralytics.utils.loss")
+    import types
+
+    import yolotal.ultralytics as yu
+    from yolotal.assigner import RotatedTaskAlignedAssigner
+
+    meta, exp = load("crowded")
+    strides, nc, reg_max = meta["strides"], meta["nc"], meta["reg_max"]
+    model = torch.nn.Module()
+    model.register_parameter("p", torch.nn.Parameter(torch.zeros(1)))
+    model.model = [types.SimpleNamespace(stride=torch.tensor(strides, dtype=torch.float32), nc=nc, reg_max=reg_max)]
+    model.args = types.SimpleNamespace(box=7.5, cls=0.5, dfl=1.5, angle=1.0)
+    original = uloss.RotatedTaskAlignedAssigner
+    levels = [torch.from_numpy(exp[f"level{i}"]) for i in range(3)]
+    h = from_obb_levels(levels, reg_max, "crowded")
+    preds = {"boxes": h.boxes, "scores": h.scores, "angle": angle_from_head(h.extra["angle"], meta["encoding"]),
+             "feats": [torch.zeros(1, 1, *g) for g in h.grids]}
+    lab = torch.from_numpy(exp["labels"])
+    batch = {"batch_idx": lab[:, 0], "cls": lab[:, 1:2], "bboxes": lab[:, 2:7]}
+    with yu.use_yolotal_assigner() as handle:
+        crit = uloss.v8OBBLoss(model, tal_topk=meta["topk"])
+        assert isinstance(crit.assigner, RotatedTaskAlignedAssigner)
+        _, items = crit.loss(preds, batch)
+    assert uloss.RotatedTaskAlignedAssigner is original and handle.calls == 1 and handle.built == 2
+    assert_close_f32(torch.stack([items[k] for k in crit.loss_names]), exp["loss"], LOSS, "drop-in OBB loss")
