@@ -199,3 +199,26 @@ def targets_from_mask(mask_pos, align_metric, overlaps, gt_labels, gt_bboxes, nc
     norm = (am * pos_ov / (pos_align + eps)).amax(-2) if m else torch.zeros(b, a)
     return (fg_mask, target_gt_idx, target_labels, target_bboxes, one_hot * norm.unsqueeze(-1),
             pos_align.squeeze(-1), pos_ov.squeeze(-1), norm)
+
+
+def gt_candidates(res: RotatedTALResult, image: int, gt: int, levels) -> list[dict]:
+    """One GT's candidate anchors, best metric first: anchor, level stride, cell (x, y), s, ProbIoU u, t and
+    what became of it: ``positive``, ``lost to GT k`` (picked, but the anchor went to GT k's larger ProbIoU),
+    ``cut by topk2``, or ``not in top-k``. levels: ``core.anchors.levels_for(...)``."""
+    from ..core.anchors import cell_of
+
+    cand = res.mask_in_gts[image, gt].nonzero().squeeze(1)
+    order = torch.argsort(res.align_metric[image, gt, cand], descending=True, stable=True)
+    rows = []
+    for a in cand[order].tolist():
+        lv, x, y = cell_of(levels, a)
+        if res.mask_pos[image, gt, a]:
+            what = "positive"
+        elif res.mask_pos_topk[image, gt, a]:
+            owner = int(res.target_gt_idx[image, a])
+            what = f"lost to GT {owner}" if res.fg_mask[image, a] and owner != gt else "cut by topk2"
+        else:
+            what = "not in top-k"
+        rows.append(dict(anchor=a, stride=lv.stride, cell=(x, y), s=float(res.bbox_scores[image, gt, a]),
+                         u=float(res.overlaps[image, gt, a]), t=float(res.align_metric[image, gt, a]), result=what))
+    return rows
