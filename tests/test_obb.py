@@ -524,3 +524,41 @@ def test_drop_in_replaces_the_rotated_assigner():
         _, items = crit.loss(preds, batch)
     assert uloss.RotatedTaskAlignedAssigner is original and handle.calls == 1 and handle.built == 2
     assert_close_f32(torch.stack([items[k] for k in crit.loss_names]), exp["loss"], LOSS, "drop-in OBB loss")
+
+
+def test_gt_candidates_table():
+    """The README's transcript: a 12 x 6 px GT of tiny_rotated, its five candidates and what became of them."""
+    from yolotal.assigners.rotated_tal import gt_candidates
+    from yolotal.core.anchors import levels_for
+
+    meta, exp, tg, res, loss, px = run_case("tiny_rotated")
+    rows = gt_candidates(res, 0, 6, levels_for([(40, 40), (20, 20), (10, 10)], [8, 16, 32]))
+    assert [r["anchor"] for r in rows] == [259, 258, 299, 1669, 219]
+    assert [r["result"] for r in rows] == ["positive"] * 4 + ["lost to GT 11"]
+    assert rows[3]["stride"] == 16 and rows[3]["cell"] == (9, 3)
+    for r in rows:
+        assert_close_f32(torch.tensor(r["u"]), exp["overlaps"][0, 6, r["anchor"]], PROBIOU, "u")
+    assert res.cand_bboxes[0, 6, 2:4].tolist() == [16.0, 16.0]
+
+
+def test_primitives_match_reference_live():
+    """xywhr -> corners, regularize, ProbIoU (pairs, matrix, loss floor), rbox2dist / dist2rbox against the
+    reference's functions on random boxes (skipped without ultralytics)."""
+    ops = pytest.importorskip("ultralytics.utils.ops")
+    metrics = pytest.importorskip("ultralytics.utils.metrics")
+    tal = pytest.importorskip("ultralytics.utils.tal")
+    g = torch.Generator().manual_seed(17)
+    r1 = torch.cat((torch.rand(500, 2, generator=g) * 600, torch.rand(500, 2, generator=g) * 200 + 1,
+                    (torch.rand(500, 1, generator=g) - 0.5) * 8), 1)
+    r2 = r1 + torch.randn(500, 5, generator=g) * torch.tensor([10, 10, 5, 5, 0.3])
+    r2[:, 2:4] = r2[:, 2:4].abs() + 1
+    assert torch.equal(xywhr_to_corners(r1), ops.xywhr2xyxyxyxy(r1))
+    assert torch.equal(regularize_xywhr(r1), ops.regularize_rboxes(r1))
+    assert torch.equal(probiou_pairs(r1, r2), metrics.probiou(r1, r2).squeeze(-1))
+    assert torch.equal(probiou_pairs(r1, r2, floor=0.01), metrics.probiou(r1, r2, floor=0.01).squeeze(-1))
+    assert_close_f32(probiou_matrix(r1[:40], r2[:30]), metrics.batch_probiou(r1[:40], r2[:30]), PROBIOU, "matrix")
+    anchors = r1[:, :2] + torch.randn(500, 2, generator=g) * 5
+    assert torch.equal(rbox_to_ltrb(r2, anchors), tal.rbox2dist(r2[:, :4], anchors, r2[:, 4:]))
+    assert torch.equal(rbox_to_ltrb(r2, anchors, limit=15), tal.rbox2dist(r2[:, :4], anchors, r2[:, 4:], reg_max=15))
+    d = torch.rand(500, 4, generator=g) * 10
+    assert torch.equal(ltrb_to_rbox(d, r1[:, 4:], anchors), tal.dist2rbox(d, r1[:, 4:], anchors))
