@@ -130,8 +130,8 @@ def main() -> None:
     cases = list(CASES) if args.case == "all" else [args.case]
     print(f"reference: {ref}; median of {args.repeat} runs after a warm-up; {args.threads} threads; "
           f"{os.cpu_count()} CPUs; load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print("| case | b × imgsz × GTs | reference ms | yolotal ms | time ratio (goal) | weighted positives ref / yolotal "
-          "| sum of target scores ref / yolotal | reference peak RSS MB | yolotal peak RSS MB | RSS ratio (goal) |")
+    print("| case | b × imgsz × GTs | reference ms | yolotal ms | time ratio (goal) "
+          "| weighted positives ref / yolotal | sum of target scores ref / yolotal | reference peak RSS MB | yolotal peak RSS MB | RSS ratio (goal) |")
     print("|---|---|---:|---:|---|---|---|---:|---:|---|")
     for case in cases:
         r = run_worker(ref, case, args.repeat, args.threads)

@@ -1,6 +1,7 @@
 """Golden OBB fixtures from the reference trainer (NOT run by CI; needs ultralytics 8.4.190 and OpenCV).
 
-    cd <worktree> && YOLO_VERBOSE=False YOLO_OFFLINE=1 PYTHONPATH=$PWD /work/oracle/bin/python scripts/make_golden_obb.py
+    cd <worktree> && YOLO_VERBOSE=False YOLO_OFFLINE=1 PYTHONPATH=$PWD \
+        /work/oracle/bin/python scripts/make_golden_obb.py
 
 Writes
 * tests/fixtures/obb/quads.npz: the corner corpus (>= 200 quadrilaterals: rectangles, squares, thin boxes, angles

@@ -166,7 +166,8 @@ def _brute_probiou(r1: np.ndarray, r2: np.ndarray) -> float:
     s1, s2 = cov(r1), cov(r2)
     s = (s1 + s2) / 2
     d = np.array(r1[:2]) - np.array(r2[:2])
-    bd = d @ np.linalg.inv(s) @ d / 8 + 0.5 * math.log(np.linalg.det(s) / math.sqrt(np.linalg.det(s1) * np.linalg.det(s2)))
+    det = np.linalg.det
+    bd = d @ np.linalg.inv(s) @ d / 8 + 0.5 * math.log(det(s) / math.sqrt(det(s1) * det(s2)))
     return 1 - math.sqrt(max(0.0, 1 - math.exp(-bd)))
 
 

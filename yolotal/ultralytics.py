@@ -77,9 +77,9 @@ def use_yolotal_assigner(*, profile: str = "ultralytics", keep_last: bool = Fals
     OBB loss ``yolotal.assigner.RotatedTaskAlignedAssigner``).
 
     Replaces the names ``TaskAlignedAssigner`` and ``RotatedTaskAlignedAssigner`` in ``ultralytics.utils.loss``
-    (the module whose loss classes construct them) by a subclass of yolotal's assigner that takes ultralytics' constructor keywords (``topk,
-    num_classes, alpha, beta, stride, eps, topk2``), so the trainer's losses get the same hyper-parameters.
-    Call it before ``model.train()`` (the trainer builds its losses lazily, at the first batch). Returns a
+    (the module whose loss classes construct them) by subclasses of yolotal's assigners that take ultralytics'
+    constructor keywords (``topk, num_classes, alpha, beta, stride, eps, topk2``), so the trainer's losses get
+    the same hyper-parameters. Call it before ``model.train()`` (the trainer builds its losses lazily, at the first batch). Returns a
     handle: ``restore()`` it, or use it as a context manager. Calls nest; restore in reverse order.
 
     Args:

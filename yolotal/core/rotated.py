@@ -1,8 +1,8 @@
 """Rotated-box geometry: one small function per idea, shapes documented.
 
-Format ``xywhr``: (cx, cy, w, h, angle) with the angle in radians, turning from the x axis towards the y axis
-(clockwise on screen: image y points down), the box's ``w`` side along (cos a, sin a). Units are whatever the caller uses
-(pixels or grid cells). Quadrilaterals are Tensor[N, 4, 2] corner lists (x, y), in any order.
+Format ``xywhr``: (cx, cy, w, h, angle) with the angle in radians, turning from the x axis towards the y
+axis (clockwise on screen: image y points down), the box's ``w`` side along (cos a, sin a). Units are
+whatever the caller uses (pixels or grid cells). Quadrilaterals are Tensor[N, 4, 2] corner lists (x, y), in any order.
 
 Training labels (``quads_to_xywhr``) follow ultralytics 8.4's conversion of label corners: OpenCV's
 minimum-area rectangle (reproduced here without OpenCV, bit for bit, ties included: ``opencv_min_area_rect``),

@@ -75,7 +75,8 @@ def load_obb_heads(path: str | Path, reg_max: int, nc: int | None, encoding: str
         c = int(levels[0].shape[1])
         want = 4 * reg_max + (nc if nc is not None else 0) + 1
         if (nc is not None and c != want) or c < 4 * reg_max + 2:
-            exp = f"4*reg_max+nc+1 = 4*{reg_max}+{nc}+1 = {want}" if nc is not None else f"more than 4*reg_max+1 = {4 * reg_max + 1}"
+            exp = (f"4*reg_max+nc+1 = 4*{reg_max}+{nc}+1 = {want}" if nc is not None
+                   else f"more than 4*reg_max+1 = {4 * reg_max + 1}")
             raise InputError(f"OBB head has {c} channels, expected {exp} (box, classes, then the angle)", src)
         return from_obb_levels(levels, reg_max, src), encoding
     if isinstance(obj, dict):
