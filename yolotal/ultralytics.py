@@ -80,7 +80,8 @@ def use_yolotal_assigner(*, profile: str = "ultralytics", keep_last: bool = Fals
     (the module whose loss classes construct them) by subclasses of yolotal's assigners that take ultralytics'
     constructor keywords (``topk, num_classes, alpha, beta, stride, eps, topk2``), so the trainer's losses get
     the same hyper-parameters. Call it before ``model.train()`` (the trainer builds its losses lazily, at the
-    first batch). Returns a handle: ``restore()`` it, or use it as a context manager. Calls nest; restore in reverse order.
+    first batch). Returns a handle: ``restore()`` it, or use it as a context manager. Calls nest; restore in
+    reverse order.
 
     Args:
         profile: ``ultralytics`` for 8.4 (the default); ``classic`` when training with 8.0-8.3.
