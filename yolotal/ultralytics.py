@@ -11,7 +11,8 @@
 ``use_yolotal_assigner`` swaps the class that ultralytics' detection losses construct, so every loss the
 trainer builds while it is active (the training loss, the EMA model's validation loss, both branches of an
 end-to-end model's loss, and the OBB/segmentation/pose losses' base construction) gets
-``yolotal.TaskAlignedAssigner`` with the hyper-parameters ultralytics chose for it. ultralytics is imported
+``yolotal.TaskAlignedAssigner`` with the hyper-parameters ultralytics chose for it, and the OBB loss's rotated
+assigner ``yolotal.assigner.RotatedTaskAlignedAssigner`` (candidate pairs, rotated). ultralytics is imported
 only when these functions are called; yolotal's own computation never imports it.
 """
 
@@ -38,6 +39,7 @@ class AssignerPatch:
 
     def __init__(self, module, name: str, original, replacement):
         self._module, self._name, self._original, self.replacement = module, name, original, replacement
+        self._more: list[tuple[str, object, object]] = []  # further names replaced by this patch (name, was, now)
         self.calls = 0
         self.built = 0
         self.active = True
@@ -47,12 +49,15 @@ class AssignerPatch:
         with _LOCK:
             if not self.active:
                 return
-            if getattr(self._module, self._name) is not self.replacement:
-                raise RuntimeError(
-                    "ultralytics.utils.loss.TaskAlignedAssigner was replaced again after this patch; "
-                    "restore the later patch first"
-                )
+            for name, _, now in ((self._name, self._original, self.replacement), *self._more):
+                if getattr(self._module, name) is not now:
+                    raise RuntimeError(
+                        f"ultralytics.utils.loss.{name} was replaced again after this patch; "
+                        "restore the later patch first"
+                    )
             setattr(self._module, self._name, self._original)
+            for name, was, _ in self._more:
+                setattr(self._module, name, was)
             self.active = False
             _ACTIVE.remove(self)
 
@@ -68,20 +73,22 @@ class AssignerPatch:
 
 
 def use_yolotal_assigner(*, profile: str = "ultralytics", keep_last: bool = False) -> AssignerPatch:
-    """Make every ultralytics detection loss built from now on use ``yolotal.TaskAlignedAssigner``.
+    """Make every ultralytics detection loss built from now on use ``yolotal.TaskAlignedAssigner`` (and every
+    OBB loss ``yolotal.assigner.RotatedTaskAlignedAssigner``).
 
-    Replaces the name ``TaskAlignedAssigner`` in ``ultralytics.utils.loss`` (the module whose loss classes
-    construct it) by a subclass of yolotal's assigner that takes ultralytics' constructor keywords (``topk,
-    num_classes, alpha, beta, stride, eps, topk2``), so the trainer's losses get the same hyper-parameters.
-    Call it before ``model.train()`` (the trainer builds its losses lazily, at the first batch). Returns a
-    handle: ``restore()`` it, or use it as a context manager. Calls nest; restore in reverse order.
+    Replaces the names ``TaskAlignedAssigner`` and ``RotatedTaskAlignedAssigner`` in ``ultralytics.utils.loss``
+    (the module whose loss classes construct them) by subclasses of yolotal's assigners that take ultralytics'
+    constructor keywords (``topk, num_classes, alpha, beta, stride, eps, topk2``), so the trainer's losses get
+    the same hyper-parameters. Call it before ``model.train()`` (the trainer builds its losses lazily, at the
+    first batch). Returns a handle: ``restore()`` it, or use it as a context manager. Calls nest; restore in
+    reverse order.
 
     Args:
         profile: ``ultralytics`` for 8.4 (the default); ``classic`` when training with 8.0-8.3.
         keep_last: keep each assigner's last candidate pairs (``assigner.last``), for inspection only.
     """
     loss = _loss_module()
-    from .assigner import TaskAlignedAssigner
+    from .assigner import RotatedTaskAlignedAssigner, TaskAlignedAssigner
 
     with _LOCK:
         original = loss.TaskAlignedAssigner
@@ -102,6 +109,26 @@ def use_yolotal_assigner(*, profile: str = "ultralytics", keep_last: bool = Fals
 
         handle = AssignerPatch(loss, "TaskAlignedAssigner", original, UltralyticsTaskAlignedAssigner)
         loss.TaskAlignedAssigner = UltralyticsTaskAlignedAssigner
+
+        if hasattr(loss, "RotatedTaskAlignedAssigner"):  # the OBB loss builds this one by name
+
+            class UltralyticsRotatedTaskAlignedAssigner(RotatedTaskAlignedAssigner):
+                """yolotal's rotated pair assigner with ultralytics' constructor and call signature."""
+
+                def __init__(self, topk=13, num_classes=80, alpha=1.0, beta=6.0, stride=None, eps=1e-9, topk2=None):
+                    super().__init__(topk=topk, num_classes=num_classes, alpha=alpha, beta=beta, stride=stride,
+                                     eps=eps, topk2=topk2, profile=profile, keep_last=keep_last)
+                    handle.built += 1
+
+                def forward(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, **extra):
+                    if extra:
+                        raise TypeError(f"yolotal's rotated assigner takes no extra inputs ({', '.join(extra)})")
+                    handle.calls += 1
+                    return super().forward(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt)
+
+            handle._more.append(("RotatedTaskAlignedAssigner", loss.RotatedTaskAlignedAssigner,
+                                 UltralyticsRotatedTaskAlignedAssigner))
+            loss.RotatedTaskAlignedAssigner = UltralyticsRotatedTaskAlignedAssigner
         _ACTIVE.append(handle)
     return handle
 

@@ -481,6 +481,16 @@ def assign_sparse(
         labels = gt_labels[..., 0].long().reshape(-1)  # (b * M,)
         s = pd_scores.reshape(-1).take(key * nc + labels.take(seg)).to(work)  # only the P pairs are upcast
         u = complete_box_iou_gathered(gt_w.reshape(-1, 4), seg, pd_w.reshape(-1, 4), key).clamp_(min=0)
+        return pair_targets(seg, key, s, u, gt_bboxes, labels, b, m, n_anc, nc, out_dtype, p)
+
+
+def pair_targets(seg: torch.Tensor, key: torch.Tensor, s: torch.Tensor, u: torch.Tensor, gt_bboxes: torch.Tensor,
+                 labels: torch.Tensor, b: int, m: int, n_anc: int, nc: int, out_dtype, p: TALParams) -> SparseTAL:
+    """Candidate pairs with their scores ``s`` and overlaps ``u`` (P,) -> the assignment: selection
+    (``pair_positives``), each GT's largest t and u over its final positives, and the per-anchor targets.
+    Shared by every family whose rule differs only in its candidates and its overlap (detect, rotated)."""
+    dev = s.device
+    with serial_on_cpu(dev):
         t, pos_topk, pos, multi_flat = pair_positives(seg, key, s, u, b, m, n_anc, p)
 
         # per-GT maxima over the final positives, and the per-anchor outputs
@@ -514,7 +524,7 @@ def _outputs(r: dict, gt_bboxes, labels, b: int, m: int, n_anc: int, nc: int, ou
         target_scores.scatter_(2, target_labels.unsqueeze(-1), norm.to(out_dtype).unsqueeze(-1))  # 0 off fg
     else:
         target_labels = torch.full((b, n_anc), nc, dtype=torch.int64, device=dev)
-        target_bboxes = torch.zeros(b, n_anc, 4, dtype=gt_bboxes.dtype, device=dev)
+        target_bboxes = torch.zeros(b, n_anc, gt_bboxes.shape[-1], dtype=gt_bboxes.dtype, device=dev)
 
     return SparseTAL(
         n_gt_slots=m, n_anchors=n_anc, pair_gt=r["seg"], pair_key=r["key"], pair_s=r["s"], pair_u=r["u"],

@@ -1,0 +1,224 @@
+"""Task-aligned assignment of rotated boxes (ultralytics' RotatedTaskAlignedAssigner), every stage kept.
+
+Notation: b images, M padded GTs per image, A anchors, nc classes. Boxes are pixel xywhr (cx, cy, w, h, angle
+in radians; see ``core.rotated``).
+
+The detect rule (``assigners.tal``) with two changes:
+
+* candidates: the GT's sides shorter than ``stride_val`` are raised to it (profile ``ultralytics``; the angle and
+  centre are kept), and an anchor is a candidate when its centre is inside that rotated box, edges included
+  (projection onto two sides of the box: ``core.rotated.points_in_rboxes``);
+* overlaps: ProbIoU of the GT and the predicted rotated box (clamped at 0) instead of CIoU.
+
+Top-k, the conflict rule (an anchor claimed by several GTs goes to the GT with the largest overlap there), topk2
+and the soft scores are the detect family's own functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..core.rotated import points_in_rboxes, probiou_pairs
+from ..core.threads import pow_in_whole_blocks
+from .tal import TALParams, resolve_conflicts, topk_mask
+
+
+@dataclass(frozen=True)
+class RotatedTALResult:
+    """Every stage of one rotated assignment. Masks are bool.
+
+    cand_bboxes      (b, M, 5)   candidate box of each GT (sides floored at stride_val under ``ultralytics``), px
+    mask_in_gts      (b, M, A)   anchor centre inside the rotated candidate box (edges included)
+    bbox_scores      (b, M, A)   predicted score of the GT's class, at candidates (0 elsewhere)
+    overlaps         (b, M, A)   ProbIoU(GT, prediction) clamped at 0, at candidates (0 elsewhere)
+    align_metric     (b, M, A)   s^alpha * u^beta at candidates (0 elsewhere)
+    topk_idxs        (b, M, k)   anchors returned by top-k per GT (padding GTs: 0)
+    mask_topk        (b, M, A)   anchors chosen exactly once by the top-k lists
+    mask_pos_topk    (b, M, A)   positives before conflict resolution (topk & in box & real GT)
+    mask_multi       (b, A)      anchors claimed by more than one GT
+    mask_pos         (b, M, A)   final positives (after conflicts and topk2)
+    fg_mask          (b, A)      anchor has a GT
+    target_gt_idx    (b, A) i64  its GT index (0 for background, as the reference returns)
+    target_labels    (b, A) i64  its GT's class (for background: class of GT 0, or nc for an empty batch)
+    target_bboxes    (b, A, 5)   its GT's box, px xywhr (GT 0's box for background)
+    target_scores    (b, A, nc)  soft one-hot target
+    pos_align_metrics(b, M)      largest t among each GT's final positives
+    pos_overlaps     (b, M)      largest u among each GT's final positives
+    norm_align_metric(b, A)      soft score of each anchor (0 for background)
+    """
+
+    cand_bboxes: torch.Tensor
+    mask_in_gts: torch.Tensor
+    bbox_scores: torch.Tensor
+    overlaps: torch.Tensor
+    align_metric: torch.Tensor
+    topk_idxs: torch.Tensor
+    mask_topk: torch.Tensor
+    mask_pos_topk: torch.Tensor
+    mask_multi: torch.Tensor
+    mask_pos: torch.Tensor
+    fg_mask: torch.Tensor
+    target_gt_idx: torch.Tensor
+    target_labels: torch.Tensor
+    target_bboxes: torch.Tensor
+    target_scores: torch.Tensor
+    pos_align_metrics: torch.Tensor
+    pos_overlaps: torch.Tensor
+    norm_align_metric: torch.Tensor
+
+    @property
+    def background(self) -> torch.Tensor:
+        """(b, A) bool: anchors without a GT (their target_gt_idx 0 means nothing)."""
+        return ~self.fg_mask
+
+
+def candidate_rboxes(gt_bboxes: torch.Tensor, mask_gt: torch.Tensor, p: TALParams) -> torch.Tensor:
+    """(b, M, 5) GT xywhr -> (b, M, 5) candidate boxes: under ``ultralytics`` sides < stride_val become stride_val
+    (real GTs only; centre and angle unchanged)."""
+    if not p.enlarge:
+        return gt_bboxes.clone()
+    wh = gt_bboxes[..., 2:4]
+    small = (wh < p.stride_val) & mask_gt.bool()  # (b, M, 2)
+    wh = torch.where(small, torch.tensor(p.stride_val, dtype=gt_bboxes.dtype), wh)
+    return torch.cat((gt_bboxes[..., :2], wh, gt_bboxes[..., 4:]), -1)
+
+
+def rotated_pair_metrics(
+    pd_scores: torch.Tensor,
+    pd_bboxes: torch.Tensor,
+    gt_labels: torch.Tensor,
+    gt_bboxes: torch.Tensor,
+    cand: torch.Tensor,
+    p: TALParams,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Scores s, ProbIoU u (>= 0) and metric t at the candidate pairs ``cand`` (b, M, A), as dense (b, M, A)."""
+    bi, mi, ai = cand.nonzero(as_tuple=True)  # (P,) each
+    s, u, t = pair_values(pd_scores, pd_bboxes, gt_labels, gt_bboxes, bi, mi, ai, p)
+    out = []
+    for v in (s, u, t):
+        dense = torch.zeros(cand.shape, dtype=v.dtype)
+        dense[bi, mi, ai] = v
+        out.append(dense)
+    return out[0], out[1], out[2]
+
+
+def pair_values(pd_scores, pd_bboxes, gt_labels, gt_bboxes, bi, mi, ai, p: TALParams):
+    """(s, u, t), each (P,), for the pairs (image bi, GT mi, anchor ai)."""
+    s = pd_scores[bi, ai, gt_labels[bi, mi, 0].long()]
+    u = probiou_pairs(gt_bboxes[bi, mi], pd_bboxes[bi, ai]).clamp(min=0)
+    t = pow_in_whole_blocks(s, p.alpha) * pow_in_whole_blocks(u, p.beta)
+    return s, u, t
+
+
+def assign_rotated(
+    pd_scores: torch.Tensor,
+    pd_bboxes: torch.Tensor,
+    anc_points: torch.Tensor,
+    gt_labels: torch.Tensor,
+    gt_bboxes: torch.Tensor,
+    mask_gt: torch.Tensor,
+    p: TALParams,
+) -> RotatedTALResult:
+    """Rotated task-aligned assignment of one batch.
+
+    Args:
+        pd_scores: (b, A, nc) class probabilities (after sigmoid).
+        pd_bboxes: (b, A, 5) predicted boxes, px xywhr.
+        anc_points: (A, 2) anchor centres, px.
+        gt_labels: (b, M, 1) class ids (float, as padded).
+        gt_bboxes: (b, M, 5) GT boxes, px xywhr (zeros for padding).
+        mask_gt: (b, M, 1) 1.0 for real GTs.
+    """
+    b, a, nc = pd_scores.shape
+    m = gt_bboxes.shape[1]
+    valid = mask_gt.bool()
+    cand_bboxes = candidate_rboxes(gt_bboxes, mask_gt, p)
+    mask_in_gts = points_in_rboxes(anc_points, cand_bboxes)  # (b, M, A)
+    cand = mask_in_gts & valid
+    bbox_scores, overlaps, align_metric = rotated_pair_metrics(pd_scores, pd_bboxes, gt_labels, gt_bboxes, cand, p)
+    if m:
+        topk_idxs, mask_topk = topk_mask(align_metric, mask_gt, p.topk)
+    else:
+        topk_idxs, mask_topk = torch.zeros(b, 0, p.topk, dtype=torch.int64), torch.zeros(b, 0, a, dtype=torch.bool)
+    mask_pos_topk = mask_topk & cand
+    mask_multi, mask_pos = resolve_conflicts(mask_pos_topk, overlaps, align_metric, p)
+    fg_mask, target_gt_idx, target_labels, target_bboxes, target_scores, pos_align, pos_ov, norm = targets_from_mask(
+        mask_pos, align_metric, overlaps, gt_labels, gt_bboxes, nc, p.eps
+    )
+    return RotatedTALResult(
+        cand_bboxes=cand_bboxes,
+        mask_in_gts=mask_in_gts,
+        bbox_scores=bbox_scores,
+        overlaps=overlaps,
+        align_metric=align_metric,
+        topk_idxs=topk_idxs,
+        mask_topk=mask_topk,
+        mask_pos_topk=mask_pos_topk,
+        mask_multi=mask_multi,
+        mask_pos=mask_pos,
+        fg_mask=fg_mask,
+        target_gt_idx=target_gt_idx,
+        target_labels=target_labels,
+        target_bboxes=target_bboxes,
+        target_scores=target_scores,
+        pos_align_metrics=pos_align,
+        pos_overlaps=pos_ov,
+        norm_align_metric=norm,
+    )
+
+
+def targets_from_mask(mask_pos, align_metric, overlaps, gt_labels, gt_bboxes, nc: int, eps: float):
+    """Final positives (b, M, A) -> (fg_mask, target_gt_idx, target_labels, target_bboxes (b, A, D),
+    target_scores (b, A, nc), pos_align_metrics (b, M), pos_overlaps (b, M), norm_align_metric (b, A)).
+
+    Background anchors point at GT 0 (the reference's convention); with no GT slots at all, labels are nc and
+    boxes zeros (the reference's early return).
+    """
+    b, m, a = mask_pos.shape
+    dim = gt_bboxes.shape[-1]
+    if m:
+        fg, target_gt_idx = mask_pos.to(torch.int8).max(1)  # first GT for empty columns
+        fg_mask = fg.bool()
+        bidx = torch.arange(b).unsqueeze(1)
+        target_labels = gt_labels[..., 0].long()[bidx, target_gt_idx].clamp(min=0)
+        target_bboxes = gt_bboxes[bidx, target_gt_idx]
+    else:
+        fg_mask = torch.zeros(b, a, dtype=torch.bool)
+        target_gt_idx = torch.zeros(b, a, dtype=torch.int64)
+        target_labels = torch.full((b, a), nc, dtype=torch.int64)
+        target_bboxes = torch.zeros(b, a, dim)
+    one_hot = torch.zeros(b, a, nc, dtype=torch.float32)
+    if m:
+        one_hot.scatter_(2, target_labels.unsqueeze(-1), 1.0)
+    one_hot = one_hot * fg_mask.unsqueeze(-1)
+    am = align_metric * mask_pos
+    pos_align = am.amax(-1, keepdim=True) if m else torch.zeros(b, 0, 1)
+    pos_ov = (overlaps * mask_pos).amax(-1, keepdim=True) if m else torch.zeros(b, 0, 1)
+    norm = (am * pos_ov / (pos_align + eps)).amax(-2) if m else torch.zeros(b, a)
+    return (fg_mask, target_gt_idx, target_labels, target_bboxes, one_hot * norm.unsqueeze(-1),
+            pos_align.squeeze(-1), pos_ov.squeeze(-1), norm)
+
+
+def gt_candidates(res: RotatedTALResult, image: int, gt: int, levels) -> list[dict]:
+    """One GT's candidate anchors, best metric first: anchor, level stride, cell (x, y), s, ProbIoU u, t and
+    what became of it: ``positive``, ``lost to GT k`` (picked, but the anchor went to GT k's larger ProbIoU),
+    ``cut by topk2``, or ``not in top-k``. levels: ``core.anchors.levels_for(...)``."""
+    from ..core.anchors import cell_of
+
+    cand = res.mask_in_gts[image, gt].nonzero().squeeze(1)
+    order = torch.argsort(res.align_metric[image, gt, cand], descending=True, stable=True)
+    rows = []
+    for a in cand[order].tolist():
+        lv, x, y = cell_of(levels, a)
+        if res.mask_pos[image, gt, a]:
+            what = "positive"
+        elif res.mask_pos_topk[image, gt, a]:
+            owner = int(res.target_gt_idx[image, a])
+            what = f"lost to GT {owner}" if res.fg_mask[image, a] and owner != gt else "cut by topk2"
+        else:
+            what = "not in top-k"
+        rows.append(dict(anchor=a, stride=lv.stride, cell=(x, y), s=float(res.bbox_scores[image, gt, a]),
+                         u=float(res.overlaps[image, gt, a]), t=float(res.align_metric[image, gt, a]), result=what))
+    return rows
