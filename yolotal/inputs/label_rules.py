@@ -145,6 +145,27 @@ def value_problems(vals: np.ndarray, rules: LabelRules, what: str = "box") -> li
     return out
 
 
+def _values_ok(rows: np.ndarray, rules: LabelRules) -> np.ndarray:
+    """(n,) bool: the rows (n, 5) float32 that pass :func:`value_problems` (NaN fails every comparison)."""
+    c = rows[:, 0]
+    with np.errstate(invalid="ignore"):
+        ok = (c >= LO) & (c % 1 == 0) & (rows[:, 1:] <= HI).all(1) & (rows[:, 1:3] >= LO).all(1)
+        ok &= (rows[:, 3:5] >= 0).all(1)
+        if not rules.single_cls and rules.nc is not None:
+            ok &= c < rules.nc
+    return ok
+
+
+def _all_ok(rows: np.ndarray, rules: LabelRules) -> bool:
+    """Whether every row (n, 5) float32 passes the value rules: a quick test of the whole file (the common case:
+    nothing negative)."""
+    c = rows[:, 0]
+    with np.errstate(invalid="ignore"):
+        if not (rows[:, 1:].max() <= HI and rows.min() >= 0 and not (c % 1).any()):
+            return False
+    return rules.single_cls or rules.nc is None or bool(c.max() < rules.nc)
+
+
 def _pose_problems(vals: np.ndarray, rules: LabelRules) -> tuple[list[str], list[str]]:
     """(corrupt reasons, refused reasons) of one pose row, float32 (5 + K·D,)."""
     k, d = rules.kpt_shape
@@ -237,6 +258,8 @@ def read_label_text(text: str, rules: LabelRules) -> FileRead:
     if pose:
         table = np.zeros((len(items), kcols), np.float32)
     first_poly = next((j for j, u in items if len(u) > 6), 0)
+    box_rows: list[int] = []
+    box_vals: list[list[float]] = []
     for r, (i, t) in enumerate(items):
         if polygon_file:
             if len(t) == 5:
@@ -279,8 +302,9 @@ def read_label_text(text: str, rules: LabelRules) -> FileRead:
                 corrupt.append(Problem(i, f"expected 5 columns (cls cx cy w h) or a polygon (cls x1 y1 x2 y2 x3 y3 "
                                           f"...), got {len(t)}"))
             continue
-        vals = [_number(x) for x in t]
-        if None in vals:
+        try:
+            vals = list(map(float, t))
+        except ValueError:
             corrupt.append(Problem(i, _not_numbers(t)))
             continue
         if pose:
@@ -290,8 +314,21 @@ def read_label_text(text: str, rules: LabelRules) -> FileRead:
             corrupt += [Problem(i, why) for why in bad]
             refused += [Problem(i, why, corrupt=False) for why in ref]
         else:
-            rows[r] = vals
-            corrupt += [Problem(i, why) for why in value_problems(rows[r], rules)]
+            box_vals.append(vals)
+            box_rows.append(r)
+    if box_rows:  # the value rules at once, the reasons only for rows that fail them
+        arr = np.array(box_vals, np.float32)
+        if len(box_rows) == len(rows):
+            rows = arr
+        else:
+            rows[box_rows] = arr
+        if not _all_ok(arr, rules):
+            for r in np.nonzero(~_values_ok(arr, rules))[0]:
+                j = box_rows[r]
+                corrupt += [Problem(items[j][0], why) for why in value_problems(rows[j], rules)]
+            corrupt.sort(key=lambda p: p.line)
+    if not pose:
+        table = rows
     if rules.task in ("segment", "obb") and not polygon_file and not corrupt:
         shape = "cls x1 y1 x2 y2 x3 y3 x4 y4" if rules.task == "obb" else "cls x1 y1 x2 y2 x3 y3 ..."
         refused.append(Problem(int(lines[0]), f"a box row in a {rules.task} task: its rows are {shape} (ultralytics "
