@@ -245,3 +245,12 @@ def test_duplicate_polygons_compared_with_their_points(write):
     p = write("e.txt", "0 0.1 0.1 0.4 0.1 0.4 0.5\n0 0.1 0.1 0.4 0.5 0.1 0.5 0.4 0.1\n0 0.1 0.1 0.4 0.1 0.4 0.5\n")
     lab = load_labels(p, nc=3)
     assert len(lab) == 2 and "1 duplicate label row(s) dropped (line(s) 3)" in lab.warnings[0]
+
+
+def test_single_cls_config_key():
+    from yolotal.config import config_from_dict
+
+    assert config_from_dict({"single_cls": True}).single_cls is True
+    assert config_from_dict({}).single_cls is False
+    with pytest.raises(InputError, match="single_cls: expected true or false, got 1"):
+        config_from_dict({"single_cls": 1})
