@@ -254,3 +254,23 @@ def test_single_cls_config_key():
     assert config_from_dict({}).single_cls is False
     with pytest.raises(InputError, match="single_cls: expected true or false, got 1"):
         config_from_dict({"single_cls": 1})
+
+
+def test_scan_reads_by_the_same_rules(tmp_path, cli):
+    from yolotal.scan import report, scan
+
+    (tmp_path / "poly.txt").write_text("0 0.1 0.2 0.5 0.2 0.4 0.6\n1 0.55 0.55 0.9 0.6 0.7 0.95\n")
+    (tmp_path / "edge.txt").write_bytes(b"\xef\xbb\xbf1 0.5 0.5 1.01 0.3\n1 0.5 0.5 1.01 0.3\n")
+    (tmp_path / "one_point.txt").write_text("0 0.1 0.2 0.5 0.2 0.4 0.6\n1 0.5 0.5\n")
+    (tmp_path / "mixed.txt").write_text("0 0.1 0.2 0.5 0.2 0.4 0.6\n1 0.5 0.5 0.2 0.2\n")
+    (tmp_path / "wide.txt").write_text("0 0.5 0.5 1.0100001 0.3\n")
+    doc = report(scan(tmp_path, (640, 640), (8, 16, 32), 16, nc=2))
+    f = doc["files"]
+    assert (f["total"], f["corrupt"], f["refused"], f["duplicate_rows_dropped"], doc["gts"]) == (5, 2, 1, 1, 3)
+    assert doc["notes"] == ["2 polygon rows read as their bounding boxes, as ultralytics' segments2boxes makes them"]
+    assert [(Path(e["file"]).name, e["line"]) for e in doc["errors"]] == [("mixed.txt", 2), ("one_point.txt", 2),
+                                                                          ("wide.txt", 1)]
+    code, out, err = cli("scan", tmp_path)
+    flat = " ".join(out.split())
+    assert code == 0 and "3 label errors in 2 corrupt and 1 refused files" in flat
+    assert "one_point.txt:2: a polygon of 1 point: at least 3 are needed" in flat

@@ -113,9 +113,11 @@ def render_scan(doc: dict, con: Console, errors_shown: int = 10) -> None:
     errs = doc["errors"]
     if errs:
         which = f"{f['corrupt']} corrupt" + (f" and {f['refused']} refused" if f.get("refused") else "")
-        con.print(Text(f"{len(errs)} label errors in {which} files (a file with a bad line is skipped "
-                       "whole by ultralytics' verify_image_label, so none of its GTs are trained on or audited here):",
-                       style="bold red"))
+        why = ("a file with a bad line is skipped whole by ultralytics' verify_image_label, so none of its GTs are "
+               "trained on or audited here")
+        if f.get("refused"):
+            why += "; a refused file is skipped here only: the trainer trains on it"
+        con.print(Text(f"{len(errs)} label errors in {which} files ({why}):", style="bold red"))
         for e in errs[:errors_shown]:
             con.print(f"  {e['file']}:{e['line']}: {e['reason']}", soft_wrap=True, markup=False)
         if len(errs) > errors_shown:
