@@ -140,7 +140,8 @@ def _batches(n: int, size: int) -> list[range]:
 
 
 def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: int,
-             progress: Callable[[int], None] | None = None, rank: int = 0, world: int = 1) -> ModelScan:
+             progress: Callable[[int], None] | None = None, rank: int = 0, world: int = 1,
+             rules=None) -> ModelScan:
     """Scan (label file, image or None) items with the model: this rank's batches (k % world == rank).
 
     A missing or unreadable image, or a label file with bad lines, is recorded and the scan goes on (bad lines
@@ -155,7 +156,7 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
 
     out = ModelScan()
     batches = _batches(len(items), batch)
-    rules = LabelRules(nc=cfg.nc)
+    rules = rules if rules is not None else LabelRules(nc=cfg.nc)  # the label rules (task, kpt_shape, single_cls)
 
     def prepare(idx: int):
         label, image = items[idx]
