@@ -274,3 +274,45 @@ def test_scan_reads_by_the_same_rules(tmp_path, cli):
     flat = " ".join(out.split())
     assert code == 0 and "3 label errors in 2 corrupt and 1 refused files" in flat
     assert "one_point.txt:2: a polygon of 1 point: at least 3 are needed" in flat
+
+
+TOKENS = ["0", "1", "2", "3", "1.0", "1.5", "-1", "-0", "0.5", "0.25", "0.999", "1.01", "1.0100001", "-0.01",
+          "-0.0100001", "1e-3", "nan", "inf", "x", "0.1", "0.9", "0.33333334", "2"]
+
+
+@pytest.mark.skipif(not HAVE_ULTRALYTICS, reason="ultralytics not importable")
+def test_random_files_against_ultralytics_live(tmp_path):
+    """Property: any text of rows of interesting tokens reads as ultralytics reads it (verdict, rows, polygons,
+    keypoints), under detect, detect with kpt_shape, pose and single_cls."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from PIL import Image
+    from ultralytics.data.utils import verify_image_label
+
+    img = tmp_path / "im.png"
+    Image.new("RGB", (16, 16)).save(img)
+    lb = tmp_path / "lb.txt"
+    row = st.lists(st.sampled_from(TOKENS), min_size=1, max_size=11).map(" ".join)
+    reading = st.sampled_from([("detect", None, False), ("detect", (2, 2), False), ("pose", (2, 2), False),
+                               ("pose", (1, 3), True), ("detect", None, True)])
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(row, min_size=0, max_size=4), reading)
+    def check(rows, r):
+        task, kpt, single = r
+        text = "\n".join(rows)
+        lb.write_text(text)
+        nkpt, ndim = kpt or (0, 0)
+        res = verify_image_label((str(img), str(lb), "", task == "pose", 3, nkpt, ndim, single))
+        if res[0] is None:
+            want = {"corrupt": True, "msg": res[-1]}
+        else:
+            rows_ = res[1].copy()
+            if single:
+                rows_[:, 0] = 0
+            want = {"corrupt": False, "rows": rows_.tolist(), "segments": [s.tolist() for s in res[3]]}
+            if res[4] is not None:
+                want["keypoints"] = res[4].tolist()
+        _compare(read_label_text(text, LabelRules(task, 3, kpt, single)), want, f"{r} {text!r}")
+
+    check()

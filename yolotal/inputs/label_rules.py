@@ -229,7 +229,13 @@ def _dedupe_order(table: np.ndarray, segments: list[np.ndarray] | None) -> np.nd
 
 
 def read_label_text(text: str, rules: LabelRules) -> FileRead:
-    """Read one label file's text (already decoded) by the rules above; never raises for bad content."""
+    """Read one label file's text (already decoded) by the rules above; never raises for bad content (and never
+    warns: NaN, infinities and float32 overflow are values the rules judge)."""
+    with np.errstate(all="ignore"):
+        return _read_rows(text, rules)
+
+
+def _read_rows(text: str, rules: LabelRules) -> FileRead:
     items = []
     for i, raw in enumerate(text.splitlines(), 1):
         t = raw.split()
