@@ -170,3 +170,14 @@ def test_train_and_val_the_same_folder_count_each_file_once(tmp_path):
     assert ls.splits == {"train": 2, "val": 2} and ls.shared == 2
     doc = report(scan(y, (640, 640), (8, 16, 32), 16))
     assert doc["files"]["total"] == 2 and doc["gts"] == 2 and doc["files"]["in_several_splits"] == 2
+    assert doc["files"]["shared_by"] == {"train+val": 2}
+
+
+def test_cli_scan_says_which_splits_share_files(cli, tmp_path):
+    y = make(tmp_path)
+    y.write_text(f"path: {tmp_path}\ntrain: images/train\nval: [images/train, images/val]\nnc: 3\n")
+    code, out, err = cli("scan", y)
+    flat = " ".join(out.split())
+    assert code == 0, err
+    assert "3 label files (train 2, val 3) · 3 GTs" in flat  # a, b (both splits) and c (val)
+    assert "2 label files are in train and val alike: each is read and counted once" in flat

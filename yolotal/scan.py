@@ -465,6 +465,15 @@ def scan(data: str | Path, imgsz: tuple[int, int], strides: tuple[int, ...], reg
     return ScanResult(ls, imgsz, strides, reg_max, parsed, geo, positives, notes)
 
 
+def _shared_by(ls: LabelSet) -> dict[str, int]:
+    """Files listed by more than one split, counted per set of splits ("train+val": 7)."""
+    out: dict[str, int] = {}
+    for sp in ls.file_splits:
+        if len(sp) > 1:
+            out["+".join(sp)] = out.get("+".join(sp), 0) + 1
+    return out
+
+
 def report(res: ScanResult, top: int = 20) -> dict:
     """Everything the terminal summary shows, plus every flagged GT and every label error (JSON-ready)."""
     rows, geo = res.parsed.rows, res.geo
@@ -508,6 +517,7 @@ def report(res: ScanResult, top: int = 20) -> dict:
                   "corrupt": int((res.parsed.corrupt & ~res.parsed.refused).sum()) if res.n_files else 0,
                   "refused": int(res.parsed.refused.sum()) if res.n_files else 0,
                   "in_several_splits": res.labels.shared,
+                  "shared_by": _shared_by(res.labels),
                   "with_errors": int((per_file_errors > 0).sum()),
                   "duplicate_rows_dropped": sum(len(v) for _, v in res.parsed.duplicates)},
         "gts": g,

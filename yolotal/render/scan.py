@@ -32,9 +32,9 @@ def render_scan(doc: dict, con: Console, errors_shown: int = 10) -> None:
     con.print(Text(f"{doc['dataset']}: {f['total']} label files ({splits}) · {g} GTs · "
                    f"{f['background']} background · {f['corrupt']} corrupt (skipped, as ultralytics does) · "
                    f"{f['duplicate_rows_dropped']} duplicate rows dropped", style="bold"))
-    if f.get("in_several_splits"):
-        con.print(Text(f"{f['in_several_splits']} label files are listed by more than one split: each is read and "
-                       "counted once", style="dim"))
+    for combo, n in f.get("shared_by", {}).items():
+        con.print(Text(f"{n} label files are in {' and '.join(combo.split('+'))} alike: each is read and counted once",
+                       style="dim"))
     if f.get("refused"):
         con.print(Text(f"{f['refused']} files refused by yolotal although ultralytics trains on them (a polygon of "
                        "fewer than 3 points, an infinite pose value, a box row in a segment/OBB task): listed below",
