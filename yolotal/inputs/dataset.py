@@ -80,7 +80,7 @@ def _key_lines(text: str) -> dict[str, int]:
 
 def read_dataset(path: str | Path) -> Dataset:
     """Parse and check a dataset YAML; InputError naming the file (and line) for anything ultralytics rejects,
-    and for unknown keys."""
+    and for a key that is a near-miss of a known one ("did you mean")."""
     import yaml
 
     p = Path(path)
