@@ -129,7 +129,9 @@ def value_problems(vals: np.ndarray, rules: LabelRules, what: str = "box") -> li
     ``what`` names the box in messages ("box", or "polygon's box")."""
     out = []
     c = vals[0]
-    if not (c >= LO and c % 1 == 0) or (not rules.single_cls and rules.nc is not None and c >= rules.nc):
+    with np.errstate(invalid="ignore"):
+        whole = bool(c % 1 == 0)
+    if not (c >= LO and whole) or (not rules.single_cls and rules.nc is not None and c >= rules.nc):
         rng = f"[0, {rules.nc})" if rules.nc is not None and not rules.single_cls else ">= 0"
         out.append(f"class id must be an integer {'in ' if '[' in rng else ''}{rng}, got {_g(c)}")
     for name, x in zip(("cx", "cy", "w", "h"), vals[1:5]):
