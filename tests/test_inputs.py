@@ -42,16 +42,20 @@ def test_empty_file_is_background(write):
 @pytest.mark.parametrize(
     "text,line,msg",
     [
-        ("0 0.5 0.5 0.1\n", 1, "expected 5 columns (cls cx cy w h) or 6"),
-        ("0 0.5 0.5 0.1 0.1\n0 1 0.5 0.5 0.1 0.1\n", 2, "expected 5 columns like the lines above, got 6"),
+        ("0 0.5 0.5 0.1\n", 1, "expected 5 columns (cls cx cy w h) or a polygon"),
+        ("0 0.5 0.5 0.1 0.1\n0 1 0.5 0.5 0.1 0.1\n", 2, "expected 5 columns (cls cx cy w h) or a polygon (cls x1 y1 "
+                                                       "x2 y2 x3 y3 ...), got 6"),
         ("0 0.5 abc 0.1 0.1\n", 1, "not a number: 'abc'"),
-        ("0 0.5 nan 0.1 0.1\n", 1, "NaN or infinite value"),
-        ("0 0.5 0.5 inf 0.1\n", 1, "NaN or infinite value"),
+        ("0 0.5 nan 0.1 0.1\n", 1, "NaN in the box (cy)"),
+        ("0 0.5 0.5 inf 0.1\n", 1, "box w=inf is above 1.01"),
         ("\n7 0.5 0.5 0.1 0.1\n", 2, "class id must be an integer in [0, 3), got 7"),
         ("1.5 0.5 0.5 0.1 0.1\n", 1, "class id must be an integer in [0, 3), got 1.5"),
         ("-1 0.5 0.5 0.1 0.1\n", 1, "class id must be an integer"),
-        ("0 0.5 0.5 -0.1 0.1\n", 1, "negative box size"),
-        ("0 1.2 0.5 0.1 0.1\n", 1, "cx=1.2 is outside [0, 1]"),
+        ("0 0.5 0.5 -0.1 0.1\n", 1, "negative box size w=-0.1"),
+        ("0 1.2 0.5 0.1 0.1\n", 1, "box cx=1.2 is above 1.01"),
+        ("0 0.5 0.5 1.0100001 0.1\n", 1, "box w=1.0100001 is above 1.01"),
+        ("0 0.5 0.5 0.1 1.02\n", 1, "box h=1.02 is above 1.01"),
+        ("0 -0.0100001 0.5 0.1 0.1\n", 1, "box cx=-0.0100001 is below -0.01"),
         ("0.5 0 0.5 0.5 0.1 0.1\n", 1, "batch index must be an integer >= 0"),
     ],
 )

@@ -56,11 +56,11 @@ def test_errors_are_collected_without_stopping(tmp_path):
     doc = report(scan(tmp_path, (320, 320), (8, 16, 32), 16, nc=3))
     errs = [(Path(e["file"]).name, e["line"], e["reason"]) for e in doc["errors"]]
     assert errs == [
-        ("x.txt", 2, "expected 5 columns (cls cx cy w h), got 4"),
+        ("x.txt", 2, "expected 5 columns (cls cx cy w h) or a polygon (cls x1 y1 x2 y2 x3 y3 ...), got 4"),
         ("x.txt", 3, "class id must be an integer in [0, 3), got 9"),
         ("y.txt", 0, "not a text label file (binary data)"),
-        ("z.txt", 1, "NaN or infinite value"),
-        ("z.txt", 2, "cx=1.5 is outside [0, 1] (labels must be normalised)"),
+        ("z.txt", 1, "NaN in the box (cy)"),
+        ("z.txt", 2, "box cx=1.5 is above 1.01 (labels must be normalised; ultralytics allows up to 1.01)"),
     ]
     # ultralytics skips a file with any bad line whole (verify_image_label): x, y and z are corrupt, not
     # background, and their good lines are not audited; w is clean

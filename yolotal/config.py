@@ -93,6 +93,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     dense_budget_mb: int = 512  # above this, the (b, M, A) display tensors are not built (see pipeline.run)
+    single_cls: bool = False  # every label's class becomes 0 (ultralytics' single_cls; any class id accepted)
     warnings: tuple[str, ...] = ()  # things the user should see (e.g. imgsz rounded up)
 
     @property
@@ -157,7 +158,7 @@ def config_from_dict(raw: Any, src: str | None = None, base: Config | None = Non
     """Validate a parsed YAML mapping on top of ``base`` (defaults when None)."""
     cfg = base or Config()
     top = _check_keys(
-        raw, {"imgsz", "strides", "nc", "reg_max", "assigner", "loss", "heads", "dense_budget_mb"}, "", src
+        raw, {"imgsz", "strides", "nc", "reg_max", "assigner", "loss", "heads", "dense_budget_mb", "single_cls"}, "", src
     )
     kw: dict[str, Any] = {}
     if "imgsz" in top:
@@ -183,6 +184,9 @@ def config_from_dict(raw: Any, src: str | None = None, base: Config | None = Non
         kw["reg_max"] = _pos_int(top, "reg_max", "reg_max", src)
     if "dense_budget_mb" in top:
         kw["dense_budget_mb"] = _pos_int(top, "dense_budget_mb", "dense_budget_mb", src)
+    if "single_cls" in top:
+        _need(isinstance(top["single_cls"], bool), "single_cls", "true or false", top["single_cls"], src)
+        kw["single_cls"] = top["single_cls"]
     if "assigner" in top:
         a = _check_keys(top["assigner"], {f.name for f in fields(AssignerConfig)}, "assigner.", src)
         akw: dict[str, Any] = {}

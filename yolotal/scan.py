@@ -1,8 +1,10 @@
 """Dataset audit: every label file of a dataset, every GT's geometric fate, without stopping at a problem.
 
-Per file, the lines are parsed with the core checks; a bad line becomes an error record (file, line,
-reason), and as in ultralytics' ``verify_image_label`` a file with one makes its image corrupt (left out of
-the audit); repeated rows are dropped. Each file's image size is read from its header and its labels are
+Per file, the lines are read by the trainer's rules (:mod:`yolotal.inputs.label_rules`, the reader every command
+uses: polygon rows as their boxes, pose rows' boxes, the 1.01 / -0.01 rule, ...); a bad line becomes an error
+record (file, line, reason), and as in ultralytics' ``verify_image_label`` a file with one makes its image
+corrupt (left out of the audit); repeated rows are dropped as there. A file listed by several splits is
+audited once. Each file's image size is read from its header and its labels are
 letterboxed onto the ``imgsz`` canvas like every other command does (without an image: the normalised boxes
 scaled to the canvas). Per GT, on that canvas:
 
@@ -30,7 +32,7 @@ import numpy as np
 
 from .errors import InputError
 from .inputs.dataset import LabelSet, find_labels  # noqa: F401  (find_labels: part of scan's interface)
-from .inputs.labels import is_float, row_problem
+from .inputs.label_rules import FileRead, LabelRules, ReadNotes, read_label_file
 
 SIZE_BINS = (0, 8, 16, 32, 64, 128, 256, 512, math.inf)  # sqrt(w*h) px bins of the size histogram
 CHUNK = 256  # files per worker task
@@ -45,46 +47,21 @@ class Parsed:
     line: np.ndarray
     errors: list[tuple[int, int, str]]  # (file index, line, reason)
     empty: np.ndarray  # (files,) bool: file holds no labels (missing or empty: a background image)
-    corrupt: np.ndarray | None = None  # (files,) bool: a bad line (or an unreadable file): ultralytics skips it
+    corrupt: np.ndarray | None = None  # (files,) bool: skipped whole (the trainer's reason, or a yolotal refusal)
     duplicates: list[tuple[int, list[int]]] = field(default_factory=list)  # (file index, lines dropped)
     image_wh: np.ndarray | None = None  # (files, 2) int: each file's image size from its header, 0 = no image
+    refused: np.ndarray | None = None  # (files,) bool: skipped by yolotal although the trainer reads it
+    polygons: int = 0  # polygon rows read as their boxes
+    pose_rows: int = 0  # pose rows read as their boxes
 
 
 # ------------------------------------------------------------------------------------------------ parsing
-def _parse_file(path: str, nc: int | None) -> tuple[list[list[float]], list[int], list[tuple[int, str]]]:
-    """Tolerant parse of one label file: (rows, line numbers, [(line, reason)]). A missing file is background."""
-    try:
-        data = open(path, "rb").read()
-    except FileNotFoundError:
-        return [], [], []
-    except OSError as e:
-        return [], [], [(0, f"cannot read ({e.strerror or e.__class__.__name__})")]
-    if b"\x00" in data:
-        return [], [], [(0, "not a text label file (binary data)")]
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return [], [], [(0, "not a text label file (not UTF-8)")]
-    rows, lines, errs = [], [], []
-    for i, raw in enumerate(text.splitlines(), 1):
-        parts = raw.split()
-        if not parts:
-            continue
-        if len(parts) != 5:
-            errs.append((i, f"expected 5 columns (cls cx cy w h), got {len(parts)}"))
-            continue
-        try:
-            c, cx, cy, w, h = map(float, parts)
-        except ValueError:
-            errs.append((i, f"not a number: {next(p for p in parts if not is_float(p))!r}"))
-            continue
-        reason = row_problem(c, cx, cy, w, h, nc)
-        if reason:
-            errs.append((i, reason))
-            continue
-        rows.append([c, cx, cy, w, h])
-        lines.append(i)
-    return rows, lines, errs
+def _parse_file(path: str, rules: LabelRules | int | None) -> FileRead:
+    """One label file by the trainer's rules (:func:`yolotal.inputs.label_rules.read_label_file`; an int or None:
+    a detection task with that nc). A missing file is background; nothing raises."""
+    if not isinstance(rules, LabelRules):
+        rules = LabelRules(nc=rules)
+    return read_label_file(path, rules)
 
 
 def _image_wh(path: str | None) -> tuple[int, int, str]:
@@ -107,55 +84,47 @@ def too_small(path: str, w: int, h: int) -> str:
     return f"image {path}: size {w}×{h} is under 10 px (ultralytics rejects it)" if min(w, h) < 10 else ""
 
 
-def _parse_chunk(args: tuple[list[str], int, int | None, list[str | None]]) -> Parsed:
-    paths, first, nc, images = args
-    rows, files, lines, errors = [], [], [], []
+def _parse_chunk(args: tuple[list[str], int, LabelRules, list[str | None]]) -> Parsed:
+    paths, first, rules, images = args
+    rows, files, lines, errors, dups = [], [], [], [], []
     empty = np.zeros(len(paths), bool)
     corrupt = np.zeros(len(paths), bool)
+    refused = np.zeros(len(paths), bool)
     wh = np.zeros((len(paths), 2), np.int64)
+    said = ReadNotes()
     for k, path in enumerate(paths):
         w, h, bad = _image_wh(images[k])
         wh[k] = w, h
-        r, ln, er = _parse_file(path, nc)
+        got = _parse_file(path, rules)
+        er = [(p.line, p.reason) for p in got.problems]
         if bad:
             er = [(0, bad)] + er
         if er:  # ultralytics' verify_image_label: one bad row makes the whole image corrupt (skipped)
             errors += [(first + k, line, why) for line, why in er]
             corrupt[k] = True
+            refused[k] = not bad and not got.corrupt
             continue
-        rows += r
-        files += [first + k] * len(r)
-        lines += ln
-        empty[k] = not r
-    return Parsed(np.array(rows, np.float32).reshape(-1, 5), np.array(files, np.int64), np.array(lines, np.int64),
-                  errors, empty, corrupt, image_wh=wh)
+        said.add(got, rules)
+        rows.append(got.rows)
+        files += [first + k] * len(got.rows)
+        lines.append(got.lines)
+        empty[k] = not len(got.rows)
+        if got.dropped:
+            dups.append((first + k, list(got.dropped)))
+    return Parsed(np.concatenate(rows) if rows else np.zeros((0, 5), np.float32), np.array(files, np.int64),
+                  np.concatenate(lines) if lines else np.zeros(0, np.int64), errors, empty, corrupt, dups,
+                  image_wh=wh, refused=refused, polygons=said.polygons, pose_rows=said.pose_rows)
 
 
-def drop_duplicates(parsed: Parsed) -> Parsed:
-    """A file's repeated rows (equal as float32, like ultralytics' np.unique) dropped: the first copy stays."""
-    rows, file, line = parsed.rows, parsed.file, parsed.line
-    if len(rows) < 2:
-        return parsed
-    order = np.lexsort((line, rows[:, 4], rows[:, 3], rows[:, 2], rows[:, 1], rows[:, 0], file))
-    r, f = rows[order], file[order]
-    same = (f[1:] == f[:-1]) & (r[1:] == r[:-1]).all(1)
-    if not same.any():
-        return parsed
-    drop = order[1:][same]
-    keep = np.ones(len(rows), bool)
-    keep[drop] = False
-    dups: dict[int, list[int]] = {}
-    for fi, ln in sorted(zip(file[drop].tolist(), line[drop].tolist())):
-        dups.setdefault(fi, []).append(ln)
-    return replace(parsed, rows=rows[keep], file=file[keep], line=line[keep], duplicates=sorted(dups.items()))
-
-
-def parse_all(files: list[Path], nc: int | None, workers: int = 1,
+def parse_all(files: list[Path], nc: int | None | LabelRules, workers: int = 1,
               progress: Callable[[int], None] | None = None, images: list[str | None] | None = None) -> Parsed:
-    """Parse every file (and read the header of its image, where given); ``workers`` > 1 spreads chunks of files
-    over processes."""
+    """Parse every file (and read the header of its image, where given) by the trainer's rules (``nc``: a
+    detection task with that class count, or the LabelRules); ``workers`` > 1 spreads chunks of files over
+    processes."""
+    rules = nc if isinstance(nc, LabelRules) else LabelRules(nc=nc)
     images = list(images) if images is not None else [None] * len(files)
-    chunks = [([str(f) for f in files[i : i + CHUNK]], i, nc, images[i : i + CHUNK]) for i in range(0, len(files), CHUNK)]
+    chunks = [([str(f) for f in files[i : i + CHUNK]], i, rules, images[i : i + CHUNK])
+              for i in range(0, len(files), CHUNK)]
     parts: list[Parsed] = []
     if workers > 1 and len(chunks) > 1:
         with ProcessPoolExecutor(max_workers=workers) as ex:
@@ -170,13 +139,15 @@ def parse_all(files: list[Path], nc: int | None, workers: int = 1,
                 progress(len(ch[0]))
     if not parts:
         return Parsed(np.zeros((0, 5), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64), [], np.zeros(0, bool),
-                      np.zeros(0, bool), image_wh=np.zeros((0, 2), np.int64))
-    return drop_duplicates(Parsed(
+                      np.zeros(0, bool), image_wh=np.zeros((0, 2), np.int64), refused=np.zeros(0, bool))
+    return Parsed(
         np.concatenate([p.rows for p in parts]), np.concatenate([p.file for p in parts]),
         np.concatenate([p.line for p in parts]), [e for p in parts for e in p.errors],
         np.concatenate([p.empty for p in parts]), np.concatenate([p.corrupt for p in parts]),
-        image_wh=np.concatenate([p.image_wh for p in parts]),
-    ))
+        [d for p in parts for d in p.duplicates], image_wh=np.concatenate([p.image_wh for p in parts]),
+        refused=np.concatenate([p.refused for p in parts]), polygons=sum(p.polygons for p in parts),
+        pose_rows=sum(p.pose_rows for p in parts),
+    )
 
 
 def find_images(ls: LabelSet) -> list[str | None]:
@@ -445,6 +416,7 @@ class ScanResult:
     parsed: Parsed
     geo: Geometry
     positives: np.ndarray | None  # (G, L) with --simulate
+    notes: tuple[str, ...] = ()  # what the reader says once (polygon rows read as boxes, ...)
 
     @property
     def n_files(self) -> int:
@@ -465,24 +437,41 @@ class ScanResult:
 
 def scan(data: str | Path, imgsz: tuple[int, int], strides: tuple[int, ...], reg_max: int, nc: int | None = None,
          workers: int = 1, do_simulate: bool = False, profile: str = "ultralytics", topk: int = 10,
-         progress: Callable[[str, int, int], None] | None = None) -> ScanResult:
-    """Audit a dataset. ``progress(stage, advance, total)`` is called as files are done."""
+         progress: Callable[[str, int, int], None] | None = None, *, task: str = "detect",
+         kpt_shape: tuple[int, int] | None = None, single_cls: bool = False) -> ScanResult:
+    """Audit a dataset. ``progress(stage, advance, total)`` is called as files are done. Label files are read
+    by the trainer's rules for ``task`` (``kpt_shape``: given, else a dataset YAML's; ``single_cls``)."""
     ls = find_labels(data)
     if nc is None and ls.names is not None:
         nc = len(ls.names)
+    try:
+        rules = LabelRules(task, nc, tuple(kpt_shape) if kpt_shape is not None else ls.kpt_shape, single_cls)
+    except ValueError as e:
+        raise InputError(str(e), str(data)) from None
     n = len(ls.files)
     images = find_images(ls)
-    parsed = parse_all(ls.files, nc, max(1, workers), (lambda k: progress("parse", k, n)) if progress else None,
+    parsed = parse_all(ls.files, rules, max(1, workers), (lambda k: progress("parse", k, n)) if progress else None,
                        images)
     # one geometry rule with the other commands: a file whose image is found is letterboxed onto the canvas
     parsed = replace(parsed, rows=letterbox_rows(parsed.rows, parsed.file, parsed.image_wh, imgsz))
     geo = geometry(parsed.rows, imgsz, strides, reg_max)
     positives = None
     if do_simulate:
+        nc = 1 if single_cls else nc
         n_cls = nc if nc is not None else int(parsed.rows[:, 0].max()) + 1 if len(parsed.rows) else 1
         positives = simulate_all(parsed.rows, parsed.file, n, imgsz, strides, reg_max, n_cls, profile, topk,
                                  max(1, workers), (lambda k: progress("simulate", k, n)) if progress else None)
-    return ScanResult(ls, imgsz, strides, reg_max, parsed, geo, positives)
+    notes = ReadNotes(parsed.polygons, parsed.pose_rows).lines(rules)
+    return ScanResult(ls, imgsz, strides, reg_max, parsed, geo, positives, notes)
+
+
+def _shared_by(ls: LabelSet) -> dict[str, int]:
+    """Files listed by more than one split, counted per set of splits ("train+val": 7)."""
+    out: dict[str, int] = {}
+    for sp in ls.file_splits:
+        if len(sp) > 1:
+            out["+".join(sp)] = out.get("+".join(sp), 0) + 1
+    return out
 
 
 def report(res: ScanResult, top: int = 20) -> dict:
@@ -525,10 +514,14 @@ def report(res: ScanResult, top: int = 20) -> dict:
                      "no_image": int(((res.parsed.image_wh[:, 0] == 0) & ~res.parsed.corrupt).sum())},
         "files": {"total": res.n_files, "splits": res.labels.splits,
                   "background": int(res.parsed.empty.sum()) if res.n_files else 0,
-                  "corrupt": int(res.parsed.corrupt.sum()) if res.n_files else 0,
+                  "corrupt": int((res.parsed.corrupt & ~res.parsed.refused).sum()) if res.n_files else 0,
+                  "refused": int(res.parsed.refused.sum()) if res.n_files else 0,
+                  "in_several_splits": res.labels.shared,
+                  "shared_by": _shared_by(res.labels),
                   "with_errors": int((per_file_errors > 0).sum()),
                   "duplicate_rows_dropped": sum(len(v) for _, v in res.parsed.duplicates)},
         "gts": g,
+        "notes": list(res.notes),
         "flag_counts": {k: int(v.sum()) for k, v in flags.items()},
         "size_histogram_px": {f"{SIZE_BINS[i]}-{SIZE_BINS[i + 1]}": int(c) for i, c in enumerate(size_hist)},
         "class_counts": {(names[c] if names and c < len(names) else str(c)): int(n) for c, n in enumerate(cls_counts) if n},

@@ -141,14 +141,15 @@ def _batches(n: int, size: int) -> list[range]:
 
 def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: int,
              progress: Callable[[int], None] | None = None, rank: int = 0, world: int = 1,
-             on_trace: Callable | None = None) -> ModelScan:
+             on_trace: Callable | None = None, rules=None) -> ModelScan:
     """Scan (label file, image or None) items with the model: this rank's batches (k % world == rank).
     ``on_trace(k, trace)`` sees each batch's trace before it is dropped (e.g. a gallery of the worst GTs).
 
     A missing or unreadable image, or a label file with bad lines, is recorded and the scan goes on (bad lines
     are skipped); Ctrl-C stops at a batch boundary with ``partial`` set.
     """
-    from .inputs.labels import Labels, duplicate_rows
+    from .inputs.label_rules import LabelRules
+    from .inputs.labels import Labels
     from .inputs.model import model_heads
     from .inputs.pictures import _decode_rgb, letterbox_for, model_image
     from .pipeline import run
@@ -156,20 +157,22 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
 
     out = ModelScan()
     batches = _batches(len(items), batch)
+    rules = rules if rules is not None else LabelRules(nc=cfg.nc)  # the label rules (task, kpt_shape, single_cls)
 
     def prepare(idx: int):
         label, image = items[idx]
-        rows, lines, errs = _parse_file(label, cfg.nc)
-        errors = [{"file": label, "line": ln or None, "reason": why} for ln, why in errs]
+        got = _parse_file(label, rules)
+        errors = [{"file": label, "line": p.line or None, "reason": p.reason} for p in got.problems]
         if image is None:
             return None, errors + [{"file": label, "line": None, "reason": "no image found for this label file"}]
-        if errs:  # as ultralytics' verify_image_label: one bad row makes the whole image corrupt (skipped)
-            return None, errors + [{"file": label, "line": None, "reason": "corrupt: skipped whole, as the trainer does"}]
-        keep, dropped = duplicate_rows(np.array(rows, np.float32).reshape(-1, 5))
-        if dropped.size:  # the trainer drops repeated rows (np.unique) and keeps its sorted order
-            errors.append({"file": label, "line": lines[int(dropped[0])], "reason": f"{dropped.size} duplicate row(s) "
-                           f"dropped (line(s) {', '.join(str(lines[int(i)]) for i in dropped[:10])})"})
-            rows, lines = [rows[int(i)] for i in keep], [lines[int(i)] for i in keep]
+        if got.problems:  # as ultralytics' verify_image_label: one bad row makes the whole image corrupt (skipped)
+            why = ("corrupt: skipped whole, as the trainer does" if got.corrupt else
+                   "refused: skipped whole (the trainer would train on it)")
+            return None, errors + [{"file": label, "line": None, "reason": why}]
+        rows, lines = got.rows.tolist(), got.lines.tolist()
+        if got.dropped:  # the trainer drops repeated rows (np.unique) and keeps its sorted order
+            errors.append({"file": label, "line": got.dropped[0], "reason": f"{len(got.dropped)} duplicate row(s) "
+                           f"dropped (line(s) {', '.join(str(ln) for ln in got.dropped[:10])})"})
         try:
             rgb = _decode_rgb(image)
         except InputError as e:

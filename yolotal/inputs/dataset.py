@@ -1,6 +1,7 @@
 """ultralytics dataset YAMLs (``path``, ``train``, ``val``, ``test``, ``names``, ``nc``, ...): their splits' images
 and label files, and their class names. Read the way ultralytics' ``check_det_dataset`` and dataset loader read
-them, stricter in one way: a key ultralytics does not know (a typo such as ``trian:``) is an error.
+them: keys it does not read (a Roboflow export's ``roboflow:`` block, ``license``, ...) are accepted as there,
+except a near-miss of a key it reads (``trian:``, ``vall:``, ``nmes:``), which is an error with "did you mean".
 
 A split is an image directory (searched recursively), a ``.txt`` file listing image paths, or a list of
 either; each image's label file is found by ultralytics' rule (the last ``images`` path component becomes
@@ -9,6 +10,7 @@ either; each image's label file is found by ultralytics' rule (the last ``images
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +19,8 @@ from .pictures import IMAGE_SUFFIXES
 
 SPLITS = ("train", "val", "test", "minival")
 # every top-level key ultralytics 8.4 reads from a dataset YAML (data/utils.py check_det_dataset and
-# DATASET_KEY_TYPES, the datasets shipped in cfg/datasets, the dataset classes); anything else is a typo
+# DATASET_KEY_TYPES, the datasets shipped in cfg/datasets, the dataset classes); another key is ignored as
+# there, unless it is one edit (or one swap of neighbours) away from one of these: then it is a typo
 KNOWN_KEYS = (
     "path", "train", "val", "test", "minival", "validation", "names", "nc", "download", "yaml_file", "channels",
     "kpt_shape", "kpt_names", "flip_idx", "kpt_oks_sigmas", "masks_dir", "bg_class_idx", "label_mapping", "map",
@@ -34,6 +37,10 @@ class Dataset:
     names: list[str] | None
     nc: int | None
     splits: dict[str, list[Path]] = field(default_factory=dict)
+    kpt_shape: tuple[int, int] | None = None  # keypoints per pose row (K, D)
+    flip_idx: list[int] | None = None  # keypoint order of a left-right flip
+    kpt_oks_sigmas: list[float] | None = None  # per-keypoint OKS sigmas (pose metrics)
+    extra: dict = field(default_factory=dict)  # keys ultralytics does not read (kept, not used)
 
 
 @dataclass
@@ -43,8 +50,15 @@ class LabelSet:
     files: list[Path]  # label files (a missing file for an image is listed too: background)
     names: list[str] | None
     source: str
-    splits: dict[str, int] = field(default_factory=dict)  # split -> number of files
+    splits: dict[str, int] = field(default_factory=dict)  # split -> number of its files
     images: list[Path | None] = field(default_factory=list)  # per file: its image (dataset YAML), else None
+    file_splits: list[tuple[str, ...]] = field(default_factory=list)  # per file: the splits listing it
+    kpt_shape: tuple[int, int] | None = None  # a dataset YAML's kpt_shape
+
+    @property
+    def shared(self) -> int:
+        """Files listed by more than one split (each is read and counted once)."""
+        return sum(len(s) > 1 for s in self.file_splits)
 
 
 def is_dataset_yaml(path: str | Path) -> bool:
@@ -66,7 +80,7 @@ def _key_lines(text: str) -> dict[str, int]:
 
 def read_dataset(path: str | Path) -> Dataset:
     """Parse and check a dataset YAML; InputError naming the file (and line) for anything ultralytics rejects,
-    and for unknown keys."""
+    and for a key that is a near-miss of a known one ("did you mean")."""
     import yaml
 
     p = Path(path)
@@ -84,8 +98,9 @@ def read_dataset(path: str | Path) -> Dataset:
         raise InputError("a dataset YAML is a mapping with 'train' and/or 'val' (and 'path', 'names')", src)
     lines = _key_lines(text)
     for k in raw:
-        if k not in KNOWN_KEYS:
-            raise InputError(f"unknown dataset key {k!r} (known: {', '.join(KNOWN_KEYS)})", src, lines.get(str(k)))
+        meant = near_miss(str(k))
+        if meant:
+            raise InputError(f"unknown dataset key {k!r}: did you mean {meant!r}?", src, lines.get(str(k)))
     if "val" not in raw and "validation" in raw:  # ultralytics renames it, with a warning
         raw["val"] = raw.pop("validation")
     if not any(raw.get(k) for k in SPLITS):
@@ -132,7 +147,52 @@ def read_dataset(path: str | Path) -> Dataset:
                 x = root / str(e)[3:]
             out.append(x)
         splits[split] = out
-    return Dataset(src, root, names, nc, splits)
+    kpt_shape = raw.get("kpt_shape")
+    if kpt_shape is not None:
+        if (not isinstance(kpt_shape, (list, tuple)) or len(kpt_shape) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in kpt_shape)):
+            raise InputError(f"kpt_shape: expected [number of keypoints, 2 or 3], got {kpt_shape!r}", src,
+                             lines.get("kpt_shape"))
+        kpt_shape = (int(kpt_shape[0]), int(kpt_shape[1]))
+    for key in ("flip_idx", "kpt_oks_sigmas"):
+        v = raw.get(key)
+        if v is not None and not (isinstance(v, list) and all(isinstance(x, (int, float)) for x in v)):
+            raise InputError(f"{key}: expected a list of numbers, got {v!r}", src, lines.get(key))
+    extra = {k: v for k, v in raw.items() if k not in KNOWN_KEYS}
+    return Dataset(src, root, names, nc, splits, kpt_shape, raw.get("flip_idx"),
+                   [float(x) for x in raw["kpt_oks_sigmas"]] if raw.get("kpt_oks_sigmas") is not None else None,
+                   extra)
+
+
+def _swap_distance(a: str, b: str) -> int:
+    """Edits (insert, delete, replace, or swap of neighbours) from a to b (optimal string alignment)."""
+    d = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(len(a) + 1):
+        d[i][0] = i
+    for j in range(len(b) + 1):
+        d[0][j] = j
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[len(a)][len(b)]
+
+
+# words that exports write as keys of their own although one edit from a known key
+NOT_TYPOS = ("name", "text")
+
+
+def near_miss(key: str) -> str | None:
+    """The known key that ``key`` is a typo of (one edit or swap away, letter case aside; known keys of 3 or more
+    letters), or None."""
+    if key in KNOWN_KEYS or key in NOT_TYPOS:
+        return None
+    low = key.lower()
+    for k in KNOWN_KEYS:
+        if len(k) >= 3 and (low == k or _swap_distance(low, k) <= 1):
+            return k
+    return None
 
 
 def _root(path: str | None, yaml_file: Path) -> Path:
@@ -174,30 +234,47 @@ def split_images(entry: Path, src: str) -> list[Path]:
 
 
 def dataset_labels(ds: Dataset, splits: tuple[str, ...] | None = None) -> LabelSet:
-    """The label files (and images) of the chosen splits (default: all), in split order."""
+    """The label files (and images) of the chosen splits (default: all), in split order. A file listed by more
+    than one split (train and val the same folder) is listed once, with every split that lists it."""
     files: list[Path] = []
     images: list[Path | None] = []
+    where: list[list[str]] = []
+    seen: dict[str, int] = {}
     counts: dict[str, int] = {}
     chosen = splits or tuple(s for s in SPLITS if s in ds.splits)
     for split in chosen:
         if split not in ds.splits:
             have = ", ".join(ds.splits) or "none"
             raise InputError(f"the dataset has no {split!r} split (it has: {have})", ds.source)
-        n0 = len(files)
+        found_f: list[Path] = []
+        found_i: list[Path | None] = []
         for entry in ds.splits[split]:
             imgs = split_images(entry, ds.source)
             if imgs:
-                files += [label_for_image(q) for q in imgs]
-                images += imgs
+                found_f += [label_for_image(q) for q in imgs]
+                found_i += imgs
             else:  # a directory of labels without images
                 lab_dir = label_for_image(entry / "x.jpg").parent if entry.name == "images" else entry
                 found = sorted(lab_dir.rglob("*.txt")) if lab_dir.is_dir() else []
-                files += found
-                images += [None] * len(found)
-        counts[split] = len(files) - n0
+                found_f += found
+                found_i += [None] * len(found)
+        n = 0
+        for f, im in zip(found_f, found_i):
+            key = os.path.normpath(os.path.abspath(f))
+            if key in seen:
+                if split not in where[seen[key]]:
+                    where[seen[key]].append(split)
+                    n += 1
+                continue
+            seen[key] = len(files)
+            files.append(f)
+            images.append(im)
+            where.append([split])
+            n += 1
+        counts[split] = n
     if not files:
         raise InputError(f"the dataset's {'/'.join(chosen)} split(s) hold no images or label files", ds.source)
-    return LabelSet(files, ds.names, ds.source, counts, images)
+    return LabelSet(files, ds.names, ds.source, counts, images, [tuple(w) for w in where], ds.kpt_shape)
 
 
 def find_labels(data: str | Path, splits: tuple[str, ...] | None = None) -> LabelSet:
@@ -207,7 +284,7 @@ def find_labels(data: str | Path, splits: tuple[str, ...] | None = None) -> Labe
         files = sorted(p.rglob("*.txt"))
         if not files:
             raise InputError("no *.txt label files under this directory", str(p))
-        return LabelSet(files, None, str(p), {"all": len(files)}, [None] * len(files))
+        return LabelSet(files, None, str(p), {"all": len(files)}, [None] * len(files), [("all",)] * len(files))
     if not p.is_file():
         raise InputError("dataset not found (give a dataset YAML or a directory of label files)", str(p))
     return dataset_labels(read_dataset(p), splits)

@@ -1,14 +1,18 @@
 """YOLO-format labels: one file per image, a directory of them, or a six-column batch file.
 
-* image file:   ``cls cx cy w h`` per line, normalised to [0, 1]; an empty file is a background image.
+* image file:   ``cls cx cy w h`` per line, normalised; or polygon rows ``cls x1 y1 x2 y2 ...`` (read as their
+                boxes, the polygon kept); or pose rows ``cls cx cy w h`` + keypoints (with ``kpt_shape``);
+                an empty file is a background image.
 * directory:    every ``*.txt`` inside, sorted by name; batch index = position in that order.
 * batch file:   ``batch_idx cls cx cy w h`` per line, as in the seed walkthrough (``labels`` tensor).
 
 * dataset YAML: an ultralytics dataset's split (``train`` by default), one image per label file; an image
   without a label file is a background image.
 
-Values are parsed to float32 like ultralytics' dataset loader does, which also drops a file's duplicate rows
-(``np.unique``, keeping its sorted order): so does this reader, with a warning naming the file and lines.
+Every file is read by the rules of ultralytics' dataset check for the task (:mod:`yolotal.inputs.label_rules`):
+float32 values, coordinates up to 1.01 and down to -0.01, integer-valued class ids, repeated rows dropped
+(the rest then in its sorted order, with a warning naming the file and lines). A file the trainer would skip
+as corrupt is an InputError naming the file and line.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .label_rules import FileRead, LabelRules, ReadNotes, decode_label_bytes, read_label_file, value_problems
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,8 @@ class Labels:
         task: detect, segment, pose or obb: how the rows were read.
         segments: per label, its polygon (k, 2) float32 normalised (segment rows, OBB corners (4, 2)), or None
             where the row had none; empty tuple when no row had one.
-        keypoints: (n, K, D) float32 normalised keypoints (D = 2 or 3, visibility last), pose only; else None.
+        keypoints: (n, K, 3) float32 normalised keypoints x, y, visibility, pose only; else None. For a
+            kpt_shape (K, 2) the visibility is added as ultralytics adds it: 0 where x or y < 0, else 1.
     """
 
     batch_idx: np.ndarray
@@ -72,42 +78,42 @@ def _read_text(path: Path) -> str:
         raise InputError("expected a label file, found a directory", str(path)) from None
     except OSError as e:
         raise InputError(f"cannot read label file ({e.strerror or e.__class__.__name__})", str(path)) from None
-    if b"\x00" in data:
-        raise InputError("not a text label file (binary data)", str(path))
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError("not a text label file (not UTF-8)", str(path)) from None
+    text, why = decode_label_bytes(data)
+    if text is None:
+        raise InputError(why, str(path))
+    return text
 
 
-def _parse_rows(path: Path, text: str, nc: int | None) -> tuple[list[list[float]], list[int], int | None]:
-    """Return the numeric rows, their 1-based line numbers and their common column count (5 or 6)."""
-    rows, lines, ncols = [], [], None
-    for i, raw in enumerate(text.splitlines(), start=1):
-        parts = raw.split()
-        if not parts:
-            continue
-        if len(parts) not in (5, 6):
-            raise InputError(
-                f"expected 5 columns (cls cx cy w h) or 6 (batch_idx cls cx cy w h), got {len(parts)}", str(path), i
-            )
-        if ncols is None:
-            ncols = len(parts)
-        elif len(parts) != ncols:
-            raise InputError(f"expected {ncols} columns like the lines above, got {len(parts)}", str(path), i)
+def _raise_first(path: Path, got: FileRead) -> None:
+    """InputError for a file's first problem (file-level first, then by line)."""
+    if got.problems:
+        p = got.problems[0]
+        raise InputError(p.reason, str(path), p.line or None)
+
+
+def _batch_rows(path: Path, text: str, rules: LabelRules) -> tuple[list[list[float]], list[int]] | None:
+    """A six-column batch file's rows (``batch_idx cls cx cy w h``) and lines, or None when the text is not one
+    (some row has another count): the box rules are those of a label file's rows."""
+    items = [(i, raw.split()) for i, raw in enumerate(text.splitlines(), start=1)]
+    items = [(i, t) for i, t in items if t]
+    if not items or any(len(t) != 6 for _, t in items):
+        return None
+    rows, lines = [], []
+    for i, parts in items:
         try:
-            vals = [float(p) for p in parts]
+            vals = [float(x) for x in parts]
         except ValueError:
-            bad = next(p for p in parts if not is_float(p))
+            bad = next(x for x in parts if not is_float(x))
             raise InputError(f"not a number: {bad!r}", str(path), i) from None
-        problem = row_problem(*vals[-5:], nc)
-        if problem:
-            raise InputError(problem, str(path), i)
-        if ncols == 6 and (vals[0] < 0 or vals[0] != int(vals[0])):
+        if not math.isfinite(vals[0]) or vals[0] < 0 or vals[0] != int(vals[0]):
             raise InputError(f"batch index must be an integer >= 0, got {parts[0]}", str(path), i)
-        rows.append(vals)
+        problems = value_problems(np.array(vals[1:], np.float32), rules)
+        if problems:
+            raise InputError(problems[0], str(path), i)
+        rows.append([vals[0], float(np.float32(vals[1])) if not rules.single_cls else 0.0,
+                     *np.array(vals[2:], np.float32).tolist()])
         lines.append(i)
-    return rows, lines, ncols
+    return rows, lines
 
 
 def duplicate_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -123,15 +129,11 @@ def duplicate_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return keep, np.setdiff1d(np.arange(n), keep)
 
 
-def _dedupe(path: Path, rows: list[list[float]], lines: list[int]) -> tuple[list[list[float]], list[int], list[str]]:
-    """Drop a 5-column file's duplicate rows as ultralytics does; a warning names the file and lines."""
-    keep, dropped = duplicate_rows(np.array(rows, np.float32).reshape(-1, 5))
-    if not dropped.size:
-        return rows, lines, []
-    shown = ", ".join(str(lines[i]) for i in dropped[:10]) + (" …" if dropped.size > 10 else "")
-    why = (f"{path}: {dropped.size} duplicate label row(s) dropped (line(s) {shown}), as ultralytics does; "
-           "the remaining rows are in its sorted order")
-    return [rows[i] for i in keep], [lines[i] for i in keep], [why]
+def duplicate_warning(path: str | Path, dropped: tuple[int, ...]) -> str:
+    """The warning for a file's dropped repeated rows (their lines)."""
+    shown = ", ".join(str(ln) for ln in dropped[:10]) + (" …" if len(dropped) > 10 else "")
+    return (f"{path}: {len(dropped)} duplicate label row(s) dropped (line(s) {shown}), as ultralytics does; "
+            "the remaining rows are in its sorted order")
 
 
 def is_float(s: str) -> bool:
@@ -143,17 +145,9 @@ def is_float(s: str) -> bool:
 
 
 def row_problem(c: float, cx: float, cy: float, w: float, h: float, nc: int | None) -> str:
-    """Why a ``cls cx cy w h`` row is invalid, or "" (the checks every reader of labels applies)."""
-    if not all(math.isfinite(v) for v in (c, cx, cy, w, h)):
-        return "NaN or infinite value"
-    if c != int(c) or c < 0 or (nc is not None and c >= nc):
-        return f"class id must be an integer in {f'[0, {nc})' if nc is not None else '>= 0'}, got {c:g}"
-    if w < 0 or h < 0:
-        return f"negative box size w={w:g} h={h:g}"
-    for name, x in (("cx", cx), ("cy", cy), ("w", w), ("h", h)):
-        if not 0.0 <= x <= 1.0:
-            return f"{name}={x:g} is outside [0, 1] (labels must be normalised)"
-    return ""
+    """Why a ``cls cx cy w h`` row is refused by ultralytics' rules (:mod:`yolotal.inputs.label_rules`), or ""."""
+    why = value_problems(np.array([c, cx, cy, w, h], np.float32), LabelRules(nc=nc))
+    return why[0] if why else ""
 
 
 def _assemble(rows: list[list[float]], origin: list[tuple[str, int]], images: list[str]) -> Labels:
@@ -171,14 +165,24 @@ def _assemble(rows: list[list[float]], origin: list[tuple[str, int]], images: li
     )
 
 
-def load_labels(path: str | Path, nc: int | None = None, split: str | None = None, limit: int | None = None) -> Labels:
+def load_labels(path: str | Path, nc: int | None = None, split: str | None = None, limit: int | None = None, *,
+                task: str = "detect", kpt_shape: tuple[int, int] | None = None, single_cls: bool = False) -> Labels:
     """Read a label file, a directory of label files, a six-column batch file, or a dataset YAML's split
-    (``split``, default train; its first ``limit`` images when given)."""
+    (``split``, default train; its first ``limit`` images when given), by ultralytics' rules for ``task``
+    (:mod:`yolotal.inputs.label_rules`). ``kpt_shape`` (K, D): keypoints per row (a dataset YAML's own when not
+    given); ``single_cls``: every class becomes 0. A file the trainer would skip is an InputError naming it
+    (and the line)."""
     p = Path(path)
     from .dataset import is_dataset_yaml
 
+    try:
+        rules = LabelRules(task, nc, tuple(kpt_shape) if kpt_shape is not None else None, single_cls)
+    except ValueError as e:
+        if not (is_dataset_yaml(p) and task == "pose" and kpt_shape is None):
+            raise InputError(str(e), str(p)) from None
+        rules = None  # the dataset YAML's kpt_shape decides
     if is_dataset_yaml(p):
-        return _load_dataset(p, nc, split or "train", limit)
+        return _load_dataset(p, nc, split or "train", limit, task, kpt_shape, single_cls)
     if split is not None:
         raise InputError(f"--split {split}: applies to a dataset YAML only", str(p))
     if p.is_dir():
@@ -186,51 +190,74 @@ def load_labels(path: str | Path, nc: int | None = None, split: str | None = Non
         if not files:
             raise InputError("no *.txt label files in this directory", str(p))
         if limit and len(files) > limit:  # a model runs on a batch: the first ``limit`` files, said in a note
-            return replace(_load_files(files[:limit], nc), notes=(
+            lab = _load_files(files[:limit], rules)
+            return replace(lab, notes=lab.notes + (
                 f"{p}: the first {limit} of {len(files)} label files (--batch N for more; scan --model for all)",))
-        return _load_files(files, nc)
+        return _load_files(files, rules)
     if not p.exists():
         raise InputError("label file not found", str(p))
-    r, lines, ncols = _parse_rows(p, _read_text(p), nc)
-    if ncols == 6:
+    text = _read_text(p)
+    batch = _batch_rows(p, text, rules) if rules.task == "detect" else None
+    if batch is not None:
+        r, lines = batch
         n = int(max(x[0] for x in r)) + 1
-        return _assemble(r, [(str(p), ln) for ln in lines], [f"{p.stem}[{i}]" for i in range(n)])
-    r, lines, warns = _dedupe(p, r, lines)
-    lab = _assemble([[0, *x] for x in r], [(str(p), ln) for ln in lines], [p.stem])
-    return replace(lab, files=(str(p),), warnings=tuple(warns))
+        return replace(_assemble(r, [(str(p), ln) for ln in lines], [f"{p.stem}[{i}]" for i in range(n)]),
+                       task=rules.task)
+    return _load_files([p], rules)
 
 
-def _load_files(files: list[Path], nc: int | None, missing_ok: bool = False) -> Labels:
+def _load_files(files: list[Path], rules: LabelRules, missing_ok: bool = False) -> Labels:
     """One image per label file, in the given order (batch index = position); with missing_ok, a label file
     that does not exist is a background image (a dataset's image without labels)."""
     rows, origin, images, warns = [], [], [], []
+    segs: list[np.ndarray | None] = []
+    kpts: list[np.ndarray] = []
+    said = ReadNotes()
     for b, f in enumerate(files):
-        if missing_ok and not f.exists():
+        got = read_label_file(f, rules)
+        if got.missing:
+            if not missing_ok:
+                _read_text(f)  # the reason, named
             images.append(f.stem)
             continue
-        r, lines, ncols = _parse_rows(f, _read_text(f), nc)
-        if ncols == 6:
-            raise InputError("a directory holds one label file per image (5 columns); found 6", str(f), lines[0])
-        r, lines, w = _dedupe(f, r, lines)
-        warns += w
-        rows += [[b, *x] for x in r]
-        origin += [(str(f), ln) for ln in lines]
+        if not got.ok and any(p.line == 0 for p in got.problems):
+            _read_text(f)  # unreadable: its own message
+        _raise_first(f, got)
+        if got.dropped:
+            warns.append(duplicate_warning(f, got.dropped))
+        said.add(got, rules)
+        rows += [[b, *x] for x in got.rows.tolist()]
+        origin += [(str(f), int(ln)) for ln in got.lines]
+        segs += list(got.segments) if got.segments is not None else [None] * len(got.rows)
+        if got.keypoints is not None:
+            kpts.append(got.keypoints)
         images.append(f.stem)
-    return replace(_assemble(rows, origin, images), files=tuple(str(f) for f in files), warnings=tuple(warns))
+    lab = _assemble(rows, origin, images)
+    kp = None
+    if rules.task == "pose":
+        kp = np.concatenate(kpts) if kpts else np.zeros((0, rules.kpt_shape[0], 3), np.float32)
+    return replace(lab, files=tuple(str(f) for f in files), warnings=tuple(warns), notes=said.lines(rules),
+                   task=rules.task, segments=tuple(segs) if any(s is not None for s in segs) else (), keypoints=kp)
 
 
-def _load_dataset(p: Path, nc: int | None, split: str, limit: int | None) -> Labels:
+def _load_dataset(p: Path, nc: int | None, split: str, limit: int | None, task: str,
+                  kpt_shape: tuple[int, int] | None, single_cls: bool) -> Labels:
     from .dataset import dataset_labels, read_dataset
 
     ds = read_dataset(p)
     ls = dataset_labels(ds, (split,))
     total = len(ls.files)
     files = ls.files[:limit] if limit else ls.files
-    lab = _load_files(files, nc if nc is not None else ds.nc, missing_ok=True)
+    try:
+        rules = LabelRules(task, nc if nc is not None else ds.nc,
+                           tuple(kpt_shape) if kpt_shape is not None else ds.kpt_shape, single_cls)
+    except ValueError as e:
+        raise InputError(str(e), str(p)) from None
+    lab = _load_files(files, rules, missing_ok=True)
     names = ", ".join(ds.names[:5]) + (", …" if len(ds.names) > 5 else "") if ds.names else ""
     note = (f"dataset {p}: split {split!r}, {'the first ' + str(len(files)) + ' of ' if len(files) < total else ''}"
             f"{total} image(s)" + (f"; nc {ds.nc} ({names})" if ds.nc else ""))
-    return replace(lab, names=tuple(ds.names or ()), notes=(note,))
+    return replace(lab, names=tuple(ds.names or ()), notes=(note,) + lab.notes)
 
 
 def check_classes(labels: Labels, nc: int) -> None:

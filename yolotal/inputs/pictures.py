@@ -47,12 +47,13 @@ class Letterbox:
 def letterbox_for(w0: int, h0: int, imgsz: tuple[int, int]) -> Letterbox:
     """ultralytics' validation letterbox (LetterBox(auto=False, scaleup=True, center=True)).
 
-    r = min(h/h0, w/w0); resized to (round(w0·r), round(h0·r)); the total padding dw, dh split with
-    left = round(dw/2 − 0.1), top = round(dh/2 − 0.1).
+    r = min(h/h0, w/w0); resized to (max(round(w0·r), 1), max(round(h0·r), 1)) (a thin image keeps one pixel
+    per side, as ultralytics' LetterBox keeps it); the total padding dw, dh split with left = round(dw/2 − 0.1),
+    top = round(dh/2 − 0.1).
     """
     h, w = imgsz
     r = min(h / h0, w / w0)
-    new_w, new_h = int(round(w0 * r)), int(round(h0 * r))
+    new_w, new_h = max(int(round(w0 * r)), 1), max(int(round(h0 * r)), 1)
     dw, dh = (w - new_w) / 2, (h - new_h) / 2
     return Letterbox(w0, h0, new_w, new_h, int(round(dw - 0.1)), int(round(dh - 0.1)), r)
 

@@ -32,6 +32,15 @@ def render_scan(doc: dict, con: Console, errors_shown: int = 10) -> None:
     con.print(Text(f"{doc['dataset']}: {f['total']} label files ({splits}) · {g} GTs · "
                    f"{f['background']} background · {f['corrupt']} corrupt (skipped, as ultralytics does) · "
                    f"{f['duplicate_rows_dropped']} duplicate rows dropped", style="bold"))
+    for combo, n in f.get("shared_by", {}).items():
+        con.print(Text(f"{n} label files are in {' and '.join(combo.split('+'))} alike: each is read and counted once",
+                       style="dim"))
+    if f.get("refused"):
+        con.print(Text(f"{f['refused']} files refused by yolotal although ultralytics trains on them (a polygon of "
+                       "fewer than 3 points, an infinite pose value, a box row in a segment/OBB task): listed below",
+                       style="yellow"))
+    for note in doc.get("notes", []):
+        con.print(Text(note, style="dim"))
     con.print(Text(f"imgsz {s['imgsz'][0]}×{s['imgsz'][1]} · strides {s['strides']} · reg_max {s['reg_max']}",
                    style="dim"))
     geo = doc.get("geometry", {})
@@ -103,9 +112,12 @@ def render_scan(doc: dict, con: Console, errors_shown: int = 10) -> None:
                       markup=False)
     errs = doc["errors"]
     if errs:
-        con.print(Text(f"{len(errs)} label errors in {f['corrupt']} corrupt files (a file with a bad line is skipped "
-                       "whole by ultralytics' verify_image_label, so none of its GTs are trained on or audited here):",
-                       style="bold red"))
+        which = f"{f['corrupt']} corrupt" + (f" and {f['refused']} refused" if f.get("refused") else "")
+        why = ("a file with a bad line is skipped whole by ultralytics' verify_image_label, so none of its GTs are "
+               "trained on or audited here")
+        if f.get("refused"):
+            why += "; a refused file is skipped here only: the trainer trains on it"
+        con.print(Text(f"{len(errs)} label errors in {which} files ({why}):", style="bold red"))
         for e in errs[:errors_shown]:
             con.print(f"  {e['file']}:{e['line']}: {e['reason']}", soft_wrap=True, markup=False)
         if len(errs) > errors_shown:
