@@ -148,11 +148,17 @@ def _cfg(tmp_path, text):
     return p
 
 
-@pytest.mark.parametrize("yaml, task", [("yolo11n-seg.yaml", "segment"), ("yolo11n-pose.yaml", "pose"),
-                                        ("yolo11n-obb.yaml", "obb"), ("yolo11n-cls.yaml", "classify")])
-def test_other_tasks_are_refused_by_name(cli, yaml, task):
-    code, _, err = cli("assign", SHAPES / "labels", "--model", yaml)
-    assert code == 2 and f"this is a {task} model, not a detection model" in err and yaml in err
+def test_other_tasks_are_refused_by_name(cli):
+    code, _, err = cli("assign", SHAPES / "labels", "--model", "yolo11n-cls.yaml")
+    assert code == 2 and "this is a classify model; yolotal inspects the assignment of detect, segment, pose and OBB" \
+        in err and "yolo11n-cls.yaml" in err
+
+
+@pytest.mark.parametrize("yaml, task", [("yolo11n-obb.yaml", "obb"), ("yolo11n-pose.yaml", "pose")])
+def test_a_task_model_with_a_detect_assigner_is_refused(cli, yaml, task):
+    code, _, err = cli("assign", SHAPES / "labels", "--model", yaml, "--assigner", "tal")
+    assert code == 2 and f"this is a{'n' if task == 'obb' else ''} {task} model but the assigner tal is for detect" \
+        in err and yaml in err
 
 
 def test_bad_model_inputs(cli, tmp_path):

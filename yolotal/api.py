@@ -79,7 +79,7 @@ def build_trace(labels: "str | Path | None", config: "str | Path | None" = None,
     end-to-end loss runs both branches from one forward).
     """
     from .assigners import registry
-    from .inputs.heads import load_heads, read_saved_run
+    from .inputs.heads import read_saved_run
     from .inputs.labels import load_labels, no_labels
     from .prepare import (check_model_config, check_replay_matches, find_geometry, model_base, saved_base,
                           saved_letterboxes)
@@ -127,7 +127,7 @@ def build_trace(labels: "str | Path | None", config: "str | Path | None" = None,
     if lm is not None and not fam.from_model:
         raise InputError(f"--model gives YOLOv8/YOLO11 (DFL) heads; the {fam.name} assigner needs its own heads "
                          "(--heads in its layout, or synthetic ones)")
-    h = load_heads(heads, cfg.reg_max, cfg.nc) if heads is not None and not own_layout else None
+    h = fam.load_heads(heads, cfg) if heads is not None and not own_layout else None
     if h is not None and cfg.nc is None:
         cfg = replace(cfg, nc=h.nc)
     own = None
@@ -142,7 +142,9 @@ def build_trace(labels: "str | Path | None", config: "str | Path | None" = None,
     limit = (h.batch if h is not None else cfg.heads.batch or 16)
     if labels is not None and labels.is_dir() and lm is None:
         limit = None  # synthetic heads cover every file of a directory; a model runs on one batch of it
-    lab = load_labels(labels, cfg.num_classes, split, limit) if labels is not None else no_labels()
+    kpt = lm.kpt_shape if lm is not None else None
+    lab = (load_labels(labels, cfg.num_classes, split, limit, task=fam.task, kpt_shape=kpt, single_cls=cfg.single_cls)
+           if labels is not None else no_labels())
     if saved and "image_files" in saved and lab.files:
         check_replay_matches(heads, saved, lab)
     notes: list[str] = []
@@ -171,10 +173,8 @@ def build_trace(labels: "str | Path | None", config: "str | Path | None" = None,
     g.save_heads = save_heads
     if both_branches:
         return g
-    from .inputs.model import model_heads
-
     branch = fam.model_branch if lm.end2end else "one2many"
-    g.heads = model_heads(lm, g.images, lm.describe(cfg.imgsz, branch), branch)
+    g.heads = fam.model_heads(lm, g.images, lm.describe(cfg.imgsz, branch), branch)
     return g.run()
 
 
@@ -237,7 +237,7 @@ def inspect(labels: "str | Path | None" = None, *, model: "str | Path | None" = 
 
 _OPTION_KEYS = {"assigner": "name", "synthetic": "kind", "budget_mb": "dense_budget_mb"}
 _ALLOWED = ("name", "profile", "topk", "topk2", "alpha", "beta", "seed", "kind", "batch", "nc", "reg_max", "imgsz",
-            "strides", "dense_budget_mb")
+            "strides", "dense_budget_mb", "single_cls")
 
 
 def _overrides(overrides: dict) -> dict:
@@ -399,7 +399,7 @@ class Run:
 
 def scan(data: "str | Path", *, model: "str | Path | None" = None, config: "str | Path | None" = None,
          simulate: bool = False, workers: int = 1, split: str | None = None, top: int = 20,
-         images: "str | Path | None" = None, device: str | None = None, progress=None,
+         images: "str | Path | None" = None, device: str | None = None, progress=None, task: str | None = None,
          **overrides: Any) -> "ScanReport | None":
     """Audit a dataset (a dataset YAML or a directory of label files) and return its :class:`ScanReport`.
 
@@ -407,8 +407,9 @@ def scan(data: "str | Path", *, model: "str | Path | None" = None, config: "str 
     profile, DFL targets clamped at every level; ``simulate=True``: positives per GT from the full assignment on
     synthetic partly-trained heads). With ``model`` (checkpoint or model YAML): the images of one split (``split``,
     default train) through the model, batch by batch, and per class / size bucket which GTs get no positive or
-    only zero-weight ones. overrides: as :func:`inspect` (profile, topk, nc, reg_max, imgsz, strides; with a
-    model also batch, seed). progress(stage, advance, total) is called as work is done.
+    only zero-weight ones. overrides: as :func:`inspect` (profile, topk, nc, reg_max, imgsz, strides, single_cls;
+    with a model also batch, seed). progress(stage, advance, total) is called as work is done. task: how label
+    rows are read (detect, segment, pose, obb); with a model, the model's task.
     Under torchrun (``scan`` with a model) ranks other than 0 return None.
     """
     import os
@@ -417,7 +418,13 @@ def scan(data: "str | Path", *, model: "str | Path | None" = None, config: "str 
     over = _overrides(overrides)
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
+    from .assigners.registry import TASKS
+
+    if task is not None and task not in TASKS:
+        raise InputError(f"--task: expected {', '.join(TASKS)}, got {task!r}")
     if model is not None:
+        if task is not None:
+            raise InputError("--task: with --model the model's task applies")
         return _scan_model(Path(data), config, workers, split, top, images, device, Path(model), progress, over)
     for k, v in (("device", device), ("images", images), ("batch", over.pop("batch", None)),
                  ("seed", over.pop("seed", None))):
@@ -431,7 +438,7 @@ def scan(data: "str | Path", *, model: "str | Path | None" = None, config: "str 
     cfg = run_config(config, **over)
     t0 = time.perf_counter()
     res = do_scan(data, cfg.imgsz, cfg.strides, cfg.reg_max, cfg.nc, workers, simulate, cfg.assigner.profile,
-                  cfg.assigner.topk, progress)
+                  cfg.assigner.topk, progress, task=task or "detect", single_cls=cfg.single_cls)
     doc = make_report(res, top)
     doc["seconds"] = round(time.perf_counter() - t0, 3)
     rep = ScanReport(doc, "geometry", list(cfg.warnings), res)
@@ -480,7 +487,12 @@ def _scan_model(data: Path, config, workers: int, split: str | None, top: int, i
     rank, world = distributed()
     t0 = time.perf_counter()
     step = (lambda k: progress("model + assignment", k, len(items))) if progress else None
-    res = run_scan(items, cfg, lm, batch, workers, step, rank, world, on_trace=gallery.add if gallery_size else None)
+    from .inputs.label_rules import LabelRules
+
+    rules = LabelRules(task=lm.task, nc=cfg.nc, kpt_shape=lm.kpt_shape or getattr(ls, "kpt_shape", None),
+                       single_cls=cfg.single_cls)
+    res = run_scan(items, cfg, lm, batch, workers, step, rank, world, on_trace=gallery.add if gallery_size else None,
+                   rules=rules)
     if world > 1:
         import torch.distributed as dist
 

@@ -61,6 +61,7 @@ DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="Where --mode
 ImagesDirOpt = Annotated[Optional[Path], typer.Option("--images", help="Directory holding the label files' images (same stem); default: ultralytics' labels/ <-> images/ pairing, then beside the label file.")]
 SaveHeadsOpt = Annotated[Optional[Path], typer.Option("--save-heads", help="With --model: write its heads, the input images and letterboxes to OUT.npz; --heads OUT.npz replays the run without the model.")]
 SplitOpt = Annotated[Optional[str], typer.Option("--split", help="With a dataset YAML as LABELS: the split to read (train, val, test; default train).")]
+SingleClsOpt = Annotated[Optional[bool], typer.Option("--single-cls", help="Every label's class becomes 0, as ultralytics' single_cls (config single_cls).", show_default=False)]
 BudgetOpt = Annotated[Optional[int], typer.Option("--budget-mb", help="Memory for the dense (b, M, A) display tensors; above it: pairs and summaries (default 512).")]
 
 # options of every command that runs the assignment, in help order: name -> (annotation, config key)
@@ -69,7 +70,7 @@ RUN_OPTIONS = {
     "alpha": (AlphaOpt, "alpha"), "beta": (BetaOpt, "beta"), "seed": (SeedOpt, "seed"),
     "synthetic": (KindOpt, "kind"), "batch": (BatchOpt, "batch"), "nc": (NcOpt, "nc"),
     "reg_max": (RegMaxOpt, "reg_max"), "imgsz": (ImgszOpt, "imgsz"), "strides": (StridesOpt, "strides"),
-    "budget_mb": (BudgetOpt, "dense_budget_mb"),
+    "budget_mb": (BudgetOpt, "dense_budget_mb"), "single_cls": (SingleClsOpt, "single_cls"),
     # where the heads and pictures come from (not config keys: _trace takes them out)
     "model": (ModelOpt, "model"), "device": (DeviceOpt, "device"), "images": (ImagesDirOpt, "images_dir"),
     "save_heads": (SaveHeadsOpt, "save_heads"), "split": (SplitOpt, "split"),
@@ -394,7 +395,8 @@ def walk(
 
 
 @app.command()
-@run_options("profile", "topk", "nc", "reg_max", "imgsz", "strides", "model", "device", "images", "batch", "seed")
+@run_options("profile", "topk", "nc", "reg_max", "imgsz", "strides", "single_cls", "model", "device", "images", "batch",
+             "seed")
 def scan(
     data: Annotated[Path, typer.Argument(help="Dataset YAML (path, train, val, names) or a directory of label files.")],
     config: ConfigOpt = None,
@@ -404,6 +406,7 @@ def scan(
     split: Annotated[Optional[str], typer.Option("--split", help="With --model and a dataset YAML: train (default), val or test.")] = None,
     top: Annotated[int, typer.Option("--top", help="With --model: worst GTs and images listed.")] = 20,
     html: Annotated[Optional[Path], typer.Option("--html", help="Also write a self-contained HTML audit to OUT.html (tables, charts, the worst GTs drawn).")] = None,
+    task: Annotated[Optional[str], typer.Option("--task", help="How label rows are read: detect (default), segment, pose or obb; with --model: the model's task.")] = None,
     run: dict = None,
 ) -> None:
     """Audit every label file of a dataset: label errors, GTs with no candidate anchor, tiny GTs, GTs whose DFL
@@ -446,7 +449,7 @@ def scan(
                 bar.update(tasks[stage], rate=f"{done / max(time.perf_counter() - t0, 1e-9):.1f} img/s")
 
         rep = do_scan(data, model=model, config=config, simulate=simulate, workers=workers, split=split, top=top,
-                      images=images_dir, device=device, progress=progress, **_api_names(opts))
+                      images=images_dir, device=device, progress=progress, task=task, **_api_names(opts))
     if rep is None:  # another torchrun rank: rank 0 reports
         return
     con = _console()

@@ -176,7 +176,7 @@ def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool
     # the assigner's own heads (YOLOX, YOLOv5) set the batch when the v8 heads are synthetic: images beyond the
     # labels are background, whichever heads say how many there are
     own = fam.own_batch(own_heads)
-    heads = make_heads(cfg, labels, heads, own)
+    heads = fam.make_heads(cfg, labels, heads, own)
     if own is not None and own != heads.batch:
         raise InputError(f"the {fam.heads_title} heads hold {own} images but the YOLOv8 heads {heads.batch}",
                          heads.source)

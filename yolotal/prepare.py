@@ -34,7 +34,11 @@ def model_base(lm) -> Config:
         smax = max(lm.strides)
         side = -(-max(lm.train_imgsz) // smax) * smax
         imgsz = (side, side)
-    return Config(imgsz=imgsz, strides=lm.strides, nc=lm.nc, reg_max=lm.reg_max, loss=loss)
+    from .assigners import registry
+    from .config import AssignerConfig
+
+    return Config(imgsz=imgsz, strides=lm.strides, nc=lm.nc, reg_max=lm.reg_max, loss=loss,
+                  assigner=AssignerConfig(name=registry.for_task(lm.task)))
 
 
 def saved_base(saved: dict) -> Config | None:
@@ -55,7 +59,16 @@ def saved_base(saved: dict) -> Config | None:
 
 
 def check_model_config(cfg: Config, lm) -> None:
-    """The config must not contradict the model; imgsz must be a multiple of its largest stride."""
+    """The config must not contradict the model (its task, nc, reg_max, strides); imgsz must be a multiple of its
+    largest stride."""
+    from .assigners import registry
+
+    fam = registry.get(cfg.assigner.name)
+    if fam.task != lm.task:
+        raise InputError(f"this is a{'n' if lm.task[0] in 'aeio' else ''} {lm.task} model but the assigner "
+                         f"{fam.name} is for {fam.task}: leave --assigner out (the model's task picks its "
+                         f"assigner) or choose one of {', '.join(n for n in registry.names() if registry.get(n).task == lm.task)}",
+                         lm.path)
     for key, mine in (("nc", lm.nc), ("reg_max", lm.reg_max), ("strides", tuple(lm.strides))):
         got = getattr(cfg, key)
         if got != mine:

@@ -31,6 +31,7 @@ MODULES = {
 }
 
 _FAMILIES: dict[str, "Family"] = {}
+TASKS = ("detect", "segment", "pose", "obb")
 
 
 class Family:
@@ -70,6 +71,24 @@ class Family:
         return self.default_topk, self.default_topk2
 
     # ---------------------------------------------------------------- inputs
+    def load_heads(self, path: Any, cfg: "Config"):
+        """Its main heads from a ``--heads`` file (YOLOv8 DFL layout, plus its task channels)."""
+        from ..inputs.heads import load_heads
+
+        return load_heads(path, cfg.reg_max, cfg.nc)
+
+    def make_heads(self, cfg: "Config", labels, heads, batch: int | None):
+        """The given heads, or synthetic ones of the configured kind (``batch`` images, default: the labels')."""
+        from ..pipeline import make_heads
+
+        return make_heads(cfg, labels, heads, batch)
+
+    def model_heads(self, lm, images, source: str, branch: str):
+        """Heads from the user's model on the letterboxed images (its ``branch`` of an end-to-end head)."""
+        from ..inputs.model import model_heads
+
+        return model_heads(lm, images, source, branch)
+
     def read_heads(self, path: Any, cfg: "Config") -> Any:
         """Its own heads from a ``--heads`` file (families whose ``heads_layout`` is not v8), else None."""
         return None
@@ -168,3 +187,14 @@ def resolve(word: str) -> tuple[str, str | None]:
     if len(owners) == 1:
         return owners[0], word
     raise KeyError(word)
+
+
+def for_task(task: str, end2end_branch: str = "one2many") -> str:
+    """The first registered family of ``task`` reading ``end2end_branch`` (its default family)."""
+    for name in MODULES:
+        fam = get(name)
+        if fam.task == task and fam.model_branch == end2end_branch:
+            return name
+    from ..errors import InputError
+
+    raise InputError(f"no assigner family for the {task} task is registered")

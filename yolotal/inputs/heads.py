@@ -210,7 +210,21 @@ def _from_dict(obj: dict, src: str, reg_max: int, nc: int | None) -> Heads:
         raise InputError(
             f"'boxes' {tuple(boxes.shape)} / 'scores' {tuple(scores.shape)} do not match the {a} anchors of 'feats'", src
         )
-    return Heads(boxes.float().contiguous(), scores.float().contiguous(), grids, src)
+    extra = {}
+    for key, x in obj.items():  # the task heads' outputs (8.4 names): angle, kpts, kpts_sigma, mask_coefficient, proto
+        if key in ("boxes", "scores", "feats") or not isinstance(x, torch.Tensor):
+            continue
+        name = EXTRA_NAMES.get(key, key)
+        if not torch.isfinite(x).all():
+            raise InputError(f"'{key}' contains NaN or infinite values", src)
+        if name != "protos" and (x.ndim != 3 or x.shape[0] != boxes.shape[0] or x.shape[2] != a):
+            raise InputError(f"'{key}' {tuple(x.shape)} is not (b, channels, {a} anchors)", src)
+        extra[name] = x.float().contiguous()
+    return Heads(boxes.float().contiguous(), scores.float().contiguous(), grids, src, extra)
+
+
+# ultralytics' names of the task outputs -> Heads.extra names
+EXTRA_NAMES = {"mask_coefficient": "mask_coef", "proto": "protos"}
 
 
 def check_grids(heads: Heads, grids: list[tuple[int, int]], imgsz: tuple[int, int], strides) -> None:

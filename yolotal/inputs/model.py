@@ -65,6 +65,8 @@ class LoadedModel:
     epoch: int | None = None
     epochs: int | None = None
     results_epochs: list = field(default_factory=list)
+    task: str = "detect"
+    kpt_shape: tuple[int, int] | None = None
 
     def describe(self, imgsz: tuple[int, int], branch: str = "one2many") -> str:
         what = "checkpoint" if self.kind == "checkpoint" else "model YAML (weights: seeded random init)"
@@ -105,14 +107,19 @@ def _check_device(device: str) -> str:
     return str(dev)
 
 
-def _task_of(tasks, model_or_cfg, src: str) -> None:
-    """Refuse anything but a detection model, naming the task it is."""
+TASK_MODELS = {"detect": "DetectionModel", "segment": "SegmentationModel", "pose": "PoseModel", "obb": "OBBModel"}
+
+
+def _task_of(tasks, model_or_cfg, src: str) -> str:
+    """The model's task (detect, segment, pose, obb); anything else (classify, semantic, ...) is refused."""
     try:
         task = tasks.guess_model_task(model_or_cfg)
     except Exception:
         task = "detect"
-    if task != "detect":
-        raise InputError(f"this is a {task} model, not a detection model; yolotal inspects detection assignment", src)
+    if task not in TASK_MODELS:
+        raise InputError(f"this is a {task} model; yolotal inspects the assignment of detect, segment, pose and "
+                         "OBB models", src)
+    return task
 
 
 def _detect_head(module, src: str):
@@ -183,10 +190,10 @@ def load_model(path: str | Path, nc: int | None = None, seed: int = 0, device: s
                              src) from None
         if not isinstance(cfg, dict) or "head" not in cfg or "backbone" not in cfg:
             raise InputError("not an ultralytics model YAML (needs 'backbone' and 'head')", src)
-        _task_of(tasks, cfg, src)
+        task = _task_of(tasks, cfg, src)
         torch.manual_seed(seed)
         try:
-            module = tasks.DetectionModel(cfg, nc=nc, verbose=False)
+            module = getattr(tasks, TASK_MODELS[task])(cfg, nc=nc, verbose=False)
         except Exception as e:
             raise InputError(f"ultralytics could not build this model YAML ({e.__class__.__name__}: "
                              f"{' '.join(str(e).split())[:160]})", src) from None
@@ -203,7 +210,7 @@ def load_model(path: str | Path, nc: int | None = None, seed: int = 0, device: s
             module, ckpt = ckpt, {}
         if not isinstance(module, torch.nn.Module):
             raise InputError(f"not an ultralytics checkpoint: its model is a {type(module).__name__}", src)
-        _task_of(tasks, module, src)
+        task = _task_of(tasks, module, src)
         half = any(t.dtype == torch.float16 for t in module.parameters())
         module = module.float()
         yaml = getattr(module, "yaml", None) or {}
@@ -222,8 +229,9 @@ def load_model(path: str | Path, nc: int | None = None, seed: int = 0, device: s
     module = module.to(dev).eval()
     for prm in module.parameters():
         prm.requires_grad_(False)
+    kpt_shape = tuple(int(x) for x in head.kpt_shape) if getattr(head, "kpt_shape", None) is not None else None
     return LoadedModel(module, src, kind, arch, head_nc, reg_max, strides, _names(module, head_nc), dev, train_imgsz,
-                       gains, end2end, half, **meta)
+                       gains, end2end, half, **meta, task=task, kpt_shape=kpt_shape)
 
 
 def _checkpoint_meta(ckpt: dict) -> dict:

@@ -201,4 +201,24 @@ def apply_letterbox(labels: Labels, boxes: list[Letterbox | None], imgsz: tuple[
         out[sel, 1] = (xywhn[sel, 1] * sy + lb.top) / h
         out[sel, 2] = xywhn[sel, 2] * sx / w
         out[sel, 3] = xywhn[sel, 3] * sy / h
-    return replace(labels, xywhn=out.astype(np.float32))
+    segments = labels.segments
+    if segments:  # polygons / OBB corners: every point through the same map
+        segments = list(segments)
+        for k, seg in enumerate(segments):
+            lb = boxes[int(labels.batch_idx[k])] if int(labels.batch_idx[k]) < len(boxes) else None
+            if seg is None or lb is None:
+                continue
+            pts = seg.astype(np.float64)
+            segments[k] = np.stack(((pts[:, 0] * lb.w0 * lb.r + lb.left) / w,
+                                    (pts[:, 1] * lb.h0 * lb.r + lb.top) / h), 1).astype(np.float32)
+        segments = tuple(segments)
+    kpts = labels.keypoints
+    if kpts is not None and len(kpts):  # keypoint x, y through the map; visibility kept
+        kpts = kpts.copy()
+        for i, lb in enumerate(boxes):
+            if lb is None:
+                continue
+            sel = labels.batch_idx == i
+            kpts[sel, :, 0] = ((kpts[sel, :, 0].astype(np.float64) * lb.w0 * lb.r + lb.left) / w).astype(np.float32)
+            kpts[sel, :, 1] = ((kpts[sel, :, 1].astype(np.float64) * lb.h0 * lb.r + lb.top) / h).astype(np.float32)
+    return replace(labels, xywhn=out.astype(np.float32), segments=segments, keypoints=kpts)
