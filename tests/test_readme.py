@@ -55,3 +55,28 @@ def test_readme_command_runs_as_shown(command, first_line, cli, tmp_path, monkey
     if first_line is not None and first_line.strip() and first_line.strip() != "...":
         norm = lambda x: " ".join(x.split())  # noqa: E731
         assert norm(first_line) in norm(out + err), f"{command}: README shows {first_line!r}"
+
+
+PY_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+
+
+def readme_python() -> list[str]:
+    """The README's complete Python examples: blocks whose first line is ``import yolotal`` (fragments that use
+    tensors defined elsewhere and the training examples start otherwise; the training integration is tested in
+    test_ultralytics_training.py)."""
+    return [b for b in PY_BLOCK.findall((ROOT / "README.md").read_text(encoding="utf-8"))
+            if b.split("\n", 1)[0].strip() == "import yolotal" and "YOUR_" not in b]
+
+
+def test_the_readme_shows_the_python_api():
+    assert any("yolotal.inspect(" in b for b in readme_python())
+
+
+@pytest.mark.parametrize("block", readme_python(), ids=lambda b: b.split("\n", 1)[0][:60])
+def test_readme_python_runs_as_shown(block, tmp_path, monkeypatch):
+    if "model=" in block and importlib.util.find_spec("ultralytics") is None:
+        pytest.skip("model= needs the optional extra yolotal[ultralytics]")
+    for d in ("samples", "configs", "tests", "examples"):
+        (tmp_path / d).symlink_to(ROOT / d)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {"__name__": "__readme__"})

@@ -29,7 +29,9 @@ from ..errors import InputError
 from .heads import Heads, heads_from_object
 
 INSTALL_HINT = "--model needs the ultralytics package: pip install 'yolotal[ultralytics]'"
-FORWARD_CHUNK = 16  # images per forward pass (BatchNorm in eval mode: chunking does not change the outputs)
+FORWARD_CHUNK = 16
+OTHER_BRANCH = {"one2many": " (--assigner tal-o2o shows the one2one branch; yolotal loss shows both)",
+                "one2one": " (leave --assigner out for the one2many branch; yolotal loss shows both)"}  # images per forward pass (BatchNorm in eval mode: chunking does not change the outputs)
 
 
 @dataclass
@@ -73,7 +75,7 @@ class LoadedModel:
         return (f"heads from the model {self.path} ({what}; {self.arch}, nc {self.nc}, reg_max {self.reg_max}, "
                 f"strides {list(self.strides)}, imgsz {imgsz[0]}×{imgsz[1]}, device {self.device}, BatchNorm in eval "
                 f"mode (running statistics), float32{' (saved as float16)' if self.half_weights else ''}, "
-                f"not fused, no_grad{f', {branch} branch of an end-to-end head' if self.end2end else ''})")
+                f"not fused, no_grad{f', {branch} branch of an end-to-end head' + OTHER_BRANCH[branch] if self.end2end else ''})")
 
 
 def _import_ultralytics():
