@@ -166,3 +166,38 @@ def test_monitor_writes_one_row_per_epoch_with_either_assigner(tmp_path):
     assert rows[0]["all/positives"] > 0
     # same seed, same training: the same counts whichever assigner ran
     assert csvs["yolotal"] == rows
+
+
+def test_monitor_on_an_end_to_end_model_records_both_branches(tmp_path, cli):
+    """YOLO26: the one-to-many branch's columns as for any model, the one-to-one branch's under o2o/, each
+    equal to a count over the hooked branch's own assigner calls."""
+    from ultralytics import YOLO
+
+    from yolotal.health import HealthAccumulator, read_rows
+
+    data = make_dataset(tmp_path / "ds")
+    no_aug = dict(mosaic=0.0, scale=0.0, translate=0.0, fliplr=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, erasing=0.0)
+    model = YOLO("yolo26n.yaml")
+    mon = yu.monitor(model)
+    seen = {"one2many": HealthAccumulator(), "one2one": HealthAccumulator()}
+
+    def spy(trainer):  # an independent accumulator per branch, fed by hooks of our own on the same assigners
+        for branch, a in mon._assigners(trainer).items():
+            a.register_forward_hook(lambda m, args, kw, out, b=branch: seen[b].update(tuple(args) + tuple(kw.values()),
+                                                                                      out), with_kwargs=True)
+
+    model.add_callback("on_train_start", spy)
+    try:
+        model.train(data=str(data), epochs=1, imgsz=64, batch=2, workers=0, device="cpu", plots=False, seed=0,
+                    project=str(tmp_path / "runs"), name="e2e", exist_ok=True, amp=False, verbose=False, val=False,
+                    **no_aug)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    (row,) = read_rows(mon.path)
+    m, o = seen["one2many"].epoch_row(1), seen["one2one"].epoch_row(1)
+    assert row["all/gts"] == m["all/gts"] == 12 and row["o2o/all/gts"] == o["all/gts"] == 12
+    assert row["all/positives"] == m["all/positives"] and row["o2o/all/positives"] == o["all/positives"]
+    assert row["o2o/all/no_pos"] == o["all/no_pos"] and row["o2o/all/starved"] == o["all/starved"]
+    assert row["o2o/all/positives"] <= 12 < row["all/positives"]  # topk2 1: at most one positive per GT
+    code, out, _ = cli("health", mon.path.parent)
+    assert code == 0 and "One-to-one branch (end-to-end model) per epoch" in out

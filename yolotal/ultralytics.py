@@ -146,8 +146,9 @@ class HealthMonitor:
     Registered by ``monitor(model)``. It hooks the training loss's assigner (ultralytics' own or yolotal's:
     a forward hook sees its inputs and outputs, so nothing about the assignment changes), accumulates
     ``yolotal.health.HealthAccumulator`` counts on the device, and at each epoch's end appends a row to
-    ``<save_dir>/assign_health.csv`` beside ultralytics' results.csv. For an end-to-end model (YOLO26) it
-    watches the one-to-many branch. Only the process of rank 0 (or a single process) writes.
+    ``<save_dir>/assign_health.csv`` beside ultralytics' results.csv. For an end-to-end model (YOLO26, YOLOv10)
+    it watches both branches: the one-to-many branch's columns as for any model, the one-to-one branch's under
+    ``o2o/`` (``o2o/all/no_pos``, ...). Only the process of rank 0 (or a single process) writes.
     """
 
     def __init__(self, filename: str | None = None):
@@ -155,19 +156,30 @@ class HealthMonitor:
 
         self.filename = filename or CSV_NAME
         self.acc = HealthAccumulator()
+        self.acc_o2o = None  # the one-to-one branch's counts (end-to-end models)
         self.path = None
-        self._hook = None
+        self._hooks: list = []
 
-    def _assigner(self, trainer):
+    def _assigners(self, trainer) -> dict:
+        """{"one2many": assigner, "one2one": assigner} of the training loss (one2one for end-to-end models)."""
         from ultralytics.utils.torch_utils import unwrap_model
 
         model = unwrap_model(trainer.model)
         if getattr(model, "criterion", None) is None:
             model.criterion = model.init_criterion()  # what model.loss() would build at the first batch
         crit = model.criterion
-        crit = getattr(crit, "one2many", crit)
-        crit = getattr(crit, "vp_criterion", crit)
-        return getattr(crit, "assigner", None)
+        out = {}
+        for branch in ("one2many", "one2one"):
+            c = getattr(crit, branch, crit if branch == "one2many" else None)
+            c = getattr(c, "vp_criterion", c)
+            a = getattr(c, "assigner", None)
+            if a is not None:
+                out[branch] = a
+        return out
+
+    def _assigner(self, trainer):
+        """The one-to-many (or only) branch's assigner."""
+        return self._assigners(trainer).get("one2many")
 
     def on_train_start(self, trainer) -> None:
         import os
@@ -179,26 +191,37 @@ class HealthMonitor:
         self.path = Path(trainer.save_dir) / self.filename
         names = getattr(trainer, "data", None) or {}
         self.acc.names = dict(names.get("names", {})) if isinstance(names, dict) else {}
-        assigner = self._assigner(trainer)
-        if assigner is None:
-            return
-        self._hook = assigner.register_forward_hook(self._observe, with_kwargs=True)
+        assigners = self._assigners(trainer)
+        if "one2many" in assigners:
+            self._hooks.append(assigners["one2many"].register_forward_hook(self._observe, with_kwargs=True))
+        if "one2one" in assigners and assigners["one2one"] is not assigners.get("one2many"):
+            from .health import HealthAccumulator
+
+            self.acc_o2o = HealthAccumulator(names=self.acc.names)
+            self._hooks.append(assigners["one2one"].register_forward_hook(self._observe_o2o, with_kwargs=True))
 
     def _observe(self, module, args, kwargs, output) -> None:
-        # only the training loss's assigner is hooked: the EMA model's (validation) builds its own
+        # only the training loss's assigners are hooked: the EMA model's (validation) builds its own
         self.acc.update(tuple(args) + tuple(kwargs.values()), output)
+
+    def _observe_o2o(self, module, args, kwargs, output) -> None:
+        self.acc_o2o.update(tuple(args) + tuple(kwargs.values()), output)
 
     def on_train_epoch_end(self, trainer) -> None:
         if self.path is None:
             return
         from .health import append_row
 
-        append_row(self.path, self.acc.epoch_row(trainer.epoch + 1))
+        row = self.acc.epoch_row(trainer.epoch + 1)
+        if self.acc_o2o is not None:
+            o2o = self.acc_o2o.epoch_row(trainer.epoch + 1)
+            row.update({f"o2o/{k}": v for k, v in o2o.items() if k not in ("epoch", "batches")})
+        append_row(self.path, row)
 
     def on_train_end(self, trainer) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
 
     def callbacks(self) -> dict:
         return {"on_train_start": self.on_train_start, "on_train_epoch_end": self.on_train_epoch_end,

@@ -46,6 +46,15 @@ def render_health(rows: list[dict], con: Console, source: str) -> None:
                   _f(r.get("all/pos_per_gt")), _f(r.get("all/score")), _f(r.get("all/iou")),
                   sml(r, "no_pos"), sml(r, "starved"))
     con.print(fit(con, t, ("batches", "no pos % s·m·l", "starved % s·m·l")))
+    if rows and rows[0].get("o2o/all/gts") is not None:  # an end-to-end model: its one-to-one branch too
+        t = Table(box=rbox.SIMPLE_HEAD, title="One-to-one branch (end-to-end model) per epoch")
+        for c in ("epoch", "GTs", "no pos", "starved", "pos/GT", "score", "IoU"):
+            t.add_column(c, justify="right")
+        for r in rows:
+            t.add_row(str(r.get("epoch")), _f(r.get("o2o/all/gts")), _f(share(r, "o2o/all", "no_pos"), True),
+                      _f(share(r, "o2o/all", "starved"), True), _f(r.get("o2o/all/pos_per_gt")),
+                      _f(r.get("o2o/all/score")), _f(r.get("o2o/all/iou")))
+        con.print(fit(con, t))
     if not rows:
         return
     last = rows[-1]
