@@ -186,6 +186,29 @@ def assign(
     mask_in_gts = anchors_in_boxes(anc_points, cand_bboxes)  # (b, M, A)
     cand = mask_in_gts & valid
     bbox_scores, overlaps, align_metric = pair_metrics(pd_scores, pd_bboxes, gt_labels, gt_bboxes, cand, p)
+    return select_and_target(
+        cand_bboxes, mask_in_gts, cand, bbox_scores, overlaps, align_metric, gt_labels, gt_bboxes, mask_gt, nc, p
+    )
+
+
+def select_and_target(
+    cand_bboxes: torch.Tensor,
+    mask_in_gts: torch.Tensor,
+    cand: torch.Tensor,
+    bbox_scores: torch.Tensor,
+    overlaps: torch.Tensor,
+    align_metric: torch.Tensor,
+    gt_labels: torch.Tensor,
+    gt_bboxes: torch.Tensor,
+    mask_gt: torch.Tensor,
+    nc: int,
+    p: TALParams,
+) -> TALResult:
+    """The stages after the pair metrics: top-k, conflicts, targets and soft scores (shared by the TAL family).
+
+    cand (b, M, A) bool candidate pairs of real GTs; overlaps / align_metric (b, M, A) at candidates.
+    """
+    b, m, a = overlaps.shape
     if m:
         topk_idxs, mask_topk = topk_mask(align_metric, mask_gt, p.topk)
     else:
