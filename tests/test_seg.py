@@ -1,0 +1,328 @@
+"""Segmentation: GT masks, the mask-aware TAL (YOLO26-seg) and the seg losses against ultralytics 8.4.190.
+
+Fixtures: tests/fixtures/golden/seg, made by scripts/make_golden_seg.py. Masks and indices are compared
+exactly, floats with tests/tolerances.py. A live check against OpenCV runs where cv2 imports.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tolerances import DECISION_MARGIN, LOSS, METRIC, OVERLAP, SCORE, assert_close_f32
+
+from yolotal.assigners import seg_tal, tal
+from yolotal.core.anchors import levels_for, make_anchors
+from yolotal.core.decode import dfl_distances, ltrb_to_xyxy
+from yolotal.core.masks import (fill_polygon, index_to_masks, overlap_order, polygon_masks, polygon_masks_overlap,
+                                shrink_mask)
+from yolotal.inputs.heads import from_levels
+from yolotal.inputs.seg_heads import anchor_owners, check_seg_extra, synthetic_seg_randn, synthetic_seg_trained
+from yolotal.errors import InputError
+from yolotal.loss_seg import e2e_weights, segmentation_loss
+
+SEG = Path(__file__).parent / "fixtures" / "golden" / "seg"
+CASES = sorted(p.stem for p in SEG.glob("*.npz") if p.stem != "masks")
+# mask IoUs are ratios of pixel counts: equal unless a predicted-mask pixel's sign (a 32-term dot product near 0)
+# rounds differently; measured 0 differing pixels on every fixture, so the comparison is at float precision
+MASK_IOU = dict(rtol=0, atol=2e-6)
+
+
+# ------------------------------------------------------------------------------------------------ GT masks
+def _corpus():
+    z = np.load(SEG / "masks.npz")
+    groups = json.loads(str(z["groups"]))
+    polys = np.split(z["coords"], np.cumsum(z["counts"])[:-1])
+    return z, groups, polys
+
+
+def test_mask_corpus_matches_reference_pixel_for_pixel():
+    z, groups, polys = _corpus()
+    group = z["group"]
+    bit_at, idx_at, ord_at, checked = 0, 0, 0, 0
+    for gi, (h, w, r) in enumerate(groups):
+        pg = [p for p, g in zip(polys, group) if g == gi]
+        n, mh, mw = len(pg), h // r, w // r
+        size = n * mh * mw
+        nbytes = (size + 7) // 8
+        ref = np.unpackbits(z["masks_bits"][bit_at : bit_at + nbytes])[:size].reshape(n, mh, mw)
+        bit_at += nbytes
+        mine = polygon_masks((h, w), pg, r)
+        assert mine.shape == ref.shape
+        np.testing.assert_array_equal(mine, ref, err_msg=f"group {gi} ({h}x{w}, ratio {r})")
+        index, order = polygon_masks_overlap((h, w), pg, r)
+        ib = mh * mw * index.itemsize
+        ref_index = np.frombuffer(z["index_bits"][idx_at : idx_at + ib].tobytes(), index.dtype).reshape(mh, mw)
+        idx_at += ib
+        np.testing.assert_array_equal(order, z["order"][ord_at : ord_at + n])
+        ord_at += n
+        np.testing.assert_array_equal(index, ref_index)
+        checked += n
+    assert checked == len(polys) == 168
+
+
+def test_corpus_holds_the_edge_cases():
+    z, groups, polys = _corpus()
+    first = [p for p, g in zip(polys, z["group"]) if g == 0]
+    masks = polygon_masks((640, 640), first, 4)
+    areas = masks.reshape(len(first), -1).sum(1)
+    assert areas[2] == 0  # a polygon wholly outside the image: an empty mask ...
+    assert overlap_order(areas)[0] == 2  # ... drawn first in the overlap order (unsigned negated area)
+    assert areas[0] == areas[1] > 0  # an area tie
+    assert any((p[:, 0] >= 640).any() for p in first)  # vertices on/after the right border (clipped edges)
+
+
+def test_fill_rules_by_hand():
+    # a 4x4 square with integer corners: fillPoly covers both end rows and columns (outline included)
+    m = fill_polygon((8, 8), np.array([[1, 1], [4, 1], [4, 4], [1, 4]], np.float32))
+    assert m.sum() == 16 and m[1:5, 1:5].all()
+    # vertices are truncated toward zero: 1.9 -> 1, -0.5 -> 0
+    m2 = fill_polygon((8, 8), np.array([[1.9, 1.9], [4.9, 1.2], [4.2, 4.7], [1.1, 4.99]], np.float32))
+    np.testing.assert_array_equal(m, m2)
+    # a degenerate (zero-area) polygon still draws its outline
+    assert fill_polygon((8, 8), np.array([[0, 0], [5, 5], [0, 0]], np.float32)).sum() == 6
+
+
+def test_shrink_by_four_is_two_of_the_four_centre_pixels():
+    rng = np.random.default_rng(0)
+    m = (rng.random((64, 64)) < 0.5).astype(np.uint8)
+    out = shrink_mask(m, (16, 16))
+    centre = m.reshape(16, 4, 16, 4)[:, 1:3, :, 1:3].sum((1, 3))
+    np.testing.assert_array_equal(out, (centre >= 2).astype(np.uint8))
+
+
+def test_overlap_index_small_objects_on_top():
+    big = np.array([[0, 0], [100, 0], [100, 100], [0, 100]], np.float32)
+    small = np.array([[20, 20], [60, 20], [60, 60], [20, 60]], np.float32)
+    index, order = polygon_masks_overlap((128, 128), [small, big], 4)
+    assert order.tolist() == [1, 0]  # largest first
+    assert index[10, 10] == 2 and index[2, 2] == 1 and index[31, 31] == 0
+    masks = index_to_masks(index, 2)
+    assert masks.shape == (2, 32, 32) and not (masks[0] & masks[1]).any()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(-20, 100), st.floats(-20, 100)), min_size=3, max_size=12))
+def test_fill_polygon_matches_opencv_live(pts):
+    cv2 = pytest.importorskip("cv2")
+    p = np.array(pts, np.float32)
+    ref = np.zeros((80, 96), np.uint8)
+    cv2.fillPoly(ref, np.asarray([p.reshape(-1)], dtype=np.int32).reshape(1, -1, 2), color=1)
+    np.testing.assert_array_equal(fill_polygon((80, 96), p), ref)
+    for r in (2, 3, 4):
+        np.testing.assert_array_equal(shrink_mask(ref, (80 // r, 96 // r)), cv2.resize(ref, (96 // r, 80 // r)))
+
+
+def test_masks_match_ultralytics_live():
+    pytest.importorskip("cv2")
+    du = pytest.importorskip("ultralytics.data.utils")
+    rng = np.random.default_rng(7)
+    polys = [rng.uniform(-10, 330, (int(rng.integers(3, 20)), 2)).astype(np.float32) for _ in range(30)]
+    ref = du.polygons2masks((320, 320), [p.reshape(-1) for p in polys], color=1, downsample_ratio=4)
+    np.testing.assert_array_equal(polygon_masks((320, 320), polys, 4), ref)
+    idx, order = du.polygons2masks_overlap((320, 320), [p.reshape(-1) for p in polys], downsample_ratio=4)
+    mi, mo = polygon_masks_overlap((320, 320), polys, 4)
+    np.testing.assert_array_equal(mi, idx)
+    np.testing.assert_array_equal(mo, order)
+
+
+# ------------------------------------------------------------------------------------------------ golden batches
+def load_case(name):
+    z = dict(np.load(SEG / f"{name}.npz"))
+    cfg = json.loads(str(z.pop("config")))
+    return cfg, z
+
+
+def gt_masks_of_case(cfg, z) -> torch.Tensor:
+    """(b, M, H, W) bool GT masks rasterised by yolotal from the case's polygons (in the trainer's order)."""
+    h, w = cfg["imgsz"]
+    polys = np.split(z["poly_coords"], np.cumsum(z["poly_counts"])[:-1])
+    bi = z["labels"][:, 0].astype(int)
+    b, m = z["mask_gt"].shape[:2]
+    out = torch.zeros(b, m, h // 4, w // 4, dtype=torch.bool)
+    for i in range(b):
+        pi = [p for p, j in zip(polys, bi) if j == i]
+        masks = polygon_masks((h, w), pi, 4)
+        if cfg["overlap"]:  # the index image the trainer keeps, drawn in the (already sorted) label order
+            index = np.zeros((h // 4, w // 4), np.int32)
+            for k, mk in enumerate(masks):
+                np.maximum(index, mk.astype(np.int32) * (k + 1), out=index)
+            np.testing.assert_array_equal(index, z["batch_masks"][i])
+            masks = index_to_masks(index, len(pi))
+        else:
+            np.testing.assert_array_equal(masks, z["batch_masks"][bi == i])
+        out[i, : len(pi)] = torch.from_numpy(masks.astype(bool))
+    return out
+
+
+def decoded(cfg, z):
+    h, w = cfg["imgsz"]
+    levels = [torch.from_numpy(z[f"level{i}"]) for i in range(len(cfg["strides"]))]
+    heads = from_levels(levels, cfg["reg_max"], "golden")
+    lv = levels_for(list(heads.grids), cfg["strides"])
+    anc, stride = make_anchors(lv)
+    pred_dist = heads.boxes.permute(0, 2, 1).contiguous()
+    logits = heads.scores.permute(0, 2, 1).contiguous()
+    pred_grid = ltrb_to_xyxy(dfl_distances(pred_dist, cfg["reg_max"]), anc)
+    return heads, anc, stride, pred_dist, logits, pred_grid
+
+
+def run_case(cfg, z, gt_masks):
+    heads, anc, stride, pred_dist, logits, pred_grid = decoded(cfg, z)
+    p = tal.TALParams(num_classes=cfg["nc"], topk=cfg["topk"], topk2=cfg["topk2"], stride_val=float(cfg["strides"][1]))
+    gl, gb, mg = (torch.from_numpy(z[k]) for k in ("gt_labels", "gt_bboxes", "mask_gt"))
+    coef = torch.from_numpy(z["mask_coef"]).permute(0, 2, 1).contiguous()
+    protos = torch.from_numpy(z["protos"])
+    h, w = cfg["imgsz"]
+    args = (logits.sigmoid(), pred_grid * stride, anc * stride, gl, gb, mg)
+    if cfg["kind"] == "26":
+        res = seg_tal.assign(*args, coef, protos, gt_masks, (h // 4) / h, p)
+        a = res.tal
+    else:
+        res, a = None, tal.assign(*args, p)
+    sem = torch.from_numpy(z["semantic"]) if cfg["semantic"] else None
+    loss = segmentation_loss(pred_dist, logits, pred_grid, anc, stride, a.fg_mask, a.target_gt_idx, a.target_bboxes,
+                             a.target_scores, coef, protos, gt_masks, (h, w), cfg["reg_max"], (7.5, 0.5, 1.5),
+                             semantic=sem, gt_cls=gl[..., 0], valid=mg[..., 0].bool())
+    return res, a, loss
+
+
+def test_seg_fixture_set_is_complete():
+    kinds = [load_case(c)[0]["kind"] for c in CASES]
+    assert len(CASES) == 6 and kinds.count("26") == 4 and kinds.count("v8") == 2
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_seg_matches_reference(name):
+    cfg, z = load_case(name)
+    gt_masks = gt_masks_of_case(cfg, z)
+    if "gt_masks_bits" in z:  # the masks SegmentLoss26 hands its assigner
+        shape = tuple(z["gt_masks_shape"])
+        ref = np.unpackbits(z["gt_masks_bits"])[: int(np.prod(shape))].reshape(shape).astype(bool)
+        np.testing.assert_array_equal(gt_masks.numpy(), ref)
+        assert float(z["mask_scale"].reshape(-1)[0]) == (cfg["imgsz"][0] // 4) / cfg["imgsz"][0]
+    res, a, loss = run_case(cfg, z, gt_masks)
+    np.testing.assert_array_equal(a.mask_in_gts.numpy(), z["mask_in_gts"])
+    cand = a.mask_in_gts & torch.from_numpy(z["mask_gt"]).bool()
+    if res is not None:
+        assert_close_f32(res.box_overlaps[cand], z["cand_box_iou"], OVERLAP, "box CIoU")
+        ref_miou = 2 * z["cand_overlap"].astype(np.float64) - z["cand_box_iou"]  # reference mask IoU per candidate
+        mine = torch.zeros(cand.shape)
+        mine[res.pair_image, res.pair_gt, res.pair_anchor] = res.pair_mask_iou
+        np.testing.assert_allclose(mine[cand].numpy(), ref_miou, atol=2e-6, rtol=0, err_msg="mask IoU")
+    assert_close_f32(a.overlaps[cand], z["cand_overlap"], OVERLAP, "overlaps")
+    assert_close_f32(a.align_metric[cand], z["cand_align"], METRIC, "align_metric")
+    np.testing.assert_array_equal(a.mask_pos_topk.numpy(), z["mask_pos_topk"])
+    np.testing.assert_array_equal(a.fg_mask.numpy(), z["fg_mask"])
+    np.testing.assert_array_equal(a.target_gt_idx.numpy(), z["target_gt_idx"])
+    np.testing.assert_array_equal(a.target_labels.numpy(), z["target_labels"])
+    np.testing.assert_array_equal(a.target_bboxes.numpy(), z["target_bboxes"])
+    assert_close_f32(a.target_scores, z["target_scores"], SCORE, "target_scores")
+    items = loss.items(cfg["reg_max"])
+    assert list(items) == cfg["loss_names"]
+    assert_close_f32(np.array(list(items.values()), np.float32), z["loss_items"], LOSS, "loss items")
+    assert loss.has_semantic == cfg["semantic"] and (items["sem_loss"] > 0) == cfg["semantic"]
+
+
+@pytest.mark.parametrize("name", [c for c in CASES if "26" in c])
+def test_seg_fixture_decisions_are_not_near_ties(name):
+    """The k-th / (k+1)-th metric of every GT's top-k and its 3·topk mask-pair cut are apart by DECISION_MARGIN."""
+    cfg, z = load_case(name)
+    res, a, _ = run_case(cfg, z, gt_masks_of_case(cfg, z))
+    valid = torch.from_numpy(z["mask_gt"])[..., 0].bool()
+    for metric, k in ((a.align_metric, cfg["topk"]), (res.box_metric, res.mask_k)):
+        top = metric.topk(k + 1, dim=-1).values[valid]  # (G, k+1)
+        kth, nxt = top[:, k - 1], top[:, k]
+        live = nxt > 1e-8  # both above the background / eps floor
+        gap = (kth - nxt)[live] / kth[live]
+        assert gap.numel() == 0 or float(gap.min()) > DECISION_MARGIN or bool(((kth - nxt)[live] == 0).all())
+
+
+def test_seg_result_keeps_sparse_mask_ious_only():
+    cfg, z = load_case("y26_crowded_near")
+    res, a, _ = run_case(cfg, z, gt_masks_of_case(cfg, z))
+    per_gt = torch.bincount(res.pair_image * 1000 + res.pair_gt)
+    assert int(per_gt.max()) <= res.mask_k == 30  # at most 3·topk pairs per GT got a mask IoU
+    assert all(v.ndim == 1 for v in (res.pair_mask_iou, res.pair_inter, res.pair_union))
+    assert ((res.pair_inter <= res.pair_union) & (res.pair_union >= 0)).all()
+    anchors, ious = res.mask_iou_of(0, 0)
+    assert anchors.numel() == ious.numel() > 0
+    assert ((res.pair_mask_iou >= 0) & (res.pair_mask_iou <= 1)).all()
+    # most final positives had their mask IoU computed; a conflict can hand an anchor to a GT that ranked it
+    # outside its 3·topk box-metric pairs (overlap = box IoU / 2 there)
+    pos = a.mask_pos[res.pair_image, res.pair_gt, res.pair_anchor]
+    assert 0.9 * int(a.mask_pos.sum()) < int(pos.sum()) <= int(a.mask_pos.sum())
+
+
+def test_chunking_does_not_change_the_result():
+    cfg, z = load_case("y26_overlap_near")
+    gm = gt_masks_of_case(cfg, z)
+    heads, anc, stride, pred_dist, logits, pred_grid = decoded(cfg, z)
+    p = tal.TALParams(num_classes=cfg["nc"], topk=cfg["topk"])
+    gl, gb, mg = (torch.from_numpy(z[k]) for k in ("gt_labels", "gt_bboxes", "mask_gt"))
+    coef = torch.from_numpy(z["mask_coef"]).permute(0, 2, 1).contiguous()
+    args = (logits.sigmoid(), pred_grid * stride, anc * stride, gl, gb, mg, coef, torch.from_numpy(z["protos"]), gm, 0.25, p)
+    r1 = seg_tal.assign(*args)
+    r2 = seg_tal.assign(*args, chunk_pixels=3 * 80 * 80)
+    assert torch.equal(r1.pair_inter, r2.pair_inter) and torch.equal(r1.tal.mask_pos, r2.tal.mask_pos)
+
+
+def test_per_gt_seg_sums_to_the_total():
+    cfg, z = load_case("v8_separate_near")
+    res, a, loss = run_case(cfg, z, gt_masks_of_case(cfg, z))
+    per_gt = loss.seg_per_gt(a.target_gt_idx, a.fg_mask, a.mask_pos.shape[1])
+    assert_close_f32(per_gt.sum(), loss.raw_seg, LOSS)
+    assert (per_gt[~torch.from_numpy(z["mask_gt"])[..., 0].bool()] == 0).all()
+
+
+def test_e2e_weights():
+    assert e2e_weights(0) == pytest.approx((0.8, 0.2))
+    assert e2e_weights(99, 100) == pytest.approx((0.1, 0.9))
+
+
+# ------------------------------------------------------------------------------------------------ synthetic heads
+def _toy():
+    levels = [torch.zeros(1, 64 + 2, 40, 40), torch.zeros(1, 66, 20, 20), torch.zeros(1, 66, 10, 10)]
+    heads = from_levels(levels, 16, "toy")
+    lv = levels_for(list(heads.grids), (8, 16, 32))
+    anc, stride = make_anchors(lv)
+    poly = np.array([[60, 60], [250, 80], [200, 260], [70, 220]], np.float32)
+    gm = torch.from_numpy(polygon_masks((320, 320), [poly], 4).astype(bool))[None]  # (1, 1, 80, 80)
+    gb = torch.tensor([[[60.0, 60.0, 250.0, 260.0]]])
+    return heads, anc * stride, gm, gb
+
+
+def test_synthetic_seg_heads_shapes_and_seed():
+    heads, anc, gm, gb = _toy()
+    a = synthetic_seg_randn(heads, (80, 80), seed=3)
+    b = synthetic_seg_randn(heads, (80, 80), seed=3)
+    assert a["mask_coef"].shape == (1, 32, 2100) and a["protos"].shape == (1, 32, 80, 80)
+    assert torch.equal(a["protos"], b["protos"])
+    checked = check_seg_extra(a, heads, (80, 80), "x.npz")
+    assert set(checked) == {"mask_coef", "protos"}
+
+
+def test_trained_seg_heads_predict_masks_near_the_gt():
+    heads, anc, gm, gb = _toy()
+    owners = anchor_owners(anc, gb, torch.ones(1, 1, dtype=torch.bool))
+    ex = synthetic_seg_trained(heads, gm, owners, seed=1)
+    inside = (owners[0] == 0).nonzero().squeeze(1)
+    pm = seg_tal.predicted_masks(ex["mask_coef"][0, :, inside].T, ex["protos"][0], gb[0].expand(len(inside), 4) / 4)
+    inter = (pm & gm[0, 0]).flatten(1).sum(1).float()
+    union = (pm | gm[0, 0]).flatten(1).sum(1).float()
+    assert float((inter / union).mean()) > 0.9
+
+
+def test_seg_extra_errors_name_the_problem():
+    heads, *_ = _toy()
+    with pytest.raises(InputError, match="missing \\['protos'\\]"):
+        check_seg_extra({"mask_coef": torch.zeros(1, 32, 2100)}, heads, (80, 80), "h.npz")
+    with pytest.raises(InputError, match="'mask_coef' has shape \\(1, 32, 99\\)"):
+        check_seg_extra({"mask_coef": torch.zeros(1, 32, 99), "protos": torch.zeros(1, 32, 80, 80)}, heads, None, "h.npz")
+    with pytest.raises(InputError, match="'protos' are \\(40, 40\\) pixels"):
+        check_seg_extra({"mask_coef": torch.zeros(1, 32, 2100), "protos": torch.zeros(1, 32, 40, 40)}, heads, (80, 80), "h")

@@ -1,0 +1,210 @@
+"""Mask-aware task-aligned assignment (YOLO26-seg, ultralytics 8.4), with every stage kept.
+
+Notation as in :mod:`yolotal.assigners.tal`: b images, M padded GTs, A anchors, nm mask coefficients, prototype
+masks of (mh, mw) pixels.
+
+Candidates are the detection TAL's (anchor centres inside the enlarged GT box). Each candidate pair first gets
+the box metric ``s^alpha * u^beta + eps`` (u: CIoU clamped at 0; the eps keeps pairs whose metric underflows
+to 0 rankable). For each GT, the pairs among its ``3 * topk`` largest box metrics (over all A anchors, as
+``torch.topk`` orders them) get a mask IoU: the anchor's predicted mask (``coef @ protos > 0``, cropped to its
+predicted box at prototype resolution: columns ``x1 <= c < x2``, rows ``y1 <= r < y2``) against the GT mask,
+``inter / max(union, 1)`` in pixels. Every other candidate's mask IoU is 0. The overlap of a pair is
+``(u + mask IoU) / 2``; from there on the assignment is the detection TAL's (metric ``s^alpha * overlap^beta``,
+top-k, conflicts to the largest overlap, soft scores), with this overlap wherever TAL uses the CIoU.
+
+Mask IoUs are computed for the selected pairs only, in chunks of anchors (each selected anchor's mask decoded
+once): nothing of size (GT, anchor, pixels) or a dense (GT, anchor) mask-IoU table is ever built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..core.threads import pow_in_whole_blocks
+from .tal import TALParams, TALResult, anchors_in_boxes, candidate_boxes, pair_metrics, select_and_target
+
+MASK_PAIRS_PER_TOPK = 3  # each GT's 3 * topk best box-metric pairs get a mask IoU
+CHUNK_PIXELS = 1 << 22  # mask pixels decoded per chunk (4 M: ~160 masks of 160 x 160)
+
+
+@dataclass(frozen=True)
+class SegTALResult:
+    """Every stage of one mask-aware assignment.
+
+    tal           TALResult  the TAL stages run on the combined overlap: ``tal.overlaps`` (b, M, A) is
+                             (u + mask IoU) / 2 at candidates, ``tal.align_metric`` its metric, then top-k,
+                             conflicts, targets, soft scores
+    box_overlaps  (b, M, A)  CIoU u clamped at 0, at candidates (0 elsewhere)
+    box_metric    (b, M, A)  s^alpha * u^beta + eps at candidates (0 elsewhere): ranks the pairs for a mask IoU
+    mask_k        int        pairs per GT ranked for a mask IoU (3 * topk, at most A)
+    pair_image, pair_gt, pair_anchor (P,) i64   the pairs that got a mask IoU (candidates among their GT's
+                             mask_k best box metrics), in (image, GT, anchor) order
+    pair_mask_iou (P,)       their mask IoU
+    pair_inter, pair_union, pair_pred_area (P,) i64   intersection, union (before max(., 1)), predicted area, px
+    gt_area       (b, M) i64 each GT mask's pixels
+    """
+
+    tal: TALResult
+    box_overlaps: torch.Tensor
+    box_metric: torch.Tensor
+    mask_k: int
+    pair_image: torch.Tensor
+    pair_gt: torch.Tensor
+    pair_anchor: torch.Tensor
+    pair_mask_iou: torch.Tensor
+    pair_inter: torch.Tensor
+    pair_union: torch.Tensor
+    pair_pred_area: torch.Tensor
+    gt_area: torch.Tensor
+
+    def mask_iou_of(self, image: int, gt: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(anchors (k,), mask IoUs (k,)) of one GT's pairs that got a mask IoU."""
+        sel = (self.pair_image == image) & (self.pair_gt == gt)
+        return self.pair_anchor[sel], self.pair_mask_iou[sel]
+
+
+def predicted_masks(coef: torch.Tensor, proto: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Binary predicted masks of n anchors of one image, cropped to their boxes.
+
+    coef (n, nm) mask coefficients; proto (nm, mh, mw) prototypes; boxes (n, 4) xyxy in prototype pixels.
+    Returns (n, mh, mw) bool: ``coef @ proto > 0`` inside ``x1 <= col < x2``, ``y1 <= row < y2``.
+    """
+    nm, mh, mw = proto.shape
+    pm = (coef @ proto.reshape(nm, mh * mw)).gt_(0).view(-1, mh, mw).bool()
+    cols = torch.arange(mw, dtype=boxes.dtype)  # (mw,)
+    rows = torch.arange(mh, dtype=boxes.dtype)
+    x1, y1, x2, y2 = (boxes[:, i : i + 1] for i in range(4))  # (n, 1) each
+    in_x = (cols >= x1) & (cols < x2)  # (n, mw)
+    in_y = (rows >= y1) & (rows < y2)  # (n, mh)
+    return pm & in_x[:, None, :] & in_y[:, :, None]
+
+
+def pair_mask_ious(
+    pair_image: torch.Tensor,
+    pair_gt: torch.Tensor,
+    pair_anchor: torch.Tensor,
+    pd_coef: torch.Tensor,
+    pd_bboxes: torch.Tensor,
+    mask_scale: float,
+    proto: torch.Tensor,
+    gt_masks: torch.Tensor,
+    chunk_pixels: int = CHUNK_PIXELS,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mask IoU of P (image, GT, anchor) pairs, decoding each distinct anchor's mask once, in chunks.
+
+    pd_coef (b, A, nm); pd_bboxes (b, A, 4) px xyxy; mask_scale: prototype pixels per image pixel;
+    proto (b, nm, mh, mw); gt_masks (b, M, mh, mw) bool.
+    Returns (iou (P,) float32, inter, union, pred_area (P,) int64, gt_area (b, M) int64).
+    """
+    b, a, _ = pd_coef.shape
+    mh, mw = proto.shape[-2:]
+    gt_area = gt_masks.flatten(2).sum(-1)  # (b, M) int64
+    p = pair_image.numel()
+    inter = torch.zeros(p, dtype=torch.int64)
+    pred_area = torch.zeros(p, dtype=torch.int64)
+    if p:
+        key = pair_image * a + pair_anchor  # (P,)
+        ukey, inv = key.unique(return_inverse=True)  # sorted by image, then anchor
+        order = torch.argsort(inv, stable=True)  # pairs grouped by their anchor
+        starts = torch.searchsorted(inv[order], torch.arange(ukey.numel() + 1))
+        per = max(1, chunk_pixels // (mh * mw))  # anchors per chunk
+        scale = torch.tensor(mask_scale, dtype=pd_bboxes.dtype)
+        for c0 in range(0, ukey.numel(), per):
+            c1 = min(c0 + per, ukey.numel())
+            ub, ua = ukey[c0:c1] // a, ukey[c0:c1] % a
+            pm = torch.empty(c1 - c0, mh, mw, dtype=torch.bool)
+            for img in ub.unique().tolist():  # one matmul per image in the chunk
+                r = (ub == img).nonzero().squeeze(1)
+                pm[r] = predicted_masks(pd_coef[img, ua[r]], proto[img], pd_bboxes[img, ua[r]] * scale)
+            parea = pm.flatten(1).sum(-1)  # (c,)
+            sl = order[starts[c0] : starts[c1]]  # the pairs of these anchors
+            local = inv[sl] - c0
+            for s0 in range(0, sl.numel(), per):  # bounded gathers of GT masks
+                s = sl[s0 : s0 + per]
+                loc = local[s0 : s0 + per]
+                gm = gt_masks[pair_image[s], pair_gt[s]]  # (n, mh, mw) bool
+                inter[s] = (gm & pm[loc]).flatten(1).sum(-1)
+                pred_area[s] = parea[loc]
+    union = gt_area[pair_image, pair_gt] + pred_area - inter
+    iou = inter.to(torch.float32) / union.clamp(min=1).to(torch.float32)
+    return iou, inter, union, pred_area, gt_area
+
+
+def assign(
+    pd_scores: torch.Tensor,
+    pd_bboxes: torch.Tensor,
+    anc_points: torch.Tensor,
+    gt_labels: torch.Tensor,
+    gt_bboxes: torch.Tensor,
+    mask_gt: torch.Tensor,
+    pd_coef: torch.Tensor,
+    proto: torch.Tensor,
+    gt_masks: torch.Tensor,
+    mask_scale: float,
+    p: TALParams,
+    chunk_pixels: int = CHUNK_PIXELS,
+) -> SegTALResult:
+    """Mask-aware task-aligned assignment of one batch.
+
+    Args:
+        pd_scores (b, A, nc) probabilities; pd_bboxes (b, A, 4) px xyxy; anc_points (A, 2) px;
+        gt_labels (b, M, 1); gt_bboxes (b, M, 4) px xyxy; mask_gt (b, M, 1) as in :func:`tal.assign`.
+        pd_coef: (b, A, nm) mask coefficients (anchor-major, i.e. ``Heads.extra["mask_coef"]`` permuted).
+        proto: (b, nm, mh, mw) prototypes. gt_masks: (b, M, mh, mw) bool GT masks at prototype resolution.
+        mask_scale: prototype pixels per image pixel (mh / image height; 0.25 at the default mask ratio).
+    """
+    b, a, nc = pd_scores.shape
+    m = gt_bboxes.shape[1]
+    valid = mask_gt.bool()
+    cand_bboxes = candidate_boxes(gt_bboxes, mask_gt, p)
+    mask_in_gts = anchors_in_boxes(anc_points, cand_bboxes)  # (b, M, A)
+    cand = mask_in_gts & valid
+    bbox_scores, box_ov, box_t = pair_metrics(pd_scores, pd_bboxes, gt_labels, gt_bboxes, cand, p)
+    box_metric = torch.where(cand, box_t + p.eps, torch.zeros((), dtype=box_t.dtype))
+    mask_k = min(MASK_PAIRS_PER_TOPK * p.topk, a)
+    if m and a:
+        top = box_metric.topk(mask_k, dim=-1).indices  # (b, M, mask_k)
+        ranked = torch.zeros(b, m, a, dtype=torch.bool).scatter_(-1, top, True)
+        sel = ranked & cand
+    else:
+        sel = torch.zeros(b, m, a, dtype=torch.bool)
+    pi, pg, pa = sel.nonzero(as_tuple=True)
+    if pd_coef.shape[1] != a or proto.shape[0] != b or gt_masks.shape[0] != b or gt_masks.shape[1] < m:
+        raise ValueError(
+            f"seg assignment: mask coefficients {tuple(pd_coef.shape)}, protos {tuple(proto.shape)} and GT masks "
+            f"{tuple(gt_masks.shape)} do not fit {b} images, {a} anchors, {m} GTs"
+        )
+    miou, inter, union, parea, gt_area = pair_mask_ious(
+        pi, pg, pa, pd_coef, pd_bboxes, mask_scale, proto, gt_masks[:, :m], chunk_pixels
+    )
+    # combined overlap and its metric, at candidates
+    ci, cg, ca = cand.nonzero(as_tuple=True)
+    cand_key = (ci * m + cg) * a + ca  # (C,) ascending (nonzero order)
+    at = torch.searchsorted(cand_key, (pi * m + pg) * a + pa)  # each mask pair's place among the candidates
+    mask_iou_c = torch.zeros(ci.numel())
+    mask_iou_c[at] = miou
+    ov = (box_ov[ci, cg, ca] + mask_iou_c) / 2  # (C,)
+    t = pow_in_whole_blocks(bbox_scores[ci, cg, ca], p.alpha) * pow_in_whole_blocks(ov, p.beta)
+    overlaps = torch.zeros(b, m, a)
+    overlaps[ci, cg, ca] = ov
+    align_metric = torch.zeros(b, m, a)
+    align_metric[ci, cg, ca] = t
+    tal = select_and_target(
+        cand_bboxes, mask_in_gts, cand, bbox_scores, overlaps, align_metric, gt_labels, gt_bboxes, mask_gt, nc, p
+    )
+    return SegTALResult(
+        tal=tal,
+        box_overlaps=box_ov,
+        box_metric=box_metric,
+        mask_k=mask_k,
+        pair_image=pi,
+        pair_gt=pg,
+        pair_anchor=pa,
+        pair_mask_iou=miou,
+        pair_inter=inter,
+        pair_union=union,
+        pair_pred_area=parea,
+        gt_area=gt_area,
+    )
