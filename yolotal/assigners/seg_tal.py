@@ -13,7 +13,8 @@ predicted box at prototype resolution: columns ``x1 <= c < x2``, rows ``y1 <= r 
 top-k, conflicts to the largest overlap, soft scores), with this overlap wherever TAL uses the CIoU.
 
 Mask IoUs are computed for the selected pairs only, in chunks of anchors (each selected anchor's mask decoded
-once): nothing of size (GT, anchor, pixels) or a dense (GT, anchor) mask-IoU table is ever built.
+once, inside its crop box only): nothing of size (GT, anchor, pixels) or a dense (GT, anchor) mask-IoU table is
+ever built.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ..core.threads import pow_in_whole_blocks
 from .tal import TALParams, TALResult, anchors_in_boxes, candidate_boxes, pair_metrics, select_and_target
 
 MASK_PAIRS_PER_TOPK = 3  # each GT's 3 * topk best box-metric pairs get a mask IoU
-CHUNK_PIXELS = 1 << 22  # mask pixels decoded per chunk (4 M: ~160 masks of 160 x 160)
+CHUNK_PIXELS = 1 << 18  # window pixels decoded per chunk (with nm = 32: 32 MB of gathered prototypes)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,28 @@ class SegTALResult:
         return self.pair_anchor[sel], self.pair_mask_iou[sel]
 
 
+WORD_BLOCK = 128  # int64 words summed per block by count_true: each byte lane stays below 256
+
+
+def count_true(x: torch.Tensor) -> torch.Tensor:
+    """Number of True values in each row of a contiguous bool tensor (n, P) -> (n,) int64, exactly.
+
+    The rows are read as int64 words (8 bools each); words are summed in blocks of WORD_BLOCK, where every byte
+    lane of the sum still fits a byte, and the 8 lanes are then added up: ~100x faster than ``x.sum(-1)``.
+    """
+    n, p = x.shape
+    step = 8 * WORD_BLOCK
+    pad = (-p) % step
+    u = x.contiguous().view(torch.uint8)
+    if pad:
+        u = torch.cat((u, u.new_zeros(n, pad)), 1)
+    blocks = u.view(torch.int64).view(n, -1, WORD_BLOCK).sum(-1)  # (n, nb): 8 packed lane sums <= 128 each
+    total = torch.zeros(n, blocks.shape[1], dtype=torch.int64)
+    for k in range(8):
+        total += (blocks >> (8 * k)) & 0xFF
+    return total.sum(-1)
+
+
 def predicted_masks(coef: torch.Tensor, proto: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """Binary predicted masks of n anchors of one image, cropped to their boxes.
 
@@ -72,13 +95,36 @@ def predicted_masks(coef: torch.Tensor, proto: torch.Tensor, boxes: torch.Tensor
     Returns (n, mh, mw) bool: ``coef @ proto > 0`` inside ``x1 <= col < x2``, ``y1 <= row < y2``.
     """
     nm, mh, mw = proto.shape
-    pm = (coef @ proto.reshape(nm, mh * mw)).gt_(0).view(-1, mh, mw).bool()
+    pm = ((coef @ proto.reshape(nm, mh * mw)) > 0).view(-1, mh, mw)
     cols = torch.arange(mw, dtype=boxes.dtype)  # (mw,)
     rows = torch.arange(mh, dtype=boxes.dtype)
     x1, y1, x2, y2 = (boxes[:, i : i + 1] for i in range(4))  # (n, 1) each
     in_x = (cols >= x1) & (cols < x2)  # (n, mw)
     in_y = (rows >= y1) & (rows < y2)  # (n, mh)
     return pm & in_x[:, None, :] & in_y[:, :, None]
+
+
+_LADDER = torch.tensor([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048])
+
+
+def _ladder(x: torch.Tensor) -> torch.Tensor:
+    """Round sizes (n,) int64 up to the next ladder step (steps at most 1.5x apart; beyond: to a multiple of 512)."""
+    i = torch.searchsorted(_LADDER, x).clamp(max=len(_LADDER) - 1)
+    return torch.where(x > _LADDER[-1], (x + 511) // 512 * 512, _LADDER[i])
+
+
+def box_windows(boxes: torch.Tensor, mh: int, mw: int) -> tuple[torch.Tensor, ...]:
+    """The pixel window holding every prototype pixel a crop box keeps.
+
+    boxes (n, 4) xyxy in prototype pixels -> (row0, col0, rows, cols) (n,) int64 each: a pixel (r, c) with
+    ``x1 <= c < x2`` and ``y1 <= r < y2`` inside the image lies in rows [row0, row0 + rows) and columns
+    [col0, col0 + cols) (at least one of each, so empty boxes keep a 1-pixel window that the crop empties).
+    """
+    c0 = boxes[:, 0].floor().clamp(0, mw - 1)
+    r0 = boxes[:, 1].floor().clamp(0, mh - 1)
+    c1 = boxes[:, 2].ceil().clamp(1, mw)
+    r1 = boxes[:, 3].ceil().clamp(1, mh)
+    return r0.long(), c0.long(), (r1 - r0).clamp(min=1).long(), (c1 - c0).clamp(min=1).long()
 
 
 def pair_mask_ious(
@@ -97,36 +143,65 @@ def pair_mask_ious(
     pd_coef (b, A, nm); pd_bboxes (b, A, 4) px xyxy; mask_scale: prototype pixels per image pixel;
     proto (b, nm, mh, mw); gt_masks (b, M, mh, mw) bool.
     Returns (iou (P,) float32, inter, union, pred_area (P,) int64, gt_area (b, M) int64).
+
+    A predicted mask is zero outside its crop box, so it is decoded only inside the box's pixel window
+    (:func:`box_windows`), and the intersection with a GT mask is counted there. Anchors are taken in order of
+    window size and chunked so that a chunk's padded windows hold at most ``chunk_pixels`` pixels.
     """
-    b, a, _ = pd_coef.shape
+    b, a, nm = pd_coef.shape
     mh, mw = proto.shape[-2:]
-    gt_area = gt_masks.flatten(2).sum(-1)  # (b, M) int64
+    gt_area = count_true(gt_masks.reshape(-1, mh * mw)).view(gt_masks.shape[:2])  # (b, M) int64
     p = pair_image.numel()
     inter = torch.zeros(p, dtype=torch.int64)
     pred_area = torch.zeros(p, dtype=torch.int64)
     if p:
         key = pair_image * a + pair_anchor  # (P,)
         ukey, inv = key.unique(return_inverse=True)  # sorted by image, then anchor
-        order = torch.argsort(inv, stable=True)  # pairs grouped by their anchor
-        starts = torch.searchsorted(inv[order], torch.arange(ukey.numel() + 1))
-        per = max(1, chunk_pixels // (mh * mw))  # anchors per chunk
-        scale = torch.tensor(mask_scale, dtype=pd_bboxes.dtype)
-        for c0 in range(0, ukey.numel(), per):
-            c1 = min(c0 + per, ukey.numel())
-            ub, ua = ukey[c0:c1] // a, ukey[c0:c1] % a
-            pm = torch.empty(c1 - c0, mh, mw, dtype=torch.bool)
-            for img in ub.unique().tolist():  # one matmul per image in the chunk
-                r = (ub == img).nonzero().squeeze(1)
-                pm[r] = predicted_masks(pd_coef[img, ua[r]], proto[img], pd_bboxes[img, ua[r]] * scale)
-            parea = pm.flatten(1).sum(-1)  # (c,)
-            sl = order[starts[c0] : starts[c1]]  # the pairs of these anchors
-            local = inv[sl] - c0
-            for s0 in range(0, sl.numel(), per):  # bounded gathers of GT masks
-                s = sl[s0 : s0 + per]
-                loc = local[s0 : s0 + per]
-                gm = gt_masks[pair_image[s], pair_gt[s]]  # (n, mh, mw) bool
-                inter[s] = (gm & pm[loc]).flatten(1).sum(-1)
-                pred_area[s] = parea[loc]
+        ub, ua = ukey // a, ukey % a
+        boxes = pd_bboxes[ub, ua] * torch.tensor(mask_scale, dtype=pd_bboxes.dtype)  # (U, 4) prototype px
+        r0, c0, nr, nc = box_windows(boxes, mh, mw)
+        # window sizes rounded up to a ladder of sizes (ratio <= 1.5): anchors of one rounded size share a chunk
+        hb, wb = _ladder(nr).clamp(max=mh), _ladder(nc).clamp(max=mw)
+        by_size = torch.argsort(hb * (mw + 1) + wb, stable=True)
+        rank = torch.empty_like(by_size)
+        rank[by_size] = torch.arange(by_size.numel())
+        pair_rank = rank[inv]  # (P,) each pair's anchor position in size order
+        pair_order = torch.argsort(pair_rank, stable=True)
+        starts = torch.searchsorted(pair_rank[pair_order], torch.arange(by_size.numel() + 1))
+        px = mh * mw
+        proto_px = proto.flatten(2).transpose(1, 2).reshape(-1, nm)  # (b*mh*mw, nm): pixel-major rows
+        m_all = gt_masks.shape[1]
+        gt_flat = gt_masks.reshape(-1).view(torch.uint8)  # (b*M*mh*mw,)
+        keys = list(zip(hb[by_size].tolist(), wb[by_size].tolist()))
+        n_u, g0 = len(keys), 0
+        while g0 < n_u:  # one group per rounded window size
+            hmax, wmax = keys[g0]
+            g1 = g0
+            while g1 < n_u and keys[g1] == keys[g0]:
+                g1 += 1
+            per = max(1, chunk_pixels // (hmax * wmax))
+            for u in range(g0, g1, per):
+                v = min(u + per, g1)
+                idx = by_size[u:v]  # (n,) unique anchors of this chunk
+                n = idx.numel()
+                rows = r0[idx, None] + torch.arange(hmax)  # (n, hmax)
+                cols = c0[idx, None] + torch.arange(wmax)  # (n, wmax)
+                bx = boxes[idx]
+                in_r = (rows < mh) & (rows.to(bx.dtype) >= bx[:, 1:2]) & (rows.to(bx.dtype) < bx[:, 3:4])
+                in_c = (cols < mw) & (cols.to(bx.dtype) >= bx[:, 0:1]) & (cols.to(bx.dtype) < bx[:, 2:3])
+                flat = rows.clamp(max=mh - 1)[:, :, None] * mw + cols.clamp(max=mw - 1)[:, None, :]  # (n, hmax, wmax)
+                img = ub[idx]
+                pix = proto_px.index_select(0, (img[:, None, None] * px + flat).view(-1))  # (n*hmax*wmax, nm)
+                logits = (pix.view(n, -1, nm) @ pd_coef[img, ua[idx]].unsqueeze(-1)).view(flat.shape)
+                pm = ((logits > 0) & in_r[:, :, None] & in_c[:, None, :]).view(n, -1)  # (n, hmax*wmax)
+                parea = count_true(pm)
+                sl = pair_order[starts[u] : starts[v]]  # the pairs of these anchors
+                loc = pair_rank[sl] - u
+                base = (pair_image[sl] * m_all + pair_gt[sl]) * px  # (k,)
+                gm = gt_flat.index_select(0, (base[:, None] + flat.view(n, -1)[loc]).view(-1)).view(torch.bool)
+                inter[sl] = count_true(gm.view(sl.numel(), -1) & pm[loc])
+                pred_area[sl] = parea[loc]
+            g0 = g1
     union = gt_area[pair_image, pair_gt] + pred_area - inter
     iou = inter.to(torch.float32) / union.clamp(min=1).to(torch.float32)
     return iou, inter, union, pred_area, gt_area
