@@ -326,3 +326,77 @@ def test_seg_extra_errors_name_the_problem():
         check_seg_extra({"mask_coef": torch.zeros(1, 32, 99), "protos": torch.zeros(1, 32, 80, 80)}, heads, None, "h.npz")
     with pytest.raises(InputError, match="'protos' are \\(40, 40\\) pixels"):
         check_seg_extra({"mask_coef": torch.zeros(1, 32, 2100), "protos": torch.zeros(1, 32, 40, 40)}, heads, (80, 80), "h")
+
+
+# ------------------------------------------------------------------------------------------------ live / edge cases
+def random_seg_batch(seed, batch=2, imgsz=320, per_image=(25, 0), nm=16, nc=5):
+    """Random GT polygons (an image may have none), predictions near the anchors, random mask heads."""
+    rng = np.random.default_rng(seed)
+    lv = levels_for([(imgsz // s, imgsz // s) for s in (8, 16, 32)], (8, 16, 32))
+    anc, stride = make_anchors(lv)
+    anc = anc * stride
+    a, m, mh = anc.shape[0], max(per_image), imgsz // 4
+    gb = torch.zeros(batch, m, 4)
+    gl = torch.zeros(batch, m, 1)
+    mg = torch.zeros(batch, m, 1)
+    gm = torch.zeros(batch, m, mh, mh, dtype=torch.bool)
+    for i, n in enumerate(per_image):
+        polys = []
+        for g in range(n):
+            side = float(rng.uniform(6, imgsz * 0.6))
+            c = rng.uniform(side / 2, imgsz - side / 2, 2)
+            ang = np.sort(rng.uniform(0, 2 * np.pi, 9))
+            p = np.stack([c[0] + side / 2 * np.cos(ang), c[1] + side / 2 * np.sin(ang)], 1).clip(0, imgsz)
+            polys.append(p.astype(np.float32))
+            gb[i, g] = torch.tensor([*p.min(0), *p.max(0)])
+            gl[i, g, 0] = float(rng.integers(0, nc))
+            mg[i, g, 0] = 1
+        if n:
+            gm[i, :n] = torch.from_numpy(polygon_masks((imgsz, imgsz), polys, 4).astype(bool))
+    t = lambda *s: torch.from_numpy(rng.normal(0, 1, s).astype(np.float32))  # noqa: E731
+    scores = torch.from_numpy(rng.uniform(0, 0.5, (batch, a, nc)).astype(np.float32))
+    half = torch.from_numpy(np.exp(rng.normal(np.log(20), 0.7, (batch, a, 2))).astype(np.float32))
+    boxes = torch.cat((anc - half, anc + half), -1)
+    return dict(pd_scores=scores, pd_bboxes=boxes, anc=anc, gt_labels=gl, gt_bboxes=gb, mask_gt=mg,
+                pd_coef=t(batch, a, nm), proto=t(batch, nm, mh, mh), gt_masks=gm, nc=nc)
+
+
+@pytest.mark.parametrize("seed", [101, 202])
+def test_seg_assigner_matches_ultralytics_live(seed):
+    ut = pytest.importorskip("ultralytics.utils.tal")
+    z = random_seg_batch(seed)
+    ref = ut.SegTaskAlignedAssigner(topk=10, num_classes=z["nc"], alpha=0.5, beta=6.0, stride=[8, 16, 32])
+    b = z["pd_scores"].shape[0]
+    out = ref(z["pd_scores"], z["pd_bboxes"], z["anc"], z["gt_labels"], z["gt_bboxes"], z["mask_gt"],
+              pd_coef=z["pd_coef"], mask_scale=torch.full((b, 1), 0.25), proto=z["proto"], gt_masks=z["gt_masks"])
+    p = tal.TALParams(num_classes=z["nc"], topk=10)
+    r = seg_tal.assign(z["pd_scores"], z["pd_bboxes"], z["anc"], z["gt_labels"], z["gt_bboxes"], z["mask_gt"],
+                       z["pd_coef"], z["proto"], z["gt_masks"], 0.25, p)
+    np.testing.assert_array_equal(r.tal.fg_mask.numpy(), out[3].numpy())
+    np.testing.assert_array_equal(r.tal.target_gt_idx[r.tal.fg_mask].numpy(), out[4][out[3]].numpy())
+    assert_close_f32(r.tal.target_scores, out[2], SCORE, "target_scores")
+    assert not r.tal.fg_mask[1].any()  # the image without GTs
+
+
+def test_seg_assigner_without_any_gt():
+    z = random_seg_batch(5, per_image=(0, 0))
+    p = tal.TALParams(num_classes=z["nc"], topk=10)
+    r = seg_tal.assign(z["pd_scores"], z["pd_bboxes"], z["anc"], z["gt_labels"], z["gt_bboxes"], z["mask_gt"],
+                       z["pd_coef"], z["proto"], z["gt_masks"], 0.25, p)
+    assert r.pair_image.numel() == 0 and not r.tal.fg_mask.any()
+    assert (r.tal.target_labels == z["nc"]).all()  # the reference's empty-batch class
+
+
+def test_candidates_table_of_one_gt():
+    z = random_seg_batch(7, per_image=(12, 3))
+    p = tal.TALParams(num_classes=z["nc"], topk=10)
+    r = seg_tal.assign(z["pd_scores"], z["pd_bboxes"], z["anc"], z["gt_labels"], z["gt_bboxes"], z["mask_gt"],
+                       z["pd_coef"], z["proto"], z["gt_masks"], 0.25, p)
+    c = r.candidates_of(0, 0)
+    k = c.anchors.numel()
+    assert k > 0 and all(getattr(c, f).shape == (k,) for f in ("score", "box_iou", "mask_iou", "overlap", "topk"))
+    assert int(c.has_mask_iou.sum()) == min(k, r.mask_k)
+    assert_close_f32(c.overlap, (c.box_iou + c.mask_iou) / 2, OVERLAP)
+    assert (c.mask_iou[~c.has_mask_iou] == 0).all()
+    assert int(c.positive.sum()) == int(r.tal.mask_pos[0, 0].sum())
+    assert r.candidates_of(1, 5).anchors.numel() == 0  # a padding slot

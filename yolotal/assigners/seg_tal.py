@@ -60,6 +60,36 @@ class SegTALResult:
     pair_pred_area: torch.Tensor
     gt_area: torch.Tensor
 
+    def candidates_of(self, image: int, gt: int) -> "SegCandidates":
+        """One GT's candidates with every stage's value, in anchor order (see :class:`SegCandidates`)."""
+        t = self.tal
+        anchors = t.mask_in_gts[image, gt].nonzero().squeeze(1)
+        if t.mask_pos.shape[1] <= gt or not bool(self.box_metric[image, gt].gt(0).any()):
+            anchors = anchors[:0]
+        pa, pm = self.mask_iou_of(image, gt)
+        has = torch.isin(anchors, pa)
+        miou = torch.zeros(anchors.numel())
+        if pa.numel():
+            pos = torch.searchsorted(pa, anchors).clamp(max=pa.numel() - 1)
+            miou = torch.where(has, pm[pos], miou)
+        return SegCandidates(
+            anchors=anchors,
+            score=t.bbox_scores[image, gt, anchors],
+            box_iou=self.box_overlaps[image, gt, anchors],
+            box_metric=self.box_metric[image, gt, anchors],
+            has_mask_iou=has,
+            mask_iou=miou,
+            overlap=t.overlaps[image, gt, anchors],
+            align_metric=t.align_metric[image, gt, anchors],
+            topk=t.mask_topk[image, gt, anchors] if t.mask_topk.shape[1] else has & False,
+            positive=t.mask_pos[image, gt, anchors],
+            lost_to=torch.where(
+                t.mask_pos_topk[image, gt, anchors] & ~t.mask_pos[image, gt, anchors],
+                t.target_gt_idx[image, anchors].where(t.fg_mask[image, anchors], torch.tensor(-1)),
+                torch.tensor(-1),
+            ),
+        )
+
     def mask_iou_of(self, image: int, gt: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(anchors (k,), mask IoUs (k,)) of one GT's pairs that got a mask IoU."""
         sel = (self.pair_image == image) & (self.pair_gt == gt)
@@ -76,6 +106,8 @@ def count_true(x: torch.Tensor) -> torch.Tensor:
     lane of the sum still fits a byte, and the 8 lanes are then added up: ~100x faster than ``x.sum(-1)``.
     """
     n, p = x.shape
+    if n == 0 or p == 0:
+        return torch.zeros(n, dtype=torch.int64)
     step = 8 * WORD_BLOCK
     pad = (-p) % step
     u = x.contiguous().view(torch.uint8)
@@ -86,6 +118,29 @@ def count_true(x: torch.Tensor) -> torch.Tensor:
     for k in range(8):
         total += (blocks >> (8 * k)) & 0xFF
     return total.sum(-1)
+
+
+@dataclass(frozen=True)
+class SegCandidates:
+    """One GT's candidate anchors (k,) and their values at each stage.
+
+    anchors (k,) i64; score s; box_iou u (CIoU >= 0); box_metric s^alpha u^beta + eps; has_mask_iou (k,) bool:
+    among the GT's 3·topk best box metrics; mask_iou (0 where not computed); overlap (u + mask IoU) / 2;
+    align_metric t = s^alpha overlap^beta; topk (k,) bool picked by the GT's top-k; positive (k,) bool final;
+    lost_to (k,) i64 the GT that won a picked anchor in a conflict (-1 otherwise).
+    """
+
+    anchors: torch.Tensor
+    score: torch.Tensor
+    box_iou: torch.Tensor
+    box_metric: torch.Tensor
+    has_mask_iou: torch.Tensor
+    mask_iou: torch.Tensor
+    overlap: torch.Tensor
+    align_metric: torch.Tensor
+    topk: torch.Tensor
+    positive: torch.Tensor
+    lost_to: torch.Tensor
 
 
 def predicted_masks(coef: torch.Tensor, proto: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
