@@ -117,15 +117,17 @@ CASES = {
     "y26_separate_randn": (34, "26", 2, (256, 256), 2, 32, [6, 3], "randn", False, 10, None, False),
     "y26_o2o_near": (35, "26", 2, (320, 320), 3, 8, [10, 8], "near", True, 7, 1, True),
     "y26_crowded_near": (36, "26", 1, (256, 256), 2, 8, [30], "near", False, 10, None, True),
+    # YOLO26 models have reg_max 1 (an L1 term instead of DFL): both branches of the end-to-end loss
+    "y26_reg1_o2m_near": (37, "26", 2, (320, 320), 3, 8, [8, 5], "near1", True, 10, None, True),
+    "y26_reg1_o2o_near": (37, "26", 2, (320, 320), 3, 8, [8, 5], "near1", True, 7, 1, True),
 }
 STRIDES = (8, 16, 32)
-REG_MAX = 16
 
 
-def model_stub(nc, overlap):
+def model_stub(nc, overlap, reg_max):
     m = torch.nn.Module()
     m.register_parameter("p", torch.nn.Parameter(torch.zeros(1)))
-    m.model = [types.SimpleNamespace(stride=torch.tensor(STRIDES, dtype=torch.float32), nc=nc, reg_max=REG_MAX)]
+    m.model = [types.SimpleNamespace(stride=torch.tensor(STRIDES, dtype=torch.float32), nc=nc, reg_max=reg_max)]
     m.args = types.SimpleNamespace(box=7.5, cls=0.5, dfl=1.5, overlap_mask=overlap)
     return m
 
@@ -161,14 +163,14 @@ def trainer_batch(polys_per_image, cls_per_image, imgsz, overlap, ratio=4):
     return batch, labels
 
 
-def near_heads(rng, labels, polys_in_order, batch, nc, nm, imgsz):
+def near_heads(rng, labels, polys_in_order, batch, nc, nm, imgsz, reg_max):
     """Box/class maps near the labels, prototypes whose channel 0 is the image's GT union (+/-1) and
     coefficients (1, noise) for anchors inside a GT box: predicted masks near the GT masks."""
     h, w = imgsz
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from make_golden import near_label_heads
 
-    levels = near_label_heads(rng, labels, batch, nc, REG_MAX, imgsz, STRIDES)
+    levels = near_label_heads(rng, labels, batch, nc, reg_max, imgsz, STRIDES)
     mh, mw = h // 4, w // 4
     protos = rng.normal(0, 0.3, (batch, nm, mh, mw)).astype(np.float32)
     sem_level = np.full((batch, nc, h // 8, w // 8), -2.0, np.float32) + rng.normal(0, 0.5, (batch, nc, h // 8, w // 8)).astype(np.float32)
@@ -198,6 +200,7 @@ def near_heads(rng, labels, polys_in_order, batch, nc, nm, imgsz):
 
 def run_case(name, spec):
     seed, kind, batch_n, imgsz, nc, nm, per_image, heads, overlap, topk, topk2, semantic = spec
+    reg_max = 1 if heads.endswith("1") else 16
     rng = np.random.default_rng(seed)
     h, w = imgsz
     polys = [polygons_for_image(rng, n, h, w) for n in per_image]
@@ -211,15 +214,15 @@ def run_case(name, spec):
     else:
         ordered = polys
     if heads == "randn":
-        levels = [rng.normal(0, 1, (batch_n, 4 * REG_MAX + nc, h // s, w // s)).astype(np.float32) for s in STRIDES]
+        levels = [rng.normal(0, 1, (batch_n, 4 * reg_max + nc, h // s, w // s)).astype(np.float32) for s in STRIDES]
         a = sum((h // s) * (w // s) for s in STRIDES)
         coef = rng.normal(0, 1, (batch_n, nm, a)).astype(np.float32)
         protos = rng.normal(0, 1, (batch_n, nm, h // 4, w // 4)).astype(np.float32)
         sem_level = rng.normal(0, 1, (batch_n, nc, h // 8, w // 8)).astype(np.float32)
     else:
-        levels, coef, protos, sem_level = near_heads(rng, labels, ordered, batch_n, nc, nm, imgsz)
+        levels, coef, protos, sem_level = near_heads(rng, labels, ordered, batch_n, nc, nm, imgsz, reg_max)
 
-    model = model_stub(nc, overlap)
+    model = model_stub(nc, overlap, reg_max)
     cls_ = uloss.v8SegmentationLoss if kind == "v8" else uloss.SegmentLoss26
     crit = cls_(model, tal_topk=topk, tal_topk2=topk2)
     rec = {}
@@ -236,7 +239,7 @@ def run_case(name, spec):
     t_levels = [torch.from_numpy(x) for x in levels]
     flat = torch.cat([x.view(batch_n, x.shape[1], -1) for x in t_levels], 2)
     proto_t = torch.from_numpy(protos)
-    preds = {"boxes": flat[:, : 4 * REG_MAX], "scores": flat[:, 4 * REG_MAX :], "feats": t_levels,
+    preds = {"boxes": flat[:, : 4 * reg_max], "scores": flat[:, 4 * reg_max :], "feats": t_levels,
              "mask_coefficient": torch.from_numpy(coef),
              "proto": (proto_t, torch.from_numpy(sem_level)) if semantic else proto_t}
     total, items = crit.loss(preds, batch)
@@ -260,7 +263,7 @@ def run_case(name, spec):
         extra["gt_masks_bits"] = np.packbits(kw["gt_masks"].bool().numpy().reshape(-1))
         extra["gt_masks_shape"] = np.array(kw["gt_masks"].shape)
         extra["mask_scale"] = kw["mask_scale"].numpy()
-    cfg = dict(kind=kind, imgsz=list(imgsz), strides=list(STRIDES), nc=nc, nm=nm, reg_max=REG_MAX, topk=topk,
+    cfg = dict(kind=kind, imgsz=list(imgsz), strides=list(STRIDES), nc=nc, nm=nm, reg_max=reg_max, topk=topk,
                topk2=topk2, overlap=overlap, semantic=semantic, loss_names=names,
                reference=f"ultralytics {ultralytics.__version__}")
     np.savez_compressed(

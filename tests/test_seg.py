@@ -194,7 +194,7 @@ def run_case(cfg, z, gt_masks):
 
 def test_seg_fixture_set_is_complete():
     kinds = [load_case(c)[0]["kind"] for c in CASES]
-    assert len(CASES) == 6 and kinds.count("26") == 4 and kinds.count("v8") == 2
+    assert len(CASES) == 8 and kinds.count("26") == 6 and kinds.count("v8") == 2
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -278,6 +278,19 @@ def test_per_gt_seg_sums_to_the_total():
     per_gt = loss.seg_per_gt(a.target_gt_idx, a.fg_mask, a.mask_pos.shape[1])
     assert_close_f32(per_gt.sum(), loss.raw_seg, LOSS)
     assert (per_gt[~torch.from_numpy(z["mask_gt"])[..., 0].bool()] == 0).all()
+
+
+def test_e2e_total_of_both_branches():
+    """YOLO26's E2ELoss: 0.8 x one-to-many + 0.2 x one-to-one (each the sum of its items x batch size)."""
+    (c1, z1), (c2, z2) = load_case("y26_reg1_o2m_near"), load_case("y26_reg1_o2o_near")
+    l1 = run_case(c1, z1, gt_masks_of_case(c1, z1))[2]
+    l2 = run_case(c2, z2, gt_masks_of_case(c2, z2))[2]
+    w1, w2 = e2e_weights(0)
+    got = w1 * l1.total(2) + w2 * l2.total(2)
+    want = w1 * 2 * z1["loss_items"].astype(np.float64).sum() + w2 * 2 * z2["loss_items"].astype(np.float64).sum()
+    assert_close_f32(got, np.float32(want), LOSS)
+    assert l2.n_fg < l1.n_fg  # topk 7 / topk2 1: one positive per GT at most
+    assert int(l2.n_fg) <= int(z2["mask_gt"].sum())
 
 
 def test_e2e_weights():

@@ -69,6 +69,12 @@ class SegLossResult:
         return {"box_loss": float(self.det.loss_box), "seg_loss": float(self.loss_seg), "cls_loss": float(self.det.loss_cls),
                 last: float(self.det.loss_dfl), "sem_loss": float(self.loss_sem)}
 
+    def total(self, batch_size: int) -> torch.Tensor:
+        """The loss the trainer back-propagates for this branch: the sum of the gain-weighted terms times the
+        batch size (an end-to-end model adds its two branches with :func:`e2e_weights`)."""
+        det = self.det
+        return (det.loss_box + self.loss_seg + det.loss_cls + det.loss_dfl + self.loss_sem) * batch_size
+
     def seg_per_gt(self, target_gt_idx: torch.Tensor, fg_mask: torch.Tensor, m: int) -> torch.Tensor:
         """(b, M) each GT's share of raw_seg (its positives' seg_per_anchor / n_fg)."""
         b = fg_mask.shape[0]
