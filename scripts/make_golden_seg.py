@@ -10,6 +10,10 @@ Writes tests/fixtures/golden/seg/:
   belongs to, ``groups`` JSON [[h, w, ratio], ...], ``masks_bits`` the (n, h//r, w//r) masks packed with
   np.packbits (flattened, in polygon order), ``index_bits`` / ``order`` the overlap index image (as uint8/int32
   bytes) and draw order per group.
+* trainer_masks.npz — label polygons (normalised, 3 to 1400 vertices) as the trainer prepares them: resampled
+  to 1000 points (or one more than the image's longest), mapped through a letterbox's size / ratio / padding
+  (``cases`` rows w, h, ratio w, ratio h, pad left, pad top), the resulting pixel polygons and their masks
+  at 640 x 640, ratio 4.
 * <case>.npz — a batch run through ``v8SegmentationLoss`` or ``SegmentLoss26`` (its SegTaskAlignedAssigner call
   recorded): inputs (labels in the trainer's order, head maps, mask coefficients, prototypes, semantic logits,
   the batch's GT masks), the assigner's GT tensors and outputs, its intermediates (candidates; box CIoU,
@@ -90,6 +94,42 @@ def make_masks_corpus():
         reference=np.array(f"ultralytics {ultralytics.__version__}"),
     )
     print("masks.npz", len(counts), "polygons")
+
+
+def make_trainer_corpus():
+    """Label polygons (normalised, 3 to 1400 vertices) through the trainer's resampling and letterbox updates
+    (``resample_segments``, ``Instances.denormalize/scale/add_padding``) and ``polygons2masks``."""
+    from ultralytics.utils.instance import Instances
+    from ultralytics.utils.ops import resample_segments
+
+    rng = np.random.default_rng(200)
+    cases, seg_coords, seg_counts, out_px, masks_bits = [], [], [], [], []
+    for t in range(12):
+        lens = [int(x) for x in rng.choice([3, 4, 10, 57, 999, 1000, 1001, 1400], int(rng.integers(1, 4)))]
+        segs = [rng.uniform(0, 1, (k, 2)).astype(np.float32) for k in lens]
+        w, h = [(640, 480), (640, 640), (333, 640), (512, 384)][t % 4]
+        ratio = [(1.0, 1.0), (0.5, 0.5), (1.37, 1.37)][t % 3]
+        pad = [(0, 0), (0, 80), (153, 0)][t % 3]
+        max_len = max(lens)
+        n = (max_len + 1) if 1000 < max_len else 1000
+        res = np.stack(resample_segments([s.copy() for s in segs], n=n), 0)
+        inst = Instances(np.zeros((len(segs), 4), np.float32), res, bbox_format="xywh", normalized=True)
+        inst.convert_bbox("xyxy")
+        inst.denormalize(w, h)
+        inst.scale(*ratio)
+        inst.add_padding(*pad)
+        m = polygons2masks((640, 640), list(inst.segments), 1, 4)
+        cases.append([w, h, *ratio, *pad])
+        seg_coords += segs
+        seg_counts.append(lens)
+        out_px.append(inst.segments.reshape(-1, 2))
+        masks_bits.append(np.packbits(m.astype(bool).reshape(-1)))
+    np.savez_compressed(
+        OUT / "trainer_masks.npz", cases=np.array(cases, np.float64), seg_coords=np.concatenate(seg_coords),
+        seg_counts=np.array(json.dumps(seg_counts)), polygons_px=np.concatenate(out_px),
+        masks_bits=np.concatenate(masks_bits), reference=np.array(f"ultralytics {ultralytics.__version__}"),
+    )
+    print("trainer_masks.npz", len(cases), "images")
 
 
 # ------------------------------------------------------------------------------------------------ batches
@@ -286,6 +326,7 @@ def main():
         raise SystemExit(f"needs ultralytics 8.4.x, found {ultralytics.__version__}")
     torch.set_num_threads(1)
     make_masks_corpus()
+    make_trainer_corpus()
     for name, spec in CASES.items():
         run_case(name, spec)
 

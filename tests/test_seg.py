@@ -20,14 +20,14 @@ from yolotal.assigners import seg_tal, tal
 from yolotal.core.anchors import levels_for, make_anchors
 from yolotal.core.decode import dfl_distances, ltrb_to_xyxy
 from yolotal.core.masks import (fill_polygon, index_to_masks, overlap_order, polygon_masks, polygon_masks_overlap,
-                                shrink_mask)
+                                resample_count, resample_polygon, shrink_mask, trainer_polygons)
 from yolotal.inputs.heads import from_levels
 from yolotal.inputs.seg_heads import anchor_owners, check_seg_extra, synthetic_seg_randn, synthetic_seg_trained
 from yolotal.errors import InputError
 from yolotal.loss_seg import e2e_weights, segmentation_loss
 
 SEG = Path(__file__).parent / "fixtures" / "golden" / "seg"
-CASES = sorted(p.stem for p in SEG.glob("*.npz") if p.stem != "masks")
+CASES = sorted(p.stem for p in SEG.glob("*.npz") if p.stem not in ("masks", "trainer_masks"))
 # mask IoUs are ratios of pixel counts: equal unless a predicted-mask pixel's sign (a 32-term dot product near 0)
 # rounds differently; measured 0 differing pixels on every fixture, so the comparison is at float precision
 MASK_IOU = dict(rtol=0, atol=2e-6)
@@ -64,6 +64,45 @@ def test_mask_corpus_matches_reference_pixel_for_pixel():
         np.testing.assert_array_equal(index, ref_index)
         checked += n
     assert checked == len(polys) == 168
+
+
+def test_trainer_polygons_and_masks_match_reference():
+    z = np.load(SEG / "trainer_masks.npz")
+    counts = json.loads(str(z["seg_counts"]))
+    segs = np.split(z["seg_coords"], np.cumsum([k for c in counts for k in c])[:-1])
+    px_at, bit_at, s_at = 0, 0, 0
+    for (w, h, rw, rh, pw, ph), lens in zip(z["cases"], counts):
+        mine = trainer_polygons(segs[s_at : s_at + len(lens)], (int(w), int(h)), (rw, rh), (int(pw), int(ph)))
+        s_at += len(lens)
+        n = resample_count(lens)
+        assert mine.shape == (len(lens), n, 2)
+        np.testing.assert_array_equal(mine.reshape(-1, 2), z["polygons_px"][px_at : px_at + len(lens) * n])
+        px_at += len(lens) * n
+        size = len(lens) * 160 * 160
+        ref = np.unpackbits(z["masks_bits"][bit_at : bit_at + (size + 7) // 8])[:size].reshape(-1, 160, 160)
+        bit_at += (size + 7) // 8
+        np.testing.assert_array_equal(polygon_masks((640, 640), list(mine), 4), ref)
+    assert {k for c in counts for k in c} >= {3, 999, 1000, 1001, 1400}
+
+
+def test_resample_rules():
+    assert resample_count([3, 10]) == 1000 and resample_count([1000]) == 1000 and resample_count([1001, 5]) == 1002
+    tri = np.array([[0, 0], [1, 0], [0, 1]], np.float32)
+    r = resample_polygon(tri, 10)
+    assert r.shape == (10, 2) and r.dtype == np.float32
+    for v in tri:  # every vertex kept
+        assert (np.abs(r - v).sum(1) == 0).any()
+    same = np.arange(20, dtype=np.float32).reshape(10, 2)
+    assert resample_polygon(same, 10) is not None and np.array_equal(resample_polygon(same, 10), same)
+
+
+def test_resample_matches_ultralytics_live():
+    ops = pytest.importorskip("ultralytics.utils.ops")
+    rng = np.random.default_rng(3)
+    for k in (3, 17, 998, 999, 1000, 1001, 1300):
+        s = rng.uniform(0, 1, (k, 2)).astype(np.float32)
+        n = resample_count([k])
+        np.testing.assert_array_equal(resample_polygon(s, n), ops.resample_segments([s.copy()], n=n)[0])
 
 
 def test_corpus_holds_the_edge_cases():

@@ -24,6 +24,10 @@ With ``overlap_mask`` the trainer keeps one index image per picture instead of a
 sorted by mask area, largest first, object i drawn as value i+1 with a running maximum (a smaller object
 covers a larger one). Its sort key is the negated area in unsigned 64-bit arithmetic, so an object whose mask
 is empty sorts *first* (its negated area 0 is the smallest key); that is reproduced.
+
+Before any of this the trainer resamples each label polygon (normalised coordinates) to 1000 points (or one
+more than the image's longest polygon) and maps it to the letterboxed image; the extra vertices on every edge
+change which pixels the truncated outline covers, so :func:`trainer_polygons` does the same first.
 """
 
 from __future__ import annotations
@@ -225,6 +229,59 @@ def shrink_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     t0 = ((rows[yi0] >> 4) * wy[:, :1]) >> 16
     t1 = ((rows[yi1] >> 4) * wy[:, 1:]) >> 16
     return np.clip((t0 + t1 + 2) >> 2, 0, 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------------------ trainer polygons
+RESAMPLE_POINTS = 1000  # the trainer resamples every polygon of an image to this many points ...
+
+
+def resample_count(lengths) -> int:
+    """... or to one more than its longest polygon when that has more than RESAMPLE_POINTS vertices."""
+    longest = max(lengths, default=0)
+    return longest + 1 if longest > RESAMPLE_POINTS else RESAMPLE_POINTS
+
+
+def resample_polygon(poly: np.ndarray, n: int) -> np.ndarray:
+    """(k, 2) polygon -> (n, 2) float32 as the trainer resamples it (a polygon of exactly n points is kept as is).
+
+    The polygon is closed (first vertex repeated) and walked by vertex index t in [0, k]: for k + 1 < n the
+    n - k - 1 evenly spaced t in [0, k] plus every integer t (each original vertex, placed before an equal
+    sample), otherwise n evenly spaced t; x and y are interpolated linearly in t (float64), stored as float32.
+    """
+    p = np.asarray(poly, dtype=np.float32).reshape(-1, 2)
+    if len(p) == n:
+        return p
+    closed = np.concatenate((p, p[:1]), 0)
+    m = len(closed)
+    vertex_t = np.arange(m)
+    if m < n:
+        t = np.linspace(0, m - 1, n - m)
+        t = np.insert(t, np.searchsorted(t, vertex_t), vertex_t)
+    else:
+        t = np.linspace(0, m - 1, n)
+    xs = np.interp(t, vertex_t, closed[:, 0])
+    ys = np.interp(t, vertex_t, closed[:, 1])
+    return np.stack((xs, ys), 1).astype(np.float32)
+
+
+def trainer_polygons(segments, size_wh: tuple[int, int], ratio: tuple[float, float] = (1.0, 1.0),
+                     pad: tuple[float, float] = (0, 0)) -> np.ndarray:
+    """An image's normalised polygons -> (n_obj, n, 2) float32 pixel polygons as the trainer's masks see them.
+
+    segments: the image's polygons (k_i, 2) normalised to the loaded image; size_wh: that image's (w, h) after
+    the loader's resize; ratio / pad: the letterbox's scale (w, h) and left / top padding. Each polygon is
+    resampled (:func:`resample_polygon`, count from :func:`resample_count`), then, in float32 and in this order,
+    multiplied by (w, h), by the ratio, and shifted by the padding (the trainer's label updates, no augmentation).
+    """
+    segs = [np.asarray(s, np.float32).reshape(-1, 2) for s in segments]
+    n = resample_count(len(s) for s in segs)
+    out = np.stack([resample_polygon(s, n) for s in segs]) if segs else np.zeros((0, n, 2), np.float32)
+    f32 = np.float32  # the trainer's factors are Python numbers: float32 arithmetic on the float32 polygons
+    for axis, (size, r, p) in enumerate(zip(size_wh, ratio, pad)):
+        out[..., axis] *= f32(size)
+        out[..., axis] *= f32(r)
+        out[..., axis] += f32(p)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ GT masks
