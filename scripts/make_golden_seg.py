@@ -238,7 +238,8 @@ def near_heads(rng, labels, polys_in_order, batch, nc, nm, imgsz, reg_max):
     return levels, coef, protos, sem_level
 
 
-def run_case(name, spec):
+def compute_case(spec):
+    """Run one case through the reference; returns (config, arrays) as stored."""
     seed, kind, batch_n, imgsz, nc, nm, per_image, heads, overlap, topk, topk2, semantic = spec
     reg_max = 1 if heads.endswith("1") else 16
     rng = np.random.default_rng(seed)
@@ -306,9 +307,8 @@ def run_case(name, spec):
     cfg = dict(kind=kind, imgsz=list(imgsz), strides=list(STRIDES), nc=nc, nm=nm, reg_max=reg_max, topk=topk,
                topk2=topk2, overlap=overlap, semantic=semantic, loss_names=names,
                reference=f"ultralytics {ultralytics.__version__}")
-    np.savez_compressed(
-        OUT / f"{name}.npz",
-        config=np.array(json.dumps(cfg)), labels=labels,
+    arrays = dict(
+        labels=labels,
         poly_coords=np.concatenate([p for im in ordered for p in im]),
         poly_counts=np.array([len(p) for im in ordered for p in im]),
         batch_masks=batch["masks"].numpy().astype(np.int32 if overlap else np.uint8),
@@ -318,7 +318,14 @@ def run_case(name, spec):
         target_labels=tl.numpy(), target_bboxes=tb.numpy(), target_scores=ts.float().numpy(),
         fg_mask=fg.bool().numpy(), target_gt_idx=tgi.long().numpy(), loss_items=loss_items, **extra,
     )
-    print(f"{name:22s} M={gt_bboxes.shape[1]} fg={int(fg.sum())} items={dict(zip(names, loss_items.round(5)))}")
+    return cfg, arrays
+
+
+def run_case(name, spec):
+    cfg, arrays = compute_case(spec)
+    np.savez_compressed(OUT / f"{name}.npz", config=np.array(json.dumps(cfg)), **arrays)
+    items = dict(zip(cfg["loss_names"], arrays["loss_items"].round(5)))
+    print(f"{name:22s} M={arrays['gt_bboxes'].shape[1]} fg={int(arrays['fg_mask'].sum())} items={items}")
 
 
 def main():

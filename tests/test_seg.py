@@ -239,6 +239,30 @@ def test_seg_fixture_set_is_complete():
 @pytest.mark.parametrize("name", CASES)
 def test_seg_matches_reference(name):
     cfg, z = load_case(name)
+    check_against_reference(cfg, z)
+
+
+LIVE_SPECS = {  # other seeds than the fixtures': (seed, loss, batch, imgsz, nc, nm, per_image, heads, overlap, topk, topk2, sem)
+    "v8_live": (901, "v8", 2, (256, 256), 3, 8, [6, 2], "near", True, 10, None, False),
+    "y26_live": (902, "26", 2, (256, 320), 4, 8, [9, 4], "near", False, 10, None, True),
+    "y26_live_reg1": (903, "26", 1, (256, 256), 2, 8, [7], "near1", True, 7, 1, True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LIVE_SPECS))
+def test_seg_matches_reference_live(name):
+    pytest.importorskip("ultralytics")
+    pytest.importorskip("cv2")
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import make_golden_seg
+
+    cfg, z = make_golden_seg.compute_case(LIVE_SPECS[name])
+    check_against_reference(json.loads(json.dumps(cfg)), z)
+
+
+def check_against_reference(cfg, z):
     gt_masks = gt_masks_of_case(cfg, z)
     if "gt_masks_bits" in z:  # the masks SegmentLoss26 hands its assigner
         shape = tuple(z["gt_masks_shape"])
