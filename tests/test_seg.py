@@ -476,3 +476,27 @@ def test_candidates_table_of_one_gt():
     assert (c.mask_iou[~c.has_mask_iou] == 0).all()
     assert int(c.positive.sum()) == int(r.tal.mask_pos[0, 0].sum())
     assert r.candidates_of(1, 5).anchors.numel() == 0  # a padding slot
+
+
+def test_masks_at_proto_size_by_nearest():
+    gm = torch.zeros(1, 2, 8, 8, dtype=torch.bool)
+    gm[0, 0, :4, :4] = True
+    gm[0, 1, 1, 1] = True  # a single odd pixel: nearest keeps only even rows / columns at 2x
+    small = seg_tal.masks_at_proto_size(gm, (4, 4))
+    assert small.shape == (1, 2, 4, 4) and small[0, 0, :2, :2].all() and int(small[0, 0].sum()) == 4
+    assert not small[0, 1].any()
+    assert seg_tal.masks_at_proto_size(gm, (8, 8)) is gm
+
+
+def test_seg_heads_npz_round_trip(tmp_path):
+    heads, *_ = _toy()
+    ex = synthetic_seg_randn(heads, (80, 80), seed=0)
+    f = tmp_path / "heads.npz"
+    np.savez(f, level0=np.zeros((1, 66, 40, 40), np.float32), mask_coef=ex["mask_coef"].numpy(),
+             protos=ex["protos"].numpy())
+    from yolotal.inputs.seg_heads import read_seg_extra
+
+    got = check_seg_extra(read_seg_extra(f), heads, (80, 80), str(f))
+    assert torch.equal(got["protos"], ex["protos"]) and "semantic" not in got
+    with pytest.raises(InputError, match="not found"):
+        read_seg_extra(tmp_path / "missing.npz")

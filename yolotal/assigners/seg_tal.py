@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from ..core.threads import pow_in_whole_blocks
 from .tal import TALParams, TALResult, anchors_in_boxes, candidate_boxes, pair_metrics, select_and_target
@@ -260,6 +261,16 @@ def pair_mask_ious(
     union = gt_area[pair_image, pair_gt] + pred_area - inter
     iou = inter.to(torch.float32) / union.clamp(min=1).to(torch.float32)
     return iou, inter, union, pred_area, gt_area
+
+
+def masks_at_proto_size(gt_masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """GT masks (b, M, H, W) bool at imgsz / mask ratio -> (b, M, mh, mw) bool at the prototypes' size, by nearest
+    neighbour as the trainer does when the mask ratio is not 4 (unchanged when the sizes agree)."""
+    if tuple(gt_masks.shape[-2:]) == tuple(size) or gt_masks.numel() == 0:
+        return gt_masks if gt_masks.numel() else gt_masks.new_zeros(*gt_masks.shape[:2], *size)
+    b, m = gt_masks.shape[:2]
+    small = F.interpolate(gt_masks.reshape(1, b * m, *gt_masks.shape[-2:]).float(), size, mode="nearest")
+    return small.view(b, m, *size) > 0.5
 
 
 def assign(
