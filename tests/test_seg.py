@@ -500,3 +500,13 @@ def test_seg_heads_npz_round_trip(tmp_path):
     assert torch.equal(got["protos"], ex["protos"]) and "semantic" not in got
     with pytest.raises(InputError, match="not found"):
         read_seg_extra(tmp_path / "missing.npz")
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.floats(-30, 150), st.floats(-30, 110)), min_size=3, max_size=10),
+       st.sampled_from([1, 2, 4, 8]))
+def test_windowed_mask_equals_whole_image_fill(pts, ratio):
+    """polygon_mask fills only the polygon's block window; the result equals filling and shrinking the image."""
+    p = np.array(pts, np.float32)
+    whole = shrink_mask(fill_polygon((96, 128), p), (96 // ratio, 128 // ratio))
+    np.testing.assert_array_equal(polygon_masks((96, 128), [p], ratio)[0], whole)

@@ -286,9 +286,31 @@ def trainer_polygons(segments, size_wh: tuple[int, int], ratio: tuple[float, flo
 
 # ------------------------------------------------------------------------------------------------ GT masks
 def polygon_mask(imgsz: tuple[int, int], polygon: np.ndarray, ratio: int = 4) -> np.ndarray:
-    """One polygon (k, 2) px at image size (h, w) -> (h // ratio, w // ratio) uint8 0/1 mask."""
+    """One polygon (k, 2) px at image size (h, w) -> (h // ratio, w // ratio) uint8 0/1 mask.
+
+    When ``ratio`` divides both sides, only the polygon's window is filled and shrunk: the smallest run of whole
+    ratio x ratio blocks around its (integer) vertices, extended to the image edge on any side a vertex lies
+    beyond. Every rule above is unchanged by an integer shift, clipping happens at the same edges, and each
+    output pixel reads only its own block, so the result is the same as filling the whole image (tested).
+    """
     h, w = imgsz
-    return shrink_mask(fill_polygon((h, w), polygon), (h // ratio, w // ratio))
+    nh, nw = h // ratio, w // ratio
+    if h % ratio or w % ratio:
+        return shrink_mask(fill_polygon((h, w), polygon), (nh, nw))
+    v = _trunc_vertices(polygon)
+    out = np.zeros((nh, nw), np.uint8)
+    if not len(v):
+        return out
+    lo, hi = v.min(0), v.max(0)  # (x, y) each
+    x0 = 0 if lo[0] < 0 else min(int(lo[0]) // ratio * ratio, w)
+    y0 = 0 if lo[1] < 0 else min(int(lo[1]) // ratio * ratio, h)
+    x1 = w if hi[0] >= w else min((int(hi[0]) // ratio + 1) * ratio, w)
+    y1 = h if hi[1] >= h else min((int(hi[1]) // ratio + 1) * ratio, h)
+    if x1 <= x0 or y1 <= y0:
+        return out
+    sub = fill_polygon((y1 - y0, x1 - x0), v - np.array([x0, y0]))  # integer vertices: no further truncation
+    out[y0 // ratio : y1 // ratio, x0 // ratio : x1 // ratio] = shrink_mask(sub, ((y1 - y0) // ratio, (x1 - x0) // ratio))
+    return out
 
 
 def polygon_masks(imgsz: tuple[int, int], polygons, ratio: int = 4) -> np.ndarray:
