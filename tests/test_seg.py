@@ -14,7 +14,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tolerances import DECISION_MARGIN, LOSS, METRIC, OVERLAP, SCORE, assert_close_f32
+from tolerances import DECISION_MARGIN, LOSS, MASK_IOU, METRIC, OVERLAP, SCORE, assert_close_f32
 
 from yolotal.assigners import seg_tal, tal
 from yolotal.core.anchors import levels_for, make_anchors
@@ -28,9 +28,6 @@ from yolotal.loss_seg import e2e_weights, segmentation_loss
 
 SEG = Path(__file__).parent / "fixtures" / "golden" / "seg"
 CASES = sorted(p.stem for p in SEG.glob("*.npz") if p.stem not in ("masks", "trainer_masks"))
-# mask IoUs are ratios of pixel counts: equal unless a predicted-mask pixel's sign (a 32-term dot product near 0)
-# rounds differently; measured 0 differing pixels on every fixture, so the comparison is at float precision
-MASK_IOU = dict(rtol=0, atol=2e-6)
 
 
 # ------------------------------------------------------------------------------------------------ GT masks
@@ -277,7 +274,7 @@ def check_against_reference(cfg, z):
         ref_miou = 2 * z["cand_overlap"].astype(np.float64) - z["cand_box_iou"]  # reference mask IoU per candidate
         mine = torch.zeros(cand.shape)
         mine[res.pair_image, res.pair_gt, res.pair_anchor] = res.pair_mask_iou
-        np.testing.assert_allclose(mine[cand].numpy(), ref_miou, atol=2e-6, rtol=0, err_msg="mask IoU")
+        np.testing.assert_allclose(mine[cand].numpy(), ref_miou, err_msg="mask IoU", **MASK_IOU)
     assert_close_f32(a.overlaps[cand], z["cand_overlap"], OVERLAP, "overlaps")
     assert_close_f32(a.align_metric[cand], z["cand_align"], METRIC, "align_metric")
     np.testing.assert_array_equal(a.mask_pos_topk.numpy(), z["mask_pos_topk"])
