@@ -507,3 +507,21 @@ def test_windowed_mask_equals_whole_image_fill(pts, ratio):
     p = np.array(pts, np.float32)
     whole = shrink_mask(fill_polygon((96, 128), p), (96 // ratio, 128 // ratio))
     np.testing.assert_array_equal(polygon_masks((96, 128), [p], ratio)[0], whole)
+
+
+def test_batch_gt_masks_both_ways():
+    from yolotal.core.masks import batch_gt_masks
+
+    z, groups, polys = _corpus()
+    first = [p for p, g in zip(polys, z["group"]) if g == 0][:12]
+    second = [p for p, g in zip(polys, z["group"]) if g == 1][:5]
+    masks, orders = batch_gt_masks([first, second, []], (640, 640), 4, overlap=True)
+    assert masks.shape == (3, 12, 160, 160) and not masks[2].any() and orders[2].size == 0
+    index, order = polygon_masks_overlap((640, 640), first, 4)
+    np.testing.assert_array_equal(orders[0], order)
+    np.testing.assert_array_equal(masks[0], index_to_masks(index, 12))
+    assert (masks[0].sum(0) <= 1).all()  # disjoint
+    sep, so = batch_gt_masks([first, second], (640, 640), 4, overlap=False)
+    np.testing.assert_array_equal(so[1], np.arange(5))
+    np.testing.assert_array_equal(sep[1, :5], polygon_masks((640, 640), second, 4).astype(bool))
+    assert not sep[1, 5:].any()

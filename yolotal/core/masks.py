@@ -347,3 +347,31 @@ def polygon_masks_overlap(imgsz: tuple[int, int], polygons, ratio: int = 4) -> t
 def index_to_masks(index: np.ndarray, n: int) -> np.ndarray:
     """Index image (H, W) -> (n, H, W) bool: mask of object i is the pixels holding i + 1."""
     return index[None] == np.arange(1, n + 1, dtype=np.int64)[:, None, None]
+
+
+def batch_gt_masks(polygons: list, imgsz: tuple[int, int], ratio: int = 4,
+                   overlap: bool = True) -> tuple[np.ndarray, list[np.ndarray]]:
+    """GT masks of a batch as the loss and the seg assigner read them.
+
+    polygons: per image, its objects' pixel polygons (each (k, 2), e.g. from :func:`trainer_polygons`).
+    Returns (masks (b, M, h // ratio, w // ratio) bool, orders): M the most objects in an image; ``orders[i]``
+    (n_i,) int64 the object behind each slot of image i. With ``overlap`` the trainer reorders an image's objects
+    by mask area (largest first, see :func:`polygon_masks_overlap`) and mask i is the index image's value i + 1
+    (an object loses the pixels a smaller one covers); the caller must put its labels (classes, boxes) in the
+    same order. Without ``overlap`` the order is the label order and masks may overlap.
+    """
+    h, w = imgsz
+    m = max((len(p) for p in polygons), default=0)
+    out = np.zeros((len(polygons), m, h // ratio, w // ratio), bool)
+    orders = []
+    for i, polys in enumerate(polygons):
+        n = len(polys)
+        if overlap and n:
+            index, order = polygon_masks_overlap(imgsz, polys, ratio)
+            out[i, :n] = index_to_masks(index, n)
+        else:
+            order = np.arange(n, dtype=np.int64)
+            if n:
+                out[i, :n] = polygon_masks(imgsz, polys, ratio).astype(bool)
+        orders.append(order.astype(np.int64))
+    return out, orders
