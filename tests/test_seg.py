@@ -525,3 +525,23 @@ def test_batch_gt_masks_both_ways():
     np.testing.assert_array_equal(so[1], np.arange(5))
     np.testing.assert_array_equal(sep[1, :5], polygon_masks((640, 640), second, 4).astype(bool))
     assert not sep[1, 5:].any()
+
+
+@pytest.mark.parametrize("n,w", [(1, 16), (1, 40), (2, 16), (7, 24), (300, 16), (64, 200)])
+def test_window_logits_have_the_full_products_bits(n, w):
+    """The mask logits decoded per window are bit-identical to the reference's full-image matrix product."""
+    g = torch.Generator().manual_seed(n * 1000 + w)
+    proto = torch.randn(2, 32, 40, 40, generator=g)
+    coef = torch.randn(n, 32, generator=g)
+    img = torch.randint(0, 2, (n,), generator=g)
+    flat = torch.randint(0, 1600, (n, w), generator=g)
+    proto_px = proto.flatten(2).transpose(1, 2).reshape(-1, 32)
+    got = seg_tal.window_logits(proto_px, coef, img * 1600, flat)
+    for i in range(2):  # the reference: per image, all its anchors' coefficients times the whole prototypes
+        sel = (img == i).nonzero().squeeze(1)
+        if not len(sel):
+            continue
+        rows = torch.cat((coef[sel], torch.ones(1, 32)))  # >= 2 rows: a single row takes another kernel
+        full = torch.bmm(rows[None], proto[i].reshape(1, 32, -1))[0, : len(sel)]
+        assert torch.equal(got[sel], full.gather(1, flat[sel]))
+    assert got.shape == (n, w)

@@ -169,6 +169,26 @@ def _ladder(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x > _LADDER[-1], (x + 511) // 512 * 512, _LADDER[i])
 
 
+MIN_WINDOW = 16  # pixels per decoded window, at least (see window_logits)
+
+
+def window_logits(proto_px: torch.Tensor, coef: torch.Tensor, base: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+    """Mask logits of n anchors at their window pixels: proto_px (b*mh*mw, nm) pixel-major prototypes, coef (n, nm),
+    base (n,) each anchor's image offset (image * mh*mw), flat (n, w) pixel indices -> (n, w) float32.
+
+    Computed as one batched matrix product (n, w, nm) @ (n, nm, 1), which gives every logit the same bits as the
+    full-image product ``coef @ protos`` the reference evaluates, provided the batch has at least 2 anchors and
+    w >= MIN_WINDOW (smaller products take other kernels that round differently in the last bit; measured with
+    AVX-512 and default kernels). A single anchor is therefore computed twice.
+    """
+    n, w = flat.shape
+    nm = proto_px.shape[1]
+    if n == 1:
+        return window_logits(proto_px, coef.expand(2, nm), base.expand(2), flat.expand(2, w))[:1]
+    pix = proto_px.index_select(0, (base[:, None] + flat).reshape(-1)).view(n, w, nm)
+    return (pix @ coef.unsqueeze(-1)).squeeze(-1)
+
+
 def box_windows(boxes: torch.Tensor, mh: int, mw: int) -> tuple[torch.Tensor, ...]:
     """The pixel window holding every prototype pixel a crop box keeps.
 
@@ -235,6 +255,8 @@ def pair_mask_ious(
             g1 = g0
             while g1 < n_u and keys[g1] == keys[g0]:
                 g1 += 1
+            if hmax * wmax < MIN_WINDOW:  # small windows are widened (the extra columns fail the crop test)
+                wmax = -(-MIN_WINDOW // hmax)
             per = max(1, chunk_pixels // (hmax * wmax))
             for u in range(g0, g1, per):
                 v = min(u + per, g1)
@@ -247,8 +269,7 @@ def pair_mask_ious(
                 in_c = (cols < mw) & (cols.to(bx.dtype) >= bx[:, 0:1]) & (cols.to(bx.dtype) < bx[:, 2:3])
                 flat = rows.clamp(max=mh - 1)[:, :, None] * mw + cols.clamp(max=mw - 1)[:, None, :]  # (n, hmax, wmax)
                 img = ub[idx]
-                pix = proto_px.index_select(0, (img[:, None, None] * px + flat).view(-1))  # (n*hmax*wmax, nm)
-                logits = (pix.view(n, -1, nm) @ pd_coef[img, ua[idx]].unsqueeze(-1)).view(flat.shape)
+                logits = window_logits(proto_px, pd_coef[img, ua[idx]], img * px, flat.view(n, -1)).view(flat.shape)
                 pm = ((logits > 0) & in_r[:, :, None] & in_c[:, None, :]).view(n, -1)  # (n, hmax*wmax)
                 parea = count_true(pm)
                 sl = pair_order[starts[u] : starts[v]]  # the pairs of these anchors
