@@ -545,3 +545,18 @@ def test_window_logits_have_the_full_products_bits(n, w):
         full = torch.bmm(rows[None], proto[i].reshape(1, 32, -1))[0, : len(sel)]
         assert torch.equal(got[sel], full.gather(1, flat[sel]))
     assert got.shape == (n, w)
+
+
+def test_seg_extra_from_model_output():
+    from yolotal.inputs.seg_heads import seg_extra_from_output
+
+    coef, protos, sem = torch.zeros(1, 32, 2100), torch.ones(1, 32, 80, 80), torch.zeros(1, 3, 40, 40)
+    v8 = seg_extra_from_output({"boxes": None, "mask_coefficient": coef, "proto": protos})
+    assert set(v8) == {"mask_coef", "protos"} and v8["protos"].shape == (1, 32, 80, 80)
+    e2e = {"one2many": {"mask_coefficient": coef, "proto": (protos, sem)},
+           "one2one": {"mask_coefficient": coef + 1, "proto": (protos, sem)}}
+    y26 = seg_extra_from_output(e2e)
+    assert set(y26) == {"mask_coef", "protos", "semantic"} and float(y26["mask_coef"].max()) == 0
+    assert float(seg_extra_from_output(e2e, "one2one")["mask_coef"].max()) == 1
+    with pytest.raises(InputError, match="not a segmentation model"):
+        seg_extra_from_output({"boxes": coef, "scores": coef})

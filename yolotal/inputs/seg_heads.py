@@ -116,3 +116,26 @@ def synthetic_seg_trained(heads: Heads, gt_masks: torch.Tensor, owners: torch.Te
     trained[:, 0] = 1.0
     coef = torch.where(owned[:, None, :], trained, coef)
     return {"mask_coef": coef, "protos": protos}
+
+
+def seg_extra_from_output(preds: dict, branch: str = "one2many") -> dict:
+    """The seg arrays of an ultralytics 8.4 -seg model's training-mode output.
+
+    preds: the dict a Segment / Segment26 head returns while training (``mask_coefficient`` (b, nm, A),
+    ``proto`` (b, nm, mh, mw) or, for YOLO26-seg, a tuple (protos, semantic logits)); an end-to-end model's
+    ``{"one2many": {...}, "one2one": {...}}`` is read from ``branch`` (both branches share the prototypes).
+    Returns ``Heads.extra`` entries: mask_coef, protos (and semantic).
+    """
+    if branch in preds and isinstance(preds[branch], dict):
+        preds = preds[branch]
+    if "mask_coefficient" not in preds or "proto" not in preds:
+        raise InputError("model output has no 'mask_coefficient' / 'proto': not a segmentation model", "model")
+    proto = preds["proto"]
+    out = {"mask_coef": preds["mask_coefficient"].detach().float()}
+    if isinstance(proto, (tuple, list)):
+        out["protos"] = proto[0].detach().float()
+        if len(proto) > 1 and proto[1] is not None:
+            out["semantic"] = proto[1].detach().float()
+    else:
+        out["protos"] = proto.detach().float()
+    return out
