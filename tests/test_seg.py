@@ -560,3 +560,82 @@ def test_seg_extra_from_model_output():
     assert float(seg_extra_from_output(e2e, "one2one")["mask_coef"].max()) == 1
     with pytest.raises(InputError, match="not a segmentation model"):
         seg_extra_from_output({"boxes": coef, "scores": coef})
+
+
+def _branch_loss(branch: dict, gt_masks, labels, imgsz, nc, topk, topk2, kind):
+    """yolotal's seg loss of one head branch of a real model's training output (a dict of tensors)."""
+    from yolotal.core.boxes import xywh_to_xyxy
+    from yolotal.inputs.heads import heads_from_object
+    from yolotal.inputs.seg_heads import seg_extra_from_output
+
+    reg_max = branch["boxes"].shape[1] // 4
+    heads = heads_from_object({k: branch[k].detach() for k in ("boxes", "scores")} | {"feats": branch["feats"]},
+                              "model", reg_max, nc)
+    extra = seg_extra_from_output(branch)
+    h, w = imgsz
+    lv = levels_for(list(heads.grids), (8, 16, 32))
+    anc, stride = make_anchors(lv)
+    pred_dist = heads.boxes.permute(0, 2, 1).contiguous()
+    logits = heads.scores.permute(0, 2, 1).contiguous()
+    pred_grid = ltrb_to_xyxy(dfl_distances(pred_dist, reg_max), anc)
+    b, m = gt_masks.shape[:2]
+    bi = labels[:, 0].long()
+    slot = torch.cat([torch.arange(int((bi == i).sum())) for i in range(b)])
+    gb, gl, mg = torch.zeros(b, m, 4), torch.zeros(b, m, 1), torch.zeros(b, m, 1)
+    gb[bi, slot] = xywh_to_xyxy(labels[:, 2:6] * torch.tensor([w, h, w, h], dtype=torch.float32))
+    gl[bi, slot, 0] = labels[:, 1]
+    mg[bi, slot, 0] = 1
+    p = tal.TALParams(num_classes=nc, topk=topk, topk2=topk2)
+    coef = extra["mask_coef"].permute(0, 2, 1).contiguous()
+    args = (logits.sigmoid(), pred_grid * stride, anc * stride, gl, gb, mg)
+    a = (seg_tal.assign(*args, coef, extra["protos"], gt_masks, extra["protos"].shape[-2] / h, p).tal
+         if kind == "26" else tal.assign(*args, p))
+    return segmentation_loss(pred_dist, logits, pred_grid, anc, stride, a.fg_mask, a.target_gt_idx, a.target_bboxes,
+                             a.target_scores, coef, extra["protos"], gt_masks, (h, w), reg_max, (7.5, 0.5, 1.5),
+                             semantic=extra.get("semantic"), gt_cls=gl[..., 0], valid=mg[..., 0].bool())
+
+
+@pytest.mark.parametrize("yaml,overlap", [("yolo26n-seg.yaml", True), ("yolo11n-seg.yaml", False)])
+def test_real_model_heads_match_the_reference_loss_live(yaml, overlap):
+    """A -seg model built from its YAML (untrained weights), its training-mode output and the reference's
+    criterion (E2ELoss(SegmentLoss26) for YOLO26, v8SegmentationLoss for YOLO11) against yolotal's branches."""
+    pytest.importorskip("cv2")
+    tasks = pytest.importorskip("ultralytics.nn.tasks")
+    from ultralytics.cfg import get_cfg
+    from ultralytics.utils import DEFAULT_CFG
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import make_golden_seg
+
+    torch.manual_seed(0)
+    nc, imgsz = 3, (256, 256)
+    model = tasks.SegmentationModel(yaml, nc=nc, verbose=False)
+    model.args = get_cfg(DEFAULT_CFG, {"overlap_mask": overlap})
+    model.train()
+    rng = np.random.default_rng(11)
+    polys = [make_golden_seg.polygons_for_image(rng, n, *imgsz) for n in (6, 3)]
+    clss = [rng.integers(0, nc, len(p)) for p in polys]
+    batch, labels = make_golden_seg.trainer_batch(polys, clss, imgsz, overlap)
+    preds = model(torch.rand(2, 3, *imgsz))
+    crit = model.init_criterion()
+    total, items = crit(preds, batch)
+    ordered = [[polys[i][j] for j in (polygon_masks_overlap(imgsz, polys[i], 4)[1] if overlap else range(len(polys[i])))]
+               for i in range(2)]
+    from yolotal.core.masks import batch_gt_masks
+
+    gm, _ = batch_gt_masks(ordered, imgsz, 4, overlap=False if not overlap else True)
+    gm = torch.from_numpy(gm)
+    lab = torch.from_numpy(labels)
+    if "one2many" in preds:  # YOLO26: end-to-end, two branches
+        l1 = _branch_loss(preds["one2many"], gm, lab, imgsz, nc, 10, None, "26")
+        l2 = _branch_loss(preds["one2one"], gm, lab, imgsz, nc, 7, 1, "26")
+        w1, w2 = e2e_weights(0)
+        mine_total, mine_items = w1 * l1.total(2) + w2 * l2.total(2), l2.items(1)
+    else:
+        l1 = _branch_loss(preds, gm, lab, imgsz, nc, 10, None, "v8")
+        mine_total, mine_items = l1.total(2), l1.items(16)
+    assert list(mine_items) == list(items)
+    assert_close_f32(np.array(list(mine_items.values()), np.float32), np.array([float(v) for v in items.values()],
+                     np.float32), LOSS, "items")
+    assert_close_f32(mine_total.detach(), total.detach().sum(), LOSS, "total")
