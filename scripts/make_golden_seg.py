@@ -20,6 +20,10 @@ Writes tests/fixtures/golden/seg/:
   combined overlap and alignment metric of every candidate pair in (image, GT, anchor) order; pre-conflict
   positives) and the logged loss items.
 
+* model_<name>.npz — a real -seg model built from its YAML (seeded untrained weights, YOLO26n-seg: end-to-end,
+  reg_max 1, semantic logits; YOLO11n-seg): each branch's boxes / scores / mask coefficients / prototypes
+  (/ semantic logits), the batch's labels and polygons, the criterion's loss items and total.
+
 Inputs are drawn with numpy from each case's seed (no yolotal code).
 """
 
@@ -328,6 +332,54 @@ def run_case(name, spec):
     print(f"{name:22s} M={arrays['gt_bboxes'].shape[1]} fg={int(arrays['fg_mask'].sum())} items={items}")
 
 
+MODEL_CASES = {  # name: (yaml, overlap, seed)
+    "model_yolo26n_seg": ("yolo26n-seg.yaml", True, 41),
+    "model_yolo11n_seg": ("yolo11n-seg.yaml", False, 42),
+}
+
+
+def run_model_case(name, yaml, overlap, seed):
+    """A -seg model built from its YAML (seeded weights), its training-mode output on a random batch and the
+    reference criterion's loss: the heads of every branch, the batch and the loss items / total are stored."""
+    from ultralytics.cfg import get_cfg
+    from ultralytics.nn.tasks import SegmentationModel
+    from ultralytics.utils import DEFAULT_CFG
+
+    torch.manual_seed(seed)
+    nc, imgsz = 3, (256, 256)
+    model = SegmentationModel(yaml, nc=nc, verbose=False)
+    model.args = get_cfg(DEFAULT_CFG, {"overlap_mask": overlap})
+    model.train()
+    rng = np.random.default_rng(seed)
+    polys = [polygons_for_image(rng, n, *imgsz) for n in (6, 3)]
+    clss = [rng.integers(0, nc, len(p)) for p in polys]
+    batch, labels = trainer_batch(polys, clss, imgsz, overlap)
+    with torch.no_grad():
+        preds = model(torch.rand(2, 3, *imgsz))
+        total, items = model.init_criterion()(preds, batch)
+    ordered = []
+    for p in polys:
+        order = polygons2masks_overlap(imgsz, [q.reshape(-1) for q in p], downsample_ratio=4)[1] if overlap else range(len(p))
+        ordered += [p[j] for j in order]
+    arrays = {"labels": labels, "poly_coords": np.concatenate(ordered), "poly_counts": np.array([len(p) for p in ordered]),
+              "loss_items": np.array([float(v) for v in items.values()], np.float32),
+              "loss_total": np.float32(total.sum())}
+    branches = {"one2many": preds["one2many"], "one2one": preds["one2one"]} if "one2many" in preds else {"main": preds}
+    for bn, br in branches.items():
+        proto = br["proto"]
+        arrays[f"{bn}_boxes"] = br["boxes"].numpy()
+        arrays[f"{bn}_scores"] = br["scores"].numpy()
+        arrays[f"{bn}_mask_coef"] = br["mask_coefficient"].numpy()
+        arrays[f"{bn}_protos"] = (proto[0] if isinstance(proto, tuple) else proto).numpy()
+        if isinstance(proto, tuple):
+            arrays[f"{bn}_semantic"] = proto[1].numpy()
+    arrays["grids"] = np.array([f.shape[2:] for f in next(iter(branches.values()))["feats"]])
+    cfg = dict(yaml=yaml, overlap=overlap, nc=nc, imgsz=list(imgsz), branches=list(branches), loss_names=list(items),
+               reg_max=int(model.model[-1].reg_max), reference=f"ultralytics {ultralytics.__version__}")
+    np.savez_compressed(OUT / f"{name}.npz", config=np.array(json.dumps(cfg)), **arrays)
+    print(f"{name:22s} items={dict(zip(cfg['loss_names'], arrays['loss_items'].round(5)))}")
+
+
 def main():
     if not ultralytics.__version__.startswith("8.4"):
         raise SystemExit(f"needs ultralytics 8.4.x, found {ultralytics.__version__}")
@@ -336,6 +388,8 @@ def main():
     make_trainer_corpus()
     for name, spec in CASES.items():
         run_case(name, spec)
+    for name, spec in MODEL_CASES.items():
+        run_model_case(name, *spec)
 
 
 if __name__ == "__main__":

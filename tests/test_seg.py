@@ -27,7 +27,9 @@ from yolotal.errors import InputError
 from yolotal.loss_seg import e2e_weights, segmentation_loss
 
 SEG = Path(__file__).parent / "fixtures" / "golden" / "seg"
-CASES = sorted(p.stem for p in SEG.glob("*.npz") if p.stem not in ("masks", "trainer_masks"))
+CASES = sorted(p.stem for p in SEG.glob("*.npz") if p.stem not in ("masks", "trainer_masks")
+               and not p.stem.startswith("model_"))
+MODEL_CASES = sorted(p.stem for p in SEG.glob("model_*.npz"))
 
 
 # ------------------------------------------------------------------------------------------------ GT masks
@@ -639,3 +641,53 @@ def test_real_model_heads_match_the_reference_loss_live(yaml, overlap):
     assert_close_f32(np.array(list(mine_items.values()), np.float32), np.array([float(v) for v in items.values()],
                      np.float32), LOSS, "items")
     assert_close_f32(mine_total.detach(), total.detach().sum(), LOSS, "total")
+
+
+def _masks_in_label_order(polys_per_image, imgsz, overlap):
+    """(b, M, H, W) bool GT masks of polygons already in the trainer's slot order (index image when overlap)."""
+    h, w = imgsz
+    m = max(len(p) for p in polys_per_image)
+    out = torch.zeros(len(polys_per_image), m, h // 4, w // 4, dtype=torch.bool)
+    for i, pi in enumerate(polys_per_image):
+        masks = polygon_masks((h, w), pi, 4)
+        if overlap:
+            index = np.zeros((h // 4, w // 4), np.int32)
+            for k, mk in enumerate(masks):
+                np.maximum(index, mk.astype(np.int32) * (k + 1), out=index)
+            masks = index_to_masks(index, len(pi))
+        out[i, : len(pi)] = torch.from_numpy(masks.astype(bool))
+    return out
+
+
+@pytest.mark.parametrize("name", MODEL_CASES)
+def test_real_model_heads_fixture(name):
+    """Stored heads of real -seg models (YOLO26n-seg end-to-end, YOLO11n-seg) and the reference criterion's loss."""
+    z = dict(np.load(SEG / f"{name}.npz"))
+    cfg = json.loads(str(z.pop("config")))
+    imgsz = tuple(cfg["imgsz"])
+    lab = torch.from_numpy(z["labels"])
+    polys = np.split(z["poly_coords"], np.cumsum(z["poly_counts"])[:-1])
+    bi = z["labels"][:, 0].astype(int)
+    per_image = [[p for p, j in zip(polys, bi) if j == i] for i in range(int(bi.max()) + 1)]
+    gm = _masks_in_label_order(per_image, imgsz, cfg["overlap"])
+    feats = [torch.zeros(len(per_image), 1, int(h), int(w)) for h, w in z["grids"]]
+
+    def branch(bn):
+        d = {"boxes": torch.from_numpy(z[f"{bn}_boxes"]), "scores": torch.from_numpy(z[f"{bn}_scores"]), "feats": feats,
+             "mask_coefficient": torch.from_numpy(z[f"{bn}_mask_coef"])}
+        protos = torch.from_numpy(z[f"{bn}_protos"])
+        d["proto"] = (protos, torch.from_numpy(z[f"{bn}_semantic"])) if f"{bn}_semantic" in z else protos
+        return d
+
+    if cfg["branches"] == ["one2many", "one2one"]:
+        l1 = _branch_loss(branch("one2many"), gm, lab, imgsz, cfg["nc"], 10, None, "26")
+        l2 = _branch_loss(branch("one2one"), gm, lab, imgsz, cfg["nc"], 7, 1, "26")
+        w1, w2 = e2e_weights(0)
+        total, items = w1 * l1.total(2) + w2 * l2.total(2), l2.items(cfg["reg_max"])
+        assert l1.has_semantic and cfg["reg_max"] == 1
+    else:
+        l1 = _branch_loss(branch("main"), gm, lab, imgsz, cfg["nc"], 10, None, "v8")
+        total, items = l1.total(2), l1.items(cfg["reg_max"])
+    assert list(items) == cfg["loss_names"]
+    assert_close_f32(np.array(list(items.values()), np.float32), z["loss_items"], LOSS, "items")
+    assert_close_f32(total.detach(), z["loss_total"], LOSS, "total")
