@@ -272,3 +272,29 @@ def assign_targets(
         pos_overlaps=pos_ov.squeeze(-1),
         norm_align_metric=norm,
     )
+
+
+def select_and_target(
+    cand_bboxes: torch.Tensor,
+    mask_in_gts: torch.Tensor,
+    cand: torch.Tensor,
+    bbox_scores: torch.Tensor,
+    overlaps: torch.Tensor,
+    align_metric: torch.Tensor,
+    gt_labels: torch.Tensor,
+    gt_bboxes: torch.Tensor,
+    mask_gt: torch.Tensor,
+    nc: int,
+    p: TALParams,
+) -> TALResult:
+    """The stages after the pair metrics as one TALResult: top-k, conflicts, targets and soft scores (the seg
+    family's overlap is the mean of box and mask IoU; everything after it is the detection rule).
+
+    cand (b, M, A) bool candidate pairs of real GTs; overlaps / align_metric (b, M, A) at candidates.
+    """
+    topk_idxs, mask_topk, mask_pos_topk, mask_multi, mask_pos = select_positives(align_metric, overlaps, cand,
+                                                                                 mask_gt, p)
+    tg = assign_targets(mask_pos, overlaps, align_metric, gt_labels, gt_bboxes, nc, p.eps)
+    return TALResult(cand_bboxes=cand_bboxes, mask_in_gts=mask_in_gts, bbox_scores=bbox_scores, overlaps=overlaps,
+                     align_metric=align_metric, topk_idxs=topk_idxs, mask_topk=mask_topk, mask_pos_topk=mask_pos_topk,
+                     mask_multi=mask_multi, mask_pos=mask_pos, **tg)
