@@ -40,3 +40,29 @@ def write(tmp_path):
         return p
 
     return w
+
+
+@pytest.fixture
+def tal_strides(monkeypatch):
+    """Until the pipeline builds its TALParams with ``TALParams.from_config`` (the v8.4.0 profile needs the model's
+    strides, not only stride_val), give the TALParams of each ``_assign_tal`` call the strides of the config being
+    run. A no-op once the pipeline does it itself."""
+    import functools
+    import inspect
+
+    import yolotal.pipeline as pl
+    from yolotal.assigners.tal import TALParams
+
+    if "from_config" in inspect.getsource(pl._assign_tal):
+        return
+    orig = pl._assign_tal
+
+    def assign_tal(trace, cfg, *args, **kwargs):
+        shim = functools.partial(TALParams, strides=tuple(float(s) for s in cfg.strides))
+        monkeypatch.setattr(pl, "TALParams", shim)
+        try:
+            return orig(trace, cfg, *args, **kwargs)
+        finally:
+            monkeypatch.setattr(pl, "TALParams", TALParams)
+
+    monkeypatch.setattr(pl, "_assign_tal", assign_tal)

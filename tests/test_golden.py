@@ -5,7 +5,6 @@ the stored fixtures only."""
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
@@ -14,9 +13,7 @@ import pytest
 import torch
 from tolerances import DECISION_MARGIN, LOSS, METRIC, OVERLAP, SCORE, assert_close_f32
 
-import yolotal.pipeline as pipeline
 from yolotal import profiles
-from yolotal.assigners.tal import TALParams
 from yolotal.config import config_from_dict
 from yolotal.inputs.heads import from_levels
 from yolotal.inputs.labels import labels_from_array
@@ -27,20 +24,7 @@ CASES = sorted((p.parent.name, p.stem) for p in GOLDEN.glob("*/*.npz") if p.pare
 PROFILE_CASES = ("tiny_p2", "tiny_p3", "tiny_o2o", "tiny_reg_max1", "crowded_all", "all_gts_winner")
 
 
-@pytest.fixture(autouse=True)
-def _strides_for_the_assigner(monkeypatch):
-    """The v8.4.0 rule needs the model's strides in TALParams (``TALParams.from_config``). Until the pipeline
-    builds its parameters that way, its TALParams gets them from the config being run."""
-    orig_run = pipeline.run
-
-    def run_with_strides(cfg, *a, **k):
-        shim = functools.partial(TALParams, strides=tuple(float(x) for x in cfg.strides))
-        shim.from_config = TALParams.from_config
-        monkeypatch.setattr(pipeline, "TALParams", shim)
-        return orig_run(cfg, *a, **k)
-
-    monkeypatch.setattr(pipeline, "run", run_with_strides)
-    monkeypatch.setitem(globals(), "run", run_with_strides)
+pytestmark = pytest.mark.usefixtures("tal_strides")  # see conftest.py
 
 
 def load_case(profile: str, name: str):

@@ -67,6 +67,7 @@ class SparseTAL:
     multi                   (b, A) bool anchors picked by more than one GT
     fg_mask, target_gt_idx, target_labels (b, A); target_bboxes (b, A, 4); target_scores (b, A, nc)
     pos_align_metrics, pos_overlaps (b, M)
+    n_appended              pairs after the candidate pairs: v8.0.x conflict winners that were no candidate there
     """
 
     n_gt_slots: int  # M
@@ -86,6 +87,7 @@ class SparseTAL:
     target_scores: torch.Tensor
     pos_align_metrics: torch.Tensor
     pos_overlaps: torch.Tensor
+    n_appended: int = 0
 
     @property
     def n_pairs(self) -> int:
@@ -492,6 +494,7 @@ def assign_sparse(
         s = pd_scores.reshape(-1).take(key * nc + labels.take(seg)).to(work)  # only the P pairs are upcast
         u = complete_box_iou_gathered(gt_w.reshape(-1, 4), seg, pd_w.reshape(-1, 4), key).clamp_(min=0)
         t, pos_topk, pos, multi_flat = pair_positives(seg, key, s, u, b, m, n_anc, p)
+        n_cand = seg.numel()
         if p.rule.conflicts_all_gts and m:
             seg, key, s, u, t, pos_topk, pos = _conflicts_among_all_gts(
                 seg, key, s, u, t, pos_topk, pos, multi_flat, pd_scores, pd_w, gt_w, labels, mask_gt, n_anc, p, work)
@@ -511,7 +514,7 @@ def assign_sparse(
         norm[kid] = norm_vals
         r = dict(seg=seg, key=key, s=s, u=u, t=t, pos_topk=pos_topk, pos=pos, multi=multi_flat.view(b, n_anc),
                  fg=fg.view(b, n_anc), gt_idx=gt_idx.view(b, n_anc), norm=norm.view(b, n_anc),
-                 pos_align=pos_align.view(b, m), pos_ov=pos_ov.view(b, m))
+                 pos_align=pos_align.view(b, m), pos_ov=pos_ov.view(b, m), n_appended=seg.numel() - n_cand)
         return _outputs(r, gt_bboxes, labels, b, m, n_anc, nc, out_dtype)
 
 
@@ -570,4 +573,5 @@ def _outputs(r: dict, gt_bboxes, labels, b: int, m: int, n_anc: int, nc: int, ou
         pair_t=r["t"], pair_topk=r["pos_topk"], pair_pos=r["pos"], multi=r["multi"], fg_mask=r["fg"],
         target_gt_idx=gt_idx, target_labels=target_labels, target_bboxes=target_bboxes,
         target_scores=target_scores, pos_align_metrics=r["pos_align"], pos_overlaps=r["pos_ov"],
+        n_appended=int(r.get("n_appended", 0)),
     )
