@@ -30,8 +30,10 @@ def run_meta(trace: Trace) -> dict:
     cfg, a = trace.config, trace.config.assigner
     if a.is_tal:
         params = {"topk": a.topk, "topk2": a.topk2, "alpha": a.alpha, "beta": a.beta, "eps": a.eps}
-        if a.profile == "ultralytics":
-            params["stride_val"] = cfg.stride_val  # GT sides below it are enlarged for candidate selection
+        if cfg.enlargement is not None:  # GT sides below it (v8.4.0: below enlarge_below) are enlarged to it
+            params["stride_val"] = cfg.enlargement[1]
+            if cfg.enlargement[0] != cfg.enlargement[1]:
+                params["enlarge_below"] = cfg.enlargement[0]
     elif a.name == "atss":
         params = {"topk": a.topk}  # candidates per level
     elif a.name == "simota":
