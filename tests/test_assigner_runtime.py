@@ -4,10 +4,12 @@ host round-trips in its path."""
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 import torch
 
+import yolotal
 from yolotal import TaskAlignedAssigner
 
 MIB = 1 << 20
@@ -111,6 +113,15 @@ HOST_READS = {torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.cpu, torch.Te
               torch.Tensor.__int__, torch.Tensor.__float__, torch.Tensor.__index__, torch.Tensor.__array__}
 
 
+PACKAGE_DIR = os.path.dirname(os.path.abspath(yolotal.__file__)) + os.sep  # frames of the package, not of a test
+
+
+def in_package(filename: str) -> bool:
+    """Whether a stack frame's file is part of the installed yolotal package (whatever the clone is called: a
+    checkout in a folder named ``yolotal`` holds ``yolotal/tests/...``, which is not the package)."""
+    return os.path.abspath(filename).startswith(PACKAGE_DIR)
+
+
 class HostReadSpy(torch.overrides.TorchFunctionMode):
     """Records every tensor method that copies values to the host, with the yolotal function that called it."""
 
@@ -122,7 +133,7 @@ class HostReadSpy(torch.overrides.TorchFunctionMode):
         if func in HOST_READS:
             import traceback
 
-            caller = [f.name for f in traceback.extract_stack() if "yolotal" in f.filename.replace("tests", "")]
+            caller = [f.name for f in traceback.extract_stack() if in_package(f.filename)]
             self.reads.append((func.__name__, caller[-1] if caller else "?"))
         return func(*args, **(kwargs or {}))
 
@@ -181,3 +192,11 @@ def test_pow_in_whole_blocks_depends_on_each_input_alone():
     assert torch.equal(pow_in_whole_blocks(u.flip(0), 6.0), full.flip(0))
     # plain pow does depend on position for some values (the scalar tail rounds differently), which is why
     torch.testing.assert_close(full, u.pow(6.0), rtol=2e-7, atol=0)
+
+
+def test_the_frame_filter_ignores_a_clone_folder_named_yolotal():
+    """The spy names the package function that read the host; a test file in a checkout folder called
+    ``yolotal`` (git's default) is not package code, a file of the package is."""
+    assert in_package(os.path.join(PACKAGE_DIR, "assigners", "tal_sparse.py"))
+    assert not in_package(os.path.join(os.sep, "home", "u", "yolotal", "tests", "test_assigner_runtime.py"))
+    assert not in_package(__file__)
