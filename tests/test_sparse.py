@@ -58,6 +58,8 @@ def test_matches_reference_on_every_weighted_positive(profile, name):
         dense[r.pair_b[:n], r.pair_m[:n], r.pair_a[:n]] = True
         ref = torch.from_numpy(exp["mask_in_gts"]) & t["mask_gt"].bool()
         assert torch.equal(dense, ref)
+        # every positive of ours with t > 0 is a positive of the dense assigner's for the same GT
+        assert t["mask_pos"][r.pair_b, r.pair_m, r.pair_a][r.pair_pos & (r.pair_t > 0)].all()
         # the one case made for it: anchor (44, 44) goes to GT 2, which does not contain it
         assert r.n_appended == (1 if profile.startswith("v8.0") and name == "all_gts_winner" else 0)
 
@@ -172,8 +174,10 @@ def test_sparse_equals_dense_on_weighted_positives(case):
     assert torch.equal(s.target_bboxes[ws], d.target_bboxes[wd])
     assert torch.equal(s.pos_align_metrics, d.pos_align_metrics)
     assert torch.equal(s.pos_overlaps, d.pos_overlaps)
-    # ours is a subset of the reference's positives; the extra ones there carry no weight
+    # ours is a subset of the reference's positives (GT included); the extra ones there carry no weight
     assert not (s.fg_mask & ~d.fg_mask).any()
+    # (a weightless positive can sit at another GT: on an anchor where every CIoU is 0 the reference takes slot 0)
+    assert d.mask_pos[s.pair_b, s.pair_m, s.pair_a][s.pair_pos & (s.pair_t > 0)].all()
     # pair lists: the dense candidate mask (then, v8.0.x only, winners that were no candidate), metrics bit-identical
     n = s.n_pairs - s.n_appended
     dense = torch.zeros_like(d.mask_in_gts)
