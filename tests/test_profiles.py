@@ -300,3 +300,33 @@ def test_tal_params_without_strides_apply_the_newest_rule_from_stride_val():
     cfg = config_from_dict({"strides": [4, 8, 16, 32], "assigner": {"profile": "v8.4.0"}})
     p = TALParams.from_config(cfg, 3)
     assert (p.strides, p.stride_val, p.enlargement, p.num_classes) == ((4.0, 8.0, 16.0, 32.0), 8.0, (4.0, 8.0), 3)
+
+
+def test_auto_on_real_checkpoints(tmp_path):
+    """A checkpoint saved by ultralytics 8.3.200 (tests/fixtures/models, made by scripts/make_legacy_checkpoint.py)
+    selects classic; the same checkpoint with its version removed (hand-saved) the newest profile, with a warning
+    naming the file; a model YAML has no trainer version (auto = newest, no note needed)."""
+    pytest.importorskip("ultralytics")
+    from yolotal.inputs.model import load_model
+
+    path = Path(__file__).parent / "fixtures" / "models" / "yolov8_tiny_u83.pt"
+    lm = load_model(path)
+    assert lm.trainer_version == "8.3.200"
+    cfg, note, warning = with_trainer_version(finalize(Config()), lm.trainer_version, lm.path)
+    assert cfg.assigner.profile == "classic" and warning is None
+    assert note.startswith("trained by ultralytics 8.3.200 → profile classic: no small-GT enlargement")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    del ckpt["version"]
+    hand = tmp_path / "hand.pt"
+    torch.save(ckpt, hand)
+    lm = load_model(hand)
+    assert lm.trainer_version is None
+    cfg, note, warning = with_trainer_version(finalize(Config()), lm.trainer_version, lm.path)
+    assert cfg.assigner.profile == "ultralytics" and warning.startswith(f"{hand}: no ultralytics version")
+    assert load_model("yolov8n.yaml", nc=2).trainer_version is None
+    # checkpoints saved by 8.4 releases (scripts/make_version_checkpoint.py): each its own profile
+    for version, profile, rule in (("8.4.127", "v8.4.0", (8.0, 16.0)), ("8.4.190", "ultralytics", (16.0, 16.0))):
+        lm = load_model(path.parent / f"yolov8_tiny_u{version}.pt")
+        cfg, note, warning = with_trainer_version(finalize(Config()), lm.trainer_version, lm.path)
+        assert (lm.trainer_version, cfg.assigner.profile, cfg.enlargement, warning) == (version, profile, rule, None)
+        assert note.startswith(f"trained by ultralytics {version} → profile {profile}: ")

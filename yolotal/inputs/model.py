@@ -43,6 +43,8 @@ class LoadedModel:
         train_imgsz: (h, w) the checkpoint was trained at (its ``train_args``), or None.
         train_gains: {"box", "cls", "dfl"} of its ``train_args`` (the gains its trainer used), or {}.
         end2end: an end-to-end (one-to-one) head; the one2many branch is what TAL assigns on.
+        trainer_version: the ultralytics release that saved the checkpoint (``ckpt["version"]``); None for a
+            model YAML or a checkpoint without one. ``config.with_trainer_version`` turns it into the profile.
     """
 
     module: Any
@@ -58,6 +60,7 @@ class LoadedModel:
     train_gains: dict[str, float] = field(default_factory=dict)
     end2end: bool = False
     half_weights: bool = False
+    trainer_version: str | None = None
 
     def describe(self, imgsz: tuple[int, int], branch: str = "one2many") -> str:
         what = "checkpoint" if self.kind == "checkpoint" else "model YAML (weights: seeded random init)"
@@ -184,6 +187,7 @@ def load_model(path: str | Path, nc: int | None = None, seed: int = 0, device: s
             raise InputError(f"ultralytics could not build this model YAML ({e.__class__.__name__}: "
                              f"{' '.join(str(e).split())[:160]})", src) from None
         kind, arch, train_imgsz, gains, half = "yaml", str(cfg.get("yaml_file", p.name)), None, {}, False
+        version = None
     else:
         ckpt = _load_checkpoint(tasks, p, src)
         if isinstance(ckpt, dict):
@@ -202,6 +206,7 @@ def load_model(path: str | Path, nc: int | None = None, seed: int = 0, device: s
         arch = str(yaml.get("yaml_file") or type(module).__name__) if isinstance(yaml, dict) else type(module).__name__
         kind = "checkpoint"
         train_imgsz, gains = _train_args(ckpt)
+        version = ckpt.get("version") if isinstance(ckpt.get("version"), str) else None
     head = _detect_head(module, src)
     head_nc, reg_max = int(head.nc), int(head.reg_max)
     if nc is not None and nc != head_nc:
@@ -214,7 +219,7 @@ def load_model(path: str | Path, nc: int | None = None, seed: int = 0, device: s
     for prm in module.parameters():
         prm.requires_grad_(False)
     return LoadedModel(module, src, kind, arch, head_nc, reg_max, strides, _names(module, head_nc), dev, train_imgsz,
-                       gains, end2end, half)
+                       gains, end2end, half, version)
 
 
 def raw_outputs(lm: LoadedModel, images: np.ndarray, branch: str = "one2many") -> Any:
