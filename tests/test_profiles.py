@@ -330,3 +330,8 @@ def test_auto_on_real_checkpoints(tmp_path):
         cfg, note, warning = with_trainer_version(finalize(Config()), lm.trainer_version, lm.path)
         assert (lm.trainer_version, cfg.assigner.profile, cfg.enlargement, warning) == (version, profile, rule, None)
         assert note.startswith(f"trained by ultralytics {version} → profile {profile}: ")
+
+
+def test_an_unquoted_release_in_yaml_is_refused_with_a_hint():
+    with pytest.raises(InputError, match="assigner.profile: expected a string \\(quote a release number: '8.3'\\), got 8.3"):
+        config_from_dict({"assigner": {"profile": 8.3}}, "x.yaml")

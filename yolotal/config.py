@@ -194,8 +194,8 @@ def config_from_dict(raw: Any, src: str | None = None, base: Config | None = Non
             if a["name"] != cfg.assigner.name:  # another assigner: its own default profile and topk
                 akw.update(profile=None, topk=None, topk2=None)
         if "profile" in a:
-            _need(a["profile"] is None or isinstance(a["profile"], str), "assigner.profile", "a string", a["profile"],
-                  src)
+            _need(a["profile"] is None or isinstance(a["profile"], str), "assigner.profile",
+                  "a string (quote a release number: '8.3')", a["profile"], src)
             akw["profile"] = a["profile"]
             akw["profile_auto"] = False
         if "topk" in a:
