@@ -200,3 +200,17 @@ def test_the_frame_filter_ignores_a_clone_folder_named_yolotal():
     assert in_package(os.path.join(PACKAGE_DIR, "assigners", "tal_sparse.py"))
     assert not in_package(os.path.join(os.sep, "home", "u", "yolotal", "tests", "test_assigner_runtime.py"))
     assert not in_package(__file__)
+
+
+@pytest.mark.parametrize("profile", ["v8.0.35", "v8.4.0", "classic"])
+def test_no_host_reads_under_the_other_profiles(profile):
+    """The v8.0.x conflict rule (CIoU of every GT at contested anchors, winners appended) and the v8.4.0
+    enlargement keep the assignment path free of host reads too."""
+    x = make_batch(4, 320, 30)
+    x[0][:, :, :] *= 0.001
+    tal = TaskAlignedAssigner(topk=10, num_classes=8, alpha=0.5, profile=profile, keep_last=True)
+    tal(*x)  # the anchor layout, recognised once
+    with HostReadSpy() as spy:
+        out = tal(x[0], x[1], x[2].clone(), *x[3:])
+    assert spy.reads == [], spy.reads
+    assert int(out[3].sum()) > 0 and int(tal.last.multi.sum()) > 0

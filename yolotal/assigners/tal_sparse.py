@@ -541,16 +541,15 @@ def _conflicts_among_all_gts(seg, key, s, u, t, pos_topk, pos, multi_flat, pd_sc
     pos = torch.where(at_multi, seg == winner_of.take(key), pos)
     covered = torch.zeros(multi_flat.numel(), dtype=torch.bool, device=dev)
     covered[key[at_multi & (seg == winner_of.take(key))]] = True
-    new = ~covered[mk]  # winners that were not candidates there
-    if new.any():
-        nk, ng, nu = mk[new], win[new], win_u[new]
-        nc = pd_scores.shape[-1]
-        ns = pd_scores.reshape(-1).take(nk * nc + labels.take(ng)).to(work)
-        nt = pow_in_whole_blocks(ns, p.alpha) * pow_in_whole_blocks(nu, p.beta)
-        seg, key = torch.cat((seg, ng)), torch.cat((key, nk))
-        s, u, t = torch.cat((s, ns)), torch.cat((u, nu)), torch.cat((t, nt))
-        pos_topk = torch.cat((pos_topk, torch.zeros_like(ng, dtype=torch.bool)))
-        pos = torch.cat((pos, torch.ones_like(ng, dtype=torch.bool)))
+    new = ~covered[mk]  # winners that were not candidates there (no host read: possibly none appended)
+    nk, ng, nu = mk[new], win[new], win_u[new]
+    nc = pd_scores.shape[-1]
+    ns = pd_scores.reshape(-1).take(nk * nc + labels.take(ng)).to(work)
+    nt = pow_in_whole_blocks(ns, p.alpha) * pow_in_whole_blocks(nu, p.beta)
+    seg, key = torch.cat((seg, ng)), torch.cat((key, nk))
+    s, u, t = torch.cat((s, ns)), torch.cat((u, nu)), torch.cat((t, nt))
+    pos_topk = torch.cat((pos_topk, torch.zeros_like(ng, dtype=torch.bool)))
+    pos = torch.cat((pos, torch.ones_like(ng, dtype=torch.bool)))
     return seg, key, s, u, t, pos_topk, pos
 
 
