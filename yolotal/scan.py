@@ -311,7 +311,8 @@ def simulate(rows: np.ndarray, file: np.ndarray, n_files: int, imgsz: tuple[int,
     anc_px, st1 = pts * st, st[:, 0]
     n_anc = pts.shape[0]
     level_of = np.concatenate([np.full(lv.count, lv.index) for lv in levels])
-    p = TALParams(num_classes=nc, topk=topk, profile=profile, stride_val=cfg.stride_val)
+    p = TALParams(num_classes=nc, topk=topk, profile=profile, stride_val=cfg.stride_val,
+                  strides=tuple(float(x) for x in strides))
     h, w = imgsz
     scale = torch.tensor([w, h, w, h], dtype=torch.float32)
     out = np.zeros((len(rows), len(strides)), np.int64)

@@ -70,6 +70,12 @@ class LoadedModel:
     task: str = "detect"
     kpt_shape: tuple[int, int] | None = None
 
+    @property
+    def trainer_version(self) -> str | None:
+        """The ultralytics release that saved the checkpoint; ``config.with_trainer_version`` turns it into the
+        profile."""
+        return self.version
+
     def describe(self, imgsz: tuple[int, int], branch: str = "one2many") -> str:
         what = "checkpoint" if self.kind == "checkpoint" else "model YAML (weights: seeded random init)"
         return (f"heads from the model {self.path} ({what}; {self.arch}, nc {self.nc}, reg_max {self.reg_max}, "

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import profiles as _profiles
 from ..atomic import atomic_write
 from ..errors import InputError
 from ..pipeline import Trace
@@ -111,7 +112,7 @@ def render_panel(trace: Trace, image: int, level: int, data: PanelData, backgrou
     font = _font(11)
     ap = (trace["anchor_points"] * trace["stride_tensor"]).numpy()
     r_max = max(2.0, s * 0.42)
-    enlarge = trace.config.assigner.is_tal and trace.config.assigner.profile == "ultralytics"
+    enlarge = trace.config.enlargement is not None
     colours = [gt_colour(j) if data.has_pos[j] else RED for j in range(len(data.boxes))]
     for j, box in enumerate(data.boxes):  # boxes first: dots and rings at anchor centres stay visible on top
         if enlarge and not np.allclose(data.cand_boxes[j], box):
@@ -135,6 +136,9 @@ def render_panel(trace: Trace, image: int, level: int, data: PanelData, backgrou
     return img
 
 
+ENLARGING = tuple(p.name for p in _profiles.PROFILES if p.enlarge)
+
+
 def _legend(width: int, profile: str):
     from PIL import Image, ImageDraw
 
@@ -144,8 +148,8 @@ def _legend(width: int, profile: str):
     x, y = 10, 8
     items = [("dot", "positive (size: target score / the GT's best)"), ("ring", "candidate, not its positive"),
              ("box", "GT box, index:class")]
-    if profile == "ultralytics":
-        items.append(("dash", "enlarged candidate box (sides < stride_val)"))
+    if profile in ENLARGING:
+        items.append(("dash", "enlarged candidate box (small sides)"))
     if profile == "yolov5":
         items[1] = ("ring", "(yolov5 has no candidates: anchor boxes are matched by shape)")
     items.append(("red", "GT with no positive"))
