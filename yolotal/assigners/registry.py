@@ -28,6 +28,7 @@ MODULES = {
     "simota": "simota_family",
     "atss": "atss_family",
     "yolov5": "yolov5_family",
+    "obb": "obb_family", "obb-o2o": "obb_family",
 }
 
 _FAMILIES: dict[str, "Family"] = {}
