@@ -52,6 +52,12 @@ def saved_base(saved: dict) -> Config | None:
         kw["reg_max"] = int(saved["reg_max"])
     if "nc" in saved:
         kw["nc"] = int(saved["nc"])
+    task = str(saved["task"]) if "task" in saved else "detect"
+    if task != "detect":  # a task model's heads replay with that task's default family
+        from .assigners import registry
+        from .config import AssignerConfig
+
+        kw["assigner"] = AssignerConfig(name=registry.for_task(task))
     if "loss_gains" in saved and len(saved["loss_gains"]) == 3:
         box, cls, dfl = (float(x) for x in saved["loss_gains"])
         kw["loss"] = LossConfig(box, cls, dfl)
@@ -140,6 +146,13 @@ def find_geometry(lab: Labels, cfg: Config, explicit: list[Path] | None, images_
     return Geometry(pics, boxes)
 
 
+def cfg_task(cfg: Config) -> str:
+    """The task of the run's assigner family."""
+    from .assigners import registry
+
+    return registry.get(cfg.assigner.name).task
+
+
 def write_saved_heads(path: Path, heads, images: np.ndarray, geo: Geometry, cfg: Config, lm) -> Path:
     """``--save-heads``: the heads as ``level0..`` (what ``--heads`` reads) plus the exact input tensor, the image
     paths, letterboxes and the run's settings, so that ``--heads OUT.npz`` replays the run without the model."""
@@ -148,6 +161,11 @@ def write_saved_heads(path: Path, heads, images: np.ndarray, geo: Geometry, cfg:
 
     b = heads.batch
     arrays = {f"level{i}": x for i, x in enumerate(heads_to_levels(heads))}
+    if "angle" in heads.extra:  # OBB: the angle channel last on every level, in radians (as the run read it)
+        from .inputs.obb_heads import obb_heads_to_levels
+
+        arrays = {f"level{i}": x for i, x in enumerate(obb_heads_to_levels(heads))}
+        arrays["angle_encoding"] = np.array("radians")
     scale = np.zeros(b, np.float64)
     pad = np.zeros((b, 2), np.int64)
     orig = np.zeros((b, 2), np.int64)
@@ -160,6 +178,7 @@ def write_saved_heads(path: Path, heads, images: np.ndarray, geo: Geometry, cfg:
         letterbox_pad=pad, orig_shape=orig, imgsz=np.array(cfg.imgsz, np.int64), strides=np.array(cfg.strides, np.int64),
         reg_max=np.array(cfg.reg_max, np.int64), nc=np.array(heads.nc, np.int64),
         loss_gains=np.array([cfg.loss.box, cfg.loss.cls, cfg.loss.dfl], np.float64),
+        task=np.array(lm.task if lm is not None else cfg_task(cfg)),
         model=np.array(lm.path if lm is not None else ""), class_names=np.array([lm.names[i] for i in range(lm.nc)]
                                                                                if lm is not None else [], dtype=np.str_),
     )
