@@ -44,6 +44,8 @@ class PanelData:
     cand_boxes: np.ndarray  # (n, 4) px
     classes: list[int]
     has_pos: list[bool]
+    polys: np.ndarray | None = None  # (n, 4, 2) px corners of rotated GTs (OBB), drawn instead of the boxes
+    cand_polys: np.ndarray | None = None  # (n, 4, 2) px corners of their candidate boxes
 
 
 def panel_data(trace: Trace, image: int) -> PanelData:
@@ -69,7 +71,14 @@ def panel_data(trace: Trace, image: int) -> PanelData:
         has[m] = True
     boxes = trace["gt_bboxes"][image, :n].numpy()
     cand_boxes = trace["cand_bboxes"][image, :n].numpy() if "cand_bboxes" in trace else boxes
-    return PanelData(pos, cand, boxes, cand_boxes, [int(c) for c in trace["gt_labels"][image, :n, 0].tolist()], has)
+    polys = cand_polys = None
+    if "gt_corners" in trace:  # rotated GTs: their corners, and those of their candidate boxes
+        from ..core.rotated import xywhr_to_corners
+
+        polys = trace["gt_corners"][image, :n].numpy()
+        cand_polys = xywhr_to_corners(trace["cand_rboxes"][image, :n]).numpy() if "cand_rboxes" in trace else polys
+    return PanelData(pos, cand, boxes, cand_boxes, [int(c) for c in trace["gt_labels"][image, :n, 0].tolist()], has,
+                     polys, cand_polys)
 
 
 def _font(size: int):
@@ -89,6 +98,17 @@ def _dashed_rect(draw, box, colour, dash: int = 4) -> None:
         for k in range(steps):
             t0, t1 = (2 * k * dash) / max(length, 1e-9), ((2 * k + 1) * dash) / max(length, 1e-9)
             t1 = min(t1, 1.0)
+            draw.line([(ax + (bx - ax) * t0, ay + (by - ay) * t0), (ax + (bx - ax) * t1, ay + (by - ay) * t1)],
+                      fill=colour, width=1)
+
+
+def _dashed_poly(draw, pts, colour, dash: int = 4) -> None:
+    n = len(pts)
+    for k in range(n):
+        (ax, ay), (bx, by) = (float(v) for v in pts[k]), (float(v) for v in pts[(k + 1) % n])
+        length = max(((bx - ax) ** 2 + (by - ay) ** 2) ** 0.5, 1e-9)
+        for s in range(max(int(length // (2 * dash)), 1)):
+            t0, t1 = 2 * s * dash / length, min((2 * s + 1) * dash / length, 1.0)
             draw.line([(ax + (bx - ax) * t0, ay + (by - ay) * t0), (ax + (bx - ax) * t1, ay + (by - ay) * t1)],
                       fill=colour, width=1)
 
@@ -115,6 +135,12 @@ def render_panel(trace: Trace, image: int, level: int, data: PanelData, backgrou
     enlarge = trace.config.enlargement is not None
     colours = [gt_colour(j) if data.has_pos[j] else RED for j in range(len(data.boxes))]
     for j, box in enumerate(data.boxes):  # boxes first: dots and rings at anchor centres stay visible on top
+        if data.polys is not None:  # a rotated GT: its polygon, its floored candidate box dashed
+            if enlarge and not np.allclose(data.cand_polys[j], data.polys[j]):
+                _dashed_poly(d, data.cand_polys[j], colours[j])
+            d.line([tuple(map(float, p)) for p in data.polys[j]] + [tuple(map(float, data.polys[j][0]))],
+                   fill=colours[j], width=2)
+            continue
         if enlarge and not np.allclose(data.cand_boxes[j], box):
             _dashed_rect(d, data.cand_boxes[j], colours[j])
         d.rectangle([float(v) for v in box], outline=colours[j], width=2)
