@@ -53,6 +53,7 @@ class Parsed:
     refused: np.ndarray | None = None  # (files,) bool: skipped by yolotal although the trainer reads it
     polygons: int = 0  # polygon rows read as their boxes
     pose_rows: int = 0  # pose rows read as their boxes
+    corners: np.ndarray | None = None  # (n, 4, 2) float32 normalised OBB corners of the rows (task obb only)
 
 
 # ------------------------------------------------------------------------------------------------ parsing
@@ -87,6 +88,7 @@ def too_small(path: str, w: int, h: int) -> str:
 def _parse_chunk(args: tuple[list[str], int, LabelRules, list[str | None]]) -> Parsed:
     paths, first, rules, images = args
     rows, files, lines, errors, dups = [], [], [], [], []
+    corners: list[np.ndarray] = []
     empty = np.zeros(len(paths), bool)
     corrupt = np.zeros(len(paths), bool)
     refused = np.zeros(len(paths), bool)
@@ -106,6 +108,8 @@ def _parse_chunk(args: tuple[list[str], int, LabelRules, list[str | None]]) -> P
             continue
         said.add(got, rules)
         rows.append(got.rows)
+        if rules.task == "obb":
+            corners += [np.asarray(q, np.float32).reshape(4, 2) for q in (got.segments or ())]
         files += [first + k] * len(got.rows)
         lines.append(got.lines)
         empty[k] = not len(got.rows)
@@ -113,7 +117,9 @@ def _parse_chunk(args: tuple[list[str], int, LabelRules, list[str | None]]) -> P
             dups.append((first + k, list(got.dropped)))
     return Parsed(np.concatenate(rows) if rows else np.zeros((0, 5), np.float32), np.array(files, np.int64),
                   np.concatenate(lines) if lines else np.zeros(0, np.int64), errors, empty, corrupt, dups,
-                  image_wh=wh, refused=refused, polygons=said.polygons, pose_rows=said.pose_rows)
+                  image_wh=wh, refused=refused, polygons=said.polygons, pose_rows=said.pose_rows,
+                  corners=np.stack(corners) if corners else np.zeros((0, 4, 2), np.float32)
+                  if rules.task == "obb" else None)
 
 
 def parse_all(files: list[Path], nc: int | None | LabelRules, workers: int = 1,
@@ -147,6 +153,7 @@ def parse_all(files: list[Path], nc: int | None | LabelRules, workers: int = 1,
         [d for p in parts for d in p.duplicates], image_wh=np.concatenate([p.image_wh for p in parts]),
         refused=np.concatenate([p.refused for p in parts]), polygons=sum(p.polygons for p in parts),
         pose_rows=sum(p.pose_rows for p in parts),
+        corners=np.concatenate([p.corners for p in parts]) if parts[0].corners is not None else None,
     )
 
 
@@ -229,6 +236,8 @@ class Geometry:
     cand_ultra: np.ndarray
     clamped_at: np.ndarray
     tiny: np.ndarray
+    rboxes: np.ndarray | None = None  # OBB: (G, 5) px cx, cy, w, h, angle rad of the rotated GTs
+    dropped: np.ndarray | None = None  # OBB: (G,) bool: a side under 2 px, dropped by the trainer
 
     @property
     def starved_classic(self) -> np.ndarray:
@@ -431,6 +440,8 @@ class ScanResult:
             "tiny": self.geo.tiny,
             "clamped": self.geo.clamped,
         }
+        if self.geo.dropped is not None:
+            out["dropped_under_2px"] = self.geo.dropped
         if self.positives is not None:
             out["no_positives_simulated"] = self.positives.sum(1) == 0
         return out
@@ -455,9 +466,17 @@ def scan(data: str | Path, imgsz: tuple[int, int], strides: tuple[int, ...], reg
                        images)
     # one geometry rule with the other commands: a file whose image is found is letterboxed onto the canvas
     parsed = replace(parsed, rows=letterbox_rows(parsed.rows, parsed.file, parsed.image_wh, imgsz))
-    geo = geometry(parsed.rows, imgsz, strides, reg_max)
+    if task == "obb":  # rotated GTs: their own in-box test, tiny by the shorter side
+        from .scan_obb import letterbox_corners, rotated_geometry
+
+        parsed = replace(parsed, corners=letterbox_corners(parsed.corners, parsed.file, parsed.image_wh, imgsz))
+        geo, bad = rotated_geometry(parsed.rows, parsed.corners, parsed.file, parsed.line, imgsz, strides, reg_max,
+                                    [str(f) for f in ls.files])
+        parsed.errors.extend(bad)
+    else:
+        geo = geometry(parsed.rows, imgsz, strides, reg_max)
     positives = None
-    if do_simulate:
+    if do_simulate and task != "obb":
         nc = 1 if single_cls else nc
         n_cls = nc if nc is not None else int(parsed.rows[:, 0].max()) + 1 if len(parsed.rows) else 1
         positives = simulate_all(parsed.rows, parsed.file, n, imgsz, strides, reg_max, n_cls, profile, topk,
@@ -475,6 +494,13 @@ def _shared_by(ls: LabelSet) -> dict[str, int]:
     return out
 
 
+def _short_side(geo: Geometry, i: int) -> float:
+    """The GT's shorter side in px (a rotated GT's own, else its box's)."""
+    if geo.rboxes is not None:
+        return float(min(geo.rboxes[i, 2], geo.rboxes[i, 3]))
+    return float(min(geo.box_px[i, 2] - geo.box_px[i, 0], geo.box_px[i, 3] - geo.box_px[i, 1]))
+
+
 def report(res: ScanResult, top: int = 20) -> dict:
     """Everything the terminal summary shows, plus every flagged GT and every label error (JSON-ready)."""
     rows, geo = res.parsed.rows, res.geo
@@ -482,10 +508,12 @@ def report(res: ScanResult, top: int = 20) -> dict:
     names = res.labels.names
     g = len(rows)
     any_flag = np.zeros(g, bool)
-    for k in ("starved_classic", "starved_ultralytics", "clamped", "no_positives_simulated"):
+    for k in ("starved_classic", "starved_ultralytics", "clamped", "no_positives_simulated", "dropped_under_2px"):
         if k in flags:
             any_flag |= flags[k]
     side = np.sqrt(np.maximum((geo.box_px[:, 2] - geo.box_px[:, 0]) * (geo.box_px[:, 3] - geo.box_px[:, 1]), 0))
+    if geo.rboxes is not None:  # rotated GTs: their own sides
+        side = np.sqrt(np.maximum(geo.rboxes[:, 2] * geo.rboxes[:, 3], 0))
     size_hist = np.histogram(side, bins=np.array(SIZE_BINS[:-1] + (1e9,)))[0]
     cls = rows[:, 0].astype(np.int64)
     cls_counts = np.bincount(cls) if g else np.zeros(0, np.int64)
@@ -501,8 +529,9 @@ def report(res: ScanResult, top: int = 20) -> dict:
             "file": files[res.parsed.file[i]], "line": int(res.parsed.line[i]), "cls": int(cls[i]),
             "box_px": [round(float(v), 2) for v in geo.box_px[i]],
             "flags": [k for k, v in flags.items() if v[i]],
-            "smaller_than_strides": [s for s in res.strides if min(geo.box_px[i, 2] - geo.box_px[i, 0],
-                                                                  geo.box_px[i, 3] - geo.box_px[i, 1]) < s],
+            "smaller_than_strides": [s for s in res.strides if _short_side(geo, i) < s],
+            **({"rbox_px": [round(float(v), 2) for v in geo.rboxes[i, :4]] + [round(math.degrees(geo.rboxes[i, 4]), 2)]}
+               if geo.rboxes is not None else {}),
             "candidates_classic": geo.cand_classic[i].tolist(), "candidates_ultralytics": geo.cand_ultra[i].tolist(),
             **({"positives_simulated": res.positives[i].tolist()} if res.positives is not None else {}),
         })
@@ -535,7 +564,14 @@ def report(res: ScanResult, top: int = 20) -> dict:
         "errors": [{"file": files[f], "line": ln, "reason": why} for f, ln, why in res.parsed.errors],
         "duplicates": [{"file": files[f], "lines": lines} for f, lines in res.parsed.duplicates],
         "flagged": flagged,
+        **({"obb": _obb_tables(geo, cls, names)} if geo.rboxes is not None else {}),
     }
+
+
+def _obb_tables(geo: Geometry, cls: np.ndarray, names) -> dict:
+    from .scan_obb import by_class_and_size
+
+    return by_class_and_size(geo, cls, names, SIZE_BINS)
 
 
 def write_report(doc: dict, path: str | Path) -> Path:
