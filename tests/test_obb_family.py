@@ -365,3 +365,21 @@ def test_angles_shown_in_degrees(cli):
     out, _ = run_cli(cli, "assign", DATA, "--assigner", "obb", "--imgsz", "320", "--image", "1")
     assert "(87.5,87.5) 87.5×45.0 px 45.0°" in out  # the 256 px tennis court, ×1.25 on the canvas
     assert math.isclose(math.degrees(math.pi / 4), 45.0)
+
+
+def test_over_the_budget_assigns_on_pairs_with_the_same_targets(cli, tmp_path):
+    """A scene whose dense (b, M, A) tensors exceed --budget-mb is assigned on candidate pairs: same targets and
+    loss as the dense run; assign and walk say so and still show every GT's summary."""
+    common = ["--assigner", "obb", "--imgsz", "640", "--synthetic", "trained"]
+    run_cli(cli, "loss", DATA, *common, "--export", tmp_path / "dense.npz")
+    out, _ = run_cli(cli, "loss", DATA, *common, "--budget-mb", "1", "--export", tmp_path / "pairs.npz")
+    d, p = np.load(tmp_path / "dense.npz"), np.load(tmp_path / "pairs.npz")
+    assert "mask_in_gts" in d.files and "mask_in_gts" not in p.files and "pair_t" in p.files
+    for k in ("fg_mask", "target_gt_idx", "target_labels", "target_rboxes"):
+        np.testing.assert_array_equal(p[k], d[k], err_msg=k)
+    for k in ("target_scores", "loss_box", "loss_cls", "loss_dfl", "loss_angle"):
+        assert_close_f32(p[k], d[k], SCORE if k == "target_scores" else LOSS, k)
+    out, _ = run_cli(cli, "assign", DATA, *common, "--budget-mb", "1")
+    assert "assigned on candidate pairs instead" in out and "Per-GT summary · image 1 (P0002)" in out
+    out, _ = run_cli(cli, "walk", DATA, *common, "--budget-mb", "1")
+    assert "6c–6e. Assignment on candidate pairs" in out and "8. Loss" in out

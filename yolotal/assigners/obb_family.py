@@ -28,6 +28,7 @@ from ..errors import InputError
 from .registry import Family, register
 
 ANGLE_GAIN = 1.0  # ultralytics' default hyp.angle
+DENSE_BYTES_PER_CELL = 32  # peak bytes per (image, GT, anchor) cell of the dense stages (as the detect family)
 ANGLE_ENCODING_KEY = "angle_encoding"  # a levels .npz may say how its angle channel is encoded
 
 
@@ -217,6 +218,11 @@ class RotatedTaskAligned(Family):
         trace.add("obb_decode", "Rotated decode: distances along the predicted angle -> xywhr",
                   pred_angle=angle, pred_rboxes_grid=grid, pred_rboxes=px)
         p = tal_params(cfg, inputs.nc)
+        m, n_anc = tg.gt_bboxes.shape[1], anc.shape[0]
+        need_mb = b * m * n_anc * DENSE_BYTES_PER_CELL / 2**20
+        if need_mb > cfg.dense_budget_mb:
+            self._assign_pairs(trace, cfg, tg, px, anc * st, p, need_mb)
+            return
         r = assign_rotated(trace["pred_scores"], px, anc * st, tg.gt_labels, tg.gt_bboxes, tg.mask_gt, p)
         trace.add("candidates", "Candidates: anchor centres inside each rotated GT (sides floored at stride_val)",
                   cand_rboxes=r.cand_bboxes, mask_in_gts=r.mask_in_gts)
@@ -230,6 +236,30 @@ class RotatedTaskAligned(Family):
             target_rboxes=r.target_bboxes, target_scores=r.target_scores, pos_align_metrics=r.pos_align_metrics,
             pos_overlaps=r.pos_overlaps, norm_align_metric=r.norm_align_metric,
         )
+
+    @staticmethod
+    def _assign_pairs(trace, cfg, tg, px, anc_px, p, need_mb: float) -> None:
+        """Over the dense budget: the same targets from the candidate pairs (``rotated_tal_sparse``)."""
+        from .rotated_tal import candidate_rboxes
+        from .rotated_tal_sparse import assign_rotated_sparse
+
+        b, m = tg.gt_bboxes.shape[:2]
+        trace.summarised = (
+            f"the dense (b, M, A) = ({b}, {m}, {anc_px.shape[0]}) assignment tensors would take about "
+            f"{need_mb:,.0f} MB, over the {cfg.dense_budget_mb} MB budget (--budget-mb, config dense_budget_mb): "
+            "assigned on candidate pairs instead, with the same targets and loss; shown: candidate tables of the "
+            "flagged GTs and per-GT summaries, not the (b, M, A) tensors")
+        sp = assign_rotated_sparse(trace["pred_scores"], px, anc_px, tg.gt_labels, tg.gt_bboxes, tg.mask_gt, p)
+        trace.add("candidates", "Candidates: anchor centres inside each rotated GT (sides floored at stride_val)",
+                  cand_rboxes=candidate_rboxes(tg.gt_bboxes, tg.mask_gt, p))
+        trace.add("pairs", "Candidate pairs (image, GT, anchor)",
+                  pair_b=sp.pair_b, pair_m=sp.pair_m, pair_a=sp.pair_a, pair_s=sp.pair_s, pair_u=sp.pair_u,
+                  pair_t=sp.pair_t, pair_topk=sp.pair_topk, pair_pos=sp.pair_pos, mask_multi=sp.multi)
+        trace.add("targets", "Targets",
+                  fg_mask=sp.fg_mask, target_gt_idx=sp.target_gt_idx, target_labels=sp.target_labels,
+                  target_rboxes=sp.target_bboxes, target_scores=sp.target_scores,
+                  pos_align_metrics=sp.pos_align_metrics, pos_overlaps=sp.pos_overlaps,
+                  norm_align_metric=sp.target_scores.amax(-1))
 
     def loss(self, trace, cfg, inputs) -> None:
         from ..loss_obb import obb_loss
@@ -252,7 +282,9 @@ class RotatedTaskAligned(Family):
         return (lo.box, lo.cls, lo.dfl, float(getattr(lo, "angle", ANGLE_GAIN)))
 
     def candidates(self, trace):
-        return torch.nonzero(trace["mask_in_gts"] & trace["mask_gt"].bool())
+        if "mask_in_gts" in trace:
+            return torch.nonzero(trace["mask_in_gts"] & trace["mask_gt"].bool())
+        return torch.stack((trace["pair_b"], trace["pair_m"], trace["pair_a"]), 1)
 
     def params(self, cfg) -> dict:
         a = cfg.assigner
@@ -306,7 +338,27 @@ class RotatedTaskAlignedOneToOne(RotatedTaskAligned):
 
 
 def gt_candidate_rows(trace, image: int, gt: int) -> list[dict]:
-    """One GT's candidates (``rotated_tal.gt_candidates`` on the trace's tensors), best metric first."""
+    """One GT's candidates (``rotated_tal.gt_candidates`` on the trace's tensors, or the same rows from the
+    candidate pairs when the run was assigned on pairs), best metric first."""
     from .rotated_tal import gt_candidates
 
-    return gt_candidates(_View(trace), image, gt, trace.levels)
+    if "mask_in_gts" in trace:
+        return gt_candidates(_View(trace), image, gt, trace.levels)
+    from ..core.anchors import cell_of
+
+    sel = ((trace["pair_b"] == image) & (trace["pair_m"] == gt)).nonzero().squeeze(1)
+    order = torch.argsort(trace["pair_t"][sel], descending=True, stable=True)
+    fg, tgi = trace["fg_mask"][image], trace["target_gt_idx"][image]
+    rows = []
+    for k in sel[order].tolist():
+        a = int(trace["pair_a"][k])
+        lv, x, y = cell_of(trace.levels, a)
+        if trace["pair_pos"][k]:
+            what = "positive"
+        elif trace["pair_topk"][k]:
+            what = f"lost to GT {int(tgi[a])}" if fg[a] and int(tgi[a]) != gt else "cut by topk2"
+        else:
+            what = "not in top-k"
+        rows.append(dict(anchor=a, stride=lv.stride, cell=(x, y), s=float(trace["pair_s"][k]),
+                         u=float(trace["pair_u"][k]), t=float(trace["pair_t"][k]), result=what))
+    return rows

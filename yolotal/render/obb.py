@@ -33,13 +33,21 @@ def rbox_text(r) -> str:
 def gt_rows(trace: Trace, image: int) -> list[dict]:
     """Per real GT of the image: its facts for the summary (candidates, positives, weighted, best ProbIoU, flag)."""
     n = trace.n_gts(image)
-    cand = trace["mask_in_gts"][image, :n]
     fg, tgi, ts = trace["fg_mask"][image], trace["target_gt_idx"][image], trace["target_scores"][image].amax(-1)
-    ov = trace["overlaps"][image, :n]
+    if "mask_in_gts" in trace:
+        cand = trace["mask_in_gts"][image, :n]
+        ov = trace["overlaps"][image, :n]
+        n_cand = cand.sum(1).tolist()
+        best_u = [float(ov[j][cand[j]].max()) if n_cand[j] else None for j in range(n)]
+    else:  # assigned on candidate pairs
+        sel = trace["pair_b"] == image
+        pm, pu = trace["pair_m"][sel], trace["pair_u"][sel]
+        n_cand = torch.bincount(pm, minlength=n)[:n].tolist()
+        best_u = [float(pu[pm == j].max()) if n_cand[j] else None for j in range(n)]
     out = []
     for j in range(n):
         pos = torch.nonzero(fg & (tgi == j)).flatten()
-        c = int(cand[j].sum())
+        c = int(n_cand[j])
         w = int((ts[pos] >= NEAR_ZERO).sum())
         levels: dict[int, int] = {}
         for a in pos.tolist():
@@ -47,7 +55,7 @@ def gt_rows(trace: Trace, image: int) -> list[dict]:
             levels[s] = levels.get(s, 0) + 1
         flag = ("no candidates" if c == 0 else "no positives" if not len(pos)
                 else "only near-zero-weight positives" if w == 0 else "")
-        out.append(dict(j=j, cand=c, pos=len(pos), weighted=w, best=float(ov[j][cand[j]].max()) if c else None,
+        out.append(dict(j=j, cand=c, pos=len(pos), weighted=w, best=best_u[j],
                         score=float(ts[pos].sum()), levels=" ".join(f"s{k}×{v}" for k, v in sorted(levels.items())),
                         flag=flag))
     return out
@@ -102,11 +110,18 @@ def candidate_table(trace: Trace, image: int, j: int, rows: int, full: bool) -> 
     return tab
 
 
+SUMMARY_ROWS = 40  # per-GT summary rows shown when the run was assigned on candidate pairs (flagged first)
+
+
 def render_image(trace: Trace, con: Console, i: int, rows: int, full: bool) -> None:
     n = trace.n_gts(i)
     fg = trace["fg_mask"][i]
     g, c = trace["gt_rboxes"][i], trace["cand_rboxes"][i]
-    for j in range(n):
+    facts = gt_rows(trace, i)
+    shown = range(n)
+    if trace.summarised and not full:  # a big scene: candidate tables of the flagged GTs only
+        shown = [r["j"] for r in facts if r["flag"]]
+    for j in shown:
         f, ln = trace.gt_origin[i][j]
         enl = ""
         if trace.config.assigner.profile == "ultralytics" and not torch.equal(g[j], c[j]):
@@ -118,8 +133,12 @@ def render_image(trace: Trace, con: Console, i: int, rows: int, full: bool) -> N
     multi = int(trace["mask_multi"][i].sum())
     con.print(f"anchors claimed by more than one GT: {multi} (each goes to the largest ProbIoU) · "
               f"foreground anchors: {int(fg.sum())} · background: {int((~fg).sum())}")
-    facts = gt_rows(trace, i)
-    con.print(fit(con, summary_table(trace, i, facts), ("u max", "pos/stride", "weighted")))
+    table_rows = facts
+    if trace.summarised and not full and len(facts) > SUMMARY_ROWS:
+        table_rows = sorted(facts, key=lambda r: (r["flag"] == "", r["j"]))[:SUMMARY_ROWS]
+        con.print(f"{len(facts)} GTs, {sum(1 for r in facts if r['flag'])} flagged; the table shows "
+                  f"{SUMMARY_ROWS} of them, flagged first (--full for all; --export has every pair)")
+    con.print(fit(con, summary_table(trace, i, table_rows), ("u max", "pos/stride", "weighted")))
     for r in facts:
         if r["flag"]:
             f, ln = trace.gt_origin[i][r["j"]]
@@ -140,6 +159,8 @@ def header(trace: Trace, con: Console) -> None:
 
 def render_assign(trace: Trace, con: Console, images: list[int], full: bool, rows: int | None = None) -> None:
     header(trace, con)
+    if trace.summarised:
+        note(con, trace.summarised)
     rows = rows or trace.config.assigner.topk + 3
     for i in images:
         con.print(Rule(f"image {i} · {trace.labels.images[i]}"))
@@ -241,6 +262,13 @@ def render_walk(trace: Trace, con: Console, full: bool) -> None:
           "the angle channel in radians (YOLOv8/11 heads: (sigmoid(x) − ¼)·π; YOLO26: the value itself)")
     print_tensor(con, "pred_angle", trace["pred_angle"], "(b, A, 1) radians", full)
     print_tensor(con, "pred_rboxes", trace["pred_rboxes"], "(b, A, 5) px xywhr", full)
+    if trace.summarised:
+        _step(con, "6c–6e. Assignment on candidate pairs", trace.summarised)
+        for name, what in (("pair_b", "image"), ("pair_m", "GT slot"), ("pair_a", "anchor"),
+                           ("pair_u", "ProbIoU u"), ("pair_t", "alignment metric t"), ("pair_pos", "final positive")):
+            print_tensor(con, name, trace[name], f"(P,) {what} of each candidate pair", full)
+        _walk_targets(trace, con, full)
+        return
     _step(con, "6c. Candidates: anchor centres inside each rotated GT (edges included)",
           (f"ultralytics 8.4 first raises GT sides < {cfg.stride_val:g} px to {cfg.stride_val:g} px (centre, angle kept)"
            if a.profile == "ultralytics" else "the GT's own rotated box"))
@@ -255,6 +283,11 @@ def render_walk(trace: Trace, con: Console, full: bool) -> None:
           + (f"; topk2 {a.topk2} keeps that many per GT" if a.topk2 else ""))
     print_tensor(con, "mask_multi", trace["mask_multi"].float(), "(b, A) anchors claimed by several GTs", full)
     print_tensor(con, "mask_pos", trace["mask_pos"].float(), "(b, M, A) final positives", full)
+    _walk_targets(trace, con, full)
+
+
+def _walk_targets(trace: Trace, con: Console, full: bool) -> None:
+    cfg, b = trace.config, trace.batch
     _step(con, "7. Targets", "fg_mask marks anchors with a GT; background anchors keep placeholders (GT 0)")
     print_tensor(con, "fg_mask", trace["fg_mask"].float(), "(b, A)", full)
     print_tensor(con, "target_gt_idx", trace["target_gt_idx"], "(b, A), meaningful where fg_mask", full)
