@@ -251,6 +251,10 @@ def test_heads_without_the_angle_channel_exit_2(cli, tmp_path):
                        tmp_path / "det.npz")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"{tmp_path / 'det.npz'}: OBB head has 79 channels, expected 4*reg_max+nc+1 = 4*16+15+1 = 80" in err
+    # without --nc the channels alone cannot tell; the dataset's 15 names can
+    code, _, err = cli("assign", DATA, "--assigner", "obb", "--imgsz", "320", "--heads", tmp_path / "det.npz")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"{tmp_path / 'det.npz'}: the heads carry 14 classes but the dataset names 15" in err
     torch.save({"boxes": torch.zeros(2, 64, 2100), "scores": torch.zeros(2, 15, 2100),
                 "feats": [torch.zeros(2, 1, 320 // s, 320 // s) for s in (8, 16, 32)]}, tmp_path / "det.pt")
     code, _, err = cli("assign", DATA, "--assigner", "obb", "--imgsz", "320", "--heads", tmp_path / "det.pt")

@@ -210,6 +210,11 @@ class RotatedTaskAligned(Family):
         from .tal_family import tal_params
 
         b = trace.batch
+        names = inputs.labels.names
+        if names and len(names) != inputs.nc:
+            raise InputError(f"the heads carry {inputs.nc} classes but the dataset names {len(names)}: OBB heads have "
+                             f"4*reg_max + nc + 1 channels (the angle last); detect heads lack the angle channel",
+                             inputs.heads.source)
         tg, corners = rotated_targets(trace, inputs.labels, b, cfg.imgsz)
         trace.add("obb_gt", "Rotated GTs: corners -> minimum-area rectangle xywhr (px), rows under 2 px dropped",
                   gt_rboxes=tg.gt_bboxes, gt_corners=corners)
