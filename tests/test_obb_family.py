@@ -323,7 +323,7 @@ def reference_loss(mk, levels, reg_max, topk, topk2):
 
 @pytest.mark.parametrize("model, assigner, topk, topk2", [
     ("yolo11n-obb.yaml", None, 10, None),
-    ("yolo26n-obb.yaml", None, 10, None),
+    ("yolo26n-obb.yaml", "obb", 10, None),
     ("yolo26n-obb.yaml", "obb-o2o", 7, 1),
 ])
 def test_model_heads_match_reference_and_replay(cli, tmp_path, model, assigner, topk, topk2):
@@ -343,7 +343,8 @@ def test_model_heads_match_reference_and_replay(cli, tmp_path, model, assigner, 
     np.testing.assert_array_equal(a["fg_mask"], ref_fg)
     mine = np.array([a[k] for k in ("loss_box", "loss_cls", "loss_dfl", "loss_angle")])
     assert_close_f32(mine, ref_loss, MODEL_LOSS, "loss terms")
-    assert ("one2one branch" if assigner else "one2many branch" if "26" in model else "heads from the model") in out
+    assert ("one2one branch" if assigner == "obb-o2o" else "one2many branch" if "26" in model
+            else "heads from the model") in out
     # replay: the saved file names its task, so no --assigner is needed for the default family
     run_cli(cli, "loss", DATA, "--heads", tmp_path / "h.npz", *extra, "--export", tmp_path / "b.npz")
     b = np.load(tmp_path / "b.npz")
@@ -359,10 +360,46 @@ def test_task_model_with_detect_assigner_exit_2(cli):
     assert "yolo11n-obb.yaml: this is an obb model but the assigner tal is for detect" in err
 
 
-def test_epoch_is_refused_for_obb_models(cli):
-    pytest.importorskip("ultralytics")
-    code, _, err = cli("loss", DATA, "--model", "yolo26n-obb.yaml", "--imgsz", "320", "--epoch", "3")
-    assert code == 2 and "--epoch: both branches are shown for detect models" in err
+@pytest.mark.parametrize("epoch", [0, 61])
+def test_yolo26_obb_both_branches_match_e2eloss(cli, epoch):
+    """loss --model yolo26n-obb.yaml: both branches (obb, obb-o2o), their weights, the total and the items the
+    trainer logs, against ultralytics' E2ELoss(v8OBBLoss) on the same model input and labels."""
+    import types
+
+    import yolotal
+
+    mk = _reference()
+    from ultralytics.nn.tasks import OBBModel
+    from ultralytics.utils.loss import E2ELoss, v8OBBLoss
+
+    e2e = yolotal.inspect_e2e(DATA, model="yolo26n-obb.yaml", imgsz=320, epoch=epoch)
+    assert (e2e.one2many.config.assigner.name, e2e.one2one.config.assigner.name) == ("obb", "obb-o2o")
+    torch.manual_seed(0)
+    model = OBBModel("yolo26n-obb.yaml", nc=15, verbose=False).eval()
+    model.args = types.SimpleNamespace(box=7.5, cls=0.5, dfl=1.5, angle=1.0, epochs=100)
+    crit = E2ELoss(model, v8OBBLoss)
+    crit.updates = epoch - 1
+    crit.update()
+    lab = e2e.one2many.trace.labels
+    batch = {"batch_idx": torch.from_numpy(lab.batch_idx).float(), "cls": torch.from_numpy(lab.cls).float()[:, None],
+             "bboxes": mk.reference_targets(lab)}
+    with torch.no_grad():
+        preds = model.forward(torch.from_numpy(e2e.images))
+        total, items = crit(preds, batch)
+        o2m = crit.one2many.loss(crit.one2many.parse_output(preds)["one2many"], batch)
+        o2o = crit.one2one.loss(crit.one2one.parse_output(preds)["one2one"], batch)
+    assert e2e.weights == pytest.approx((crit.o2m, crit.o2o), rel=1e-12)
+    np.testing.assert_allclose(e2e.branch_total(e2e.one2many), float(o2m[0].sum()), **MODEL_LOSS)
+    np.testing.assert_allclose(e2e.branch_total(e2e.one2one), float(o2o[0].sum()), **MODEL_LOSS)
+    np.testing.assert_allclose(e2e.total, float(total.sum()), **MODEL_LOSS)
+    assert list(e2e.logged) == list(items) == ["box_loss", "cls_loss", "l1_loss", "angle_loss"]
+    for k, v in items.items():
+        np.testing.assert_allclose(e2e.logged[k], float(v), **MODEL_LOSS, err_msg=k)
+    code, out, err = cli("loss", DATA, "--model", "yolo26n-obb.yaml", "--imgsz", "320", "--epoch", str(epoch))
+    assert code == 0, err
+    assert "obb-o2o topk 7 topk2 1" in out and "L = (box + cls + l1 + angle) × batch" in out
+    assert f"total (what the trainer backpropagates) = {e2e.total:.6g}" in out
+    assert "one2many branch (obb)" in out and "one2one branch (obb-o2o)" in out
 
 
 def test_angles_shown_in_degrees(cli):

@@ -620,7 +620,13 @@ def inspect_e2e(labels: "str | Path", *, model: "str | Path", config: "str | Pat
     if not g.model.end2end:
         raise InputError("this model has no end-to-end (one-to-one) head: its loss is the one-to-many branch "
                          "alone (yolotal loss --model without --epoch)", g.model.path)
-    return _e2e(g, config, over, epoch)
+    from .assigners import registry
+
+    task = registry.get(g.cfg.assigner.name).task
+    pair = _branch_families(task)
+    if pair is None:
+        raise InputError(f"no one-to-one assigner family of the {task} task is registered", g.model.path)
+    return _e2e(g, config, over, epoch, pair)
 
 
 def inspect_loss(labels: "str | Path", *, model: "str | Path | None" = None, epoch: int | None = None,
@@ -645,11 +651,12 @@ def inspect_loss(labels: "str | Path", *, model: "str | Path | None" = None, epo
                     pictures=args.get("image_files"), model=model, device=args.get("device"),
                     images_dir=args.get("images"), split=args.get("split"), both_branches=True, **over)
     fam = registry.get(g.cfg.assigner.name)
-    if g.model.end2end and fam.task == "detect":
-        return _e2e(g, args.get("config"), over, epoch)
+    pair = _branch_families(fam.task) if g.model.end2end else None
+    if pair is not None:
+        return _e2e(g, args.get("config"), over, epoch, pair)
     if epoch is not None:
         why = ("this model has no end-to-end (one-to-one) head, so there is no branch schedule" if not g.model.end2end
-               else f"both branches are shown for detect models; this {fam.task} model shows the {fam.name} branch")
+               else f"no one-to-one assigner family of the {fam.task} task is registered")
         raise InputError(f"--epoch: {why}", g.model.path)
     lm = g.model
     branch = fam.model_branch if lm.end2end else "one2many"
@@ -659,7 +666,17 @@ def inspect_loss(labels: "str | Path", *, model: "str | Path | None" = None, epo
 _INSPECT_ARGS = ("config", "images", "image_files", "loss", "device", "split", "save_heads", "heads")
 
 
-def _e2e(g: Gathered, config, over: dict, epoch: int | None) -> "E2ERun":
+def _branch_families(task: str) -> "tuple[str, str] | None":
+    """(one2many family, one2one family) of a task (detect: tal, tal-o2o), or None without a one2one family."""
+    from .assigners import registry
+
+    try:
+        return registry.for_task(task, "one2many"), registry.for_task(task, "one2one")
+    except InputError:
+        return None
+
+
+def _e2e(g: Gathered, config, over: dict, epoch: int | None, pair: tuple[str, str] = ("tal", "tal-o2o")) -> "E2ERun":
     from .e2e import branch_weights, checkpoint_epoch, rule_for
     from .inputs.model import model_heads_branches
 
@@ -673,10 +690,11 @@ def _e2e(g: Gathered, config, over: dict, epoch: int | None) -> "E2ERun":
     heads = model_heads_branches(lm, g.images, g.cfg.imgsz)
     o2m_over = {k: v for k, v in over.items() if k != "name"}
     o2o_over = {k: v for k, v in o2m_over.items() if k not in ("topk", "topk2")}
-    base = replace(g.cfg, assigner=replace(g.cfg.assigner, name="tal"))
+    name_m, name_o = pair
+    base = replace(g.cfg, assigner=replace(g.cfg.assigner, name=name_m))
     cfg_m = run_config(config, base, **o2m_over)
-    cfg_m = replace(cfg_m, assigner=replace(cfg_m.assigner, name="tal"))
-    base_o = replace(cfg_m, assigner=replace(cfg_m.assigner, name="tal-o2o", topk=None, topk2=None))
+    cfg_m = replace(cfg_m, assigner=replace(cfg_m.assigner, name=name_m))
+    base_o = replace(cfg_m, assigner=replace(cfg_m.assigner, name=name_o, topk=None, topk2=None))
     from .config import finalize
 
     cfg_o = run_config(None, finalize(base_o), **o2o_over)
@@ -686,6 +704,9 @@ def _e2e(g: Gathered, config, over: dict, epoch: int | None) -> "E2ERun":
                  e_total, how, rule)
     out.images = g.images
     return out
+
+
+E2E_TERMS = {"box": "loss_box", "cls": "loss_cls", "third": "loss_dfl", "angle": "loss_angle"}  # angle: OBB
 
 
 class E2ERun:
@@ -707,7 +728,7 @@ class E2ERun:
     def branch_total(run: Run) -> float:
         """L of one branch: the sum of its gain-weighted terms × batch size (what v8DetectionLoss returns)."""
         lo = run.loss
-        return (lo["loss_box"] + lo["loss_cls"] + lo["loss_dfl"]) * run.batch
+        return sum(lo[k] for k in E2E_TERMS.values() if k in lo) * run.batch
 
     @property
     def total(self) -> float:
@@ -721,8 +742,8 @@ class E2ERun:
     @property
     def logged(self) -> dict[str, float]:
         """box_loss, cls_loss, dfl_loss (or l1_loss) as the trainer logs them."""
-        names = ("box_loss", "cls_loss", self.third_term)
-        keys = ("loss_box", "loss_cls", "loss_dfl")
+        names = ("box_loss", "cls_loss", self.third_term) + (("angle_loss",) if "loss_angle" in self.one2one.loss else ())
+        keys = ("loss_box", "loss_cls", "loss_dfl", "loss_angle")[: len(names)]
         if self.rule.logged == "one2one":
             return {n: self.one2one.loss[k] for n, k in zip(names, keys)}
         return {n: self.one2many.loss[k] + self.one2one.loss[k] for n, k in zip(names, keys)}
