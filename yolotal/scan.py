@@ -482,6 +482,8 @@ def scan(data: str | Path, imgsz: tuple[int, int], strides: tuple[int, ...], reg
         positives = simulate_all(parsed.rows, parsed.file, n, imgsz, strides, reg_max, n_cls, profile, topk,
                                  max(1, workers), (lambda k: progress("simulate", k, n)) if progress else None)
     notes = ReadNotes(parsed.polygons, parsed.pose_rows).lines(rules)
+    if do_simulate and task == "obb":
+        notes = tuple(notes) + ("--simulate: not available for OBB datasets (the rotated geometry audit only)",)
     return ScanResult(ls, imgsz, strides, reg_max, parsed, geo, positives, notes)
 
 
