@@ -424,3 +424,14 @@ def test_over_the_budget_assigns_on_pairs_with_the_same_targets(cli, tmp_path):
     assert "assigned on candidate pairs instead" in out and "Per-GT summary · image 1 (P0002)" in out
     out, _ = run_cli(cli, "walk", DATA, *common, "--budget-mb", "1")
     assert "6c–6e. Assignment on candidate pairs" in out and "8. Loss" in out
+
+
+def test_scan_with_an_obb_model(cli, tmp_path):
+    """scan --model with an OBB model reads the corners and assigns with the obb family."""
+    pytest.importorskip("ultralytics")
+    out, _ = run_cli(cli, "scan", DATA, "--model", "yolo11n-obb.yaml", "--imgsz", "320", "--report",
+                     tmp_path / "r.json")
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["images"] == 2 and doc["gts"] == 10 and "2 images through the model" in out  # 11 rows, 1 dropped
+    worst = {(Path(g["file"]).name, g["line"]) for g in doc["worst_gts"]}
+    assert ("P0001.txt", 4) in worst  # a tiny vehicle: only zero-weight positives
