@@ -118,8 +118,13 @@ def build_trace(labels: "str | Path | None", config: "str | Path | None" = None,
         saved = read_saved_run(heads)
         base = saved_base(saved)
     cfg = run_config(config, base, **over)
+    notes: list[str] = []
     if lm is not None:
         check_model_config(cfg, lm)
+        if lm.kind == "checkpoint":
+            cfg = _trainer_profile(cfg, lm.trainer_version, lm.path, notes)
+    elif saved and str(saved.get("model_kind", "")) == "checkpoint":
+        cfg = _trainer_profile(cfg, str(saved.get("trainer_version", "")) or None, str(heads), notes)
     fam = registry.get(cfg.assigner.name)
     # --heads is in the layout of the chosen family: YOLOv8 (DFL) for tal/atss, its own (YOLOX, YOLOv5) otherwise;
     # the v8 decode stage then runs on synthetic heads of the same seed
@@ -147,7 +152,6 @@ def build_trace(labels: "str | Path | None", config: "str | Path | None" = None,
            if labels is not None else no_labels())
     if saved and "image_files" in saved and lab.files:
         check_replay_matches(heads, saved, lab)
-    notes: list[str] = []
     stored = saved_letterboxes(saved, lab.n_images) if saved else None
     if stored is not None and not pictures:
         files = [str(x) for x in saved.get("image_files", [])]
@@ -176,6 +180,18 @@ def build_trace(labels: "str | Path | None", config: "str | Path | None" = None,
     branch = fam.model_branch if lm.end2end else "one2many"
     g.heads = fam.model_heads(lm, g.images, lm.describe(cfg.imgsz, branch), branch)
     return g.run()
+
+
+def _trainer_profile(cfg: "Config", version: str | None, source: str, notes: list[str]) -> "Config":
+    """Profile ``auto`` made concrete from the release that trained a checkpoint: one note line, and a warning
+    (in the config's warnings) for a missing or unknown version."""
+    from .config import with_trainer_version
+
+    cfg, note, warning = with_trainer_version(cfg, version, source)
+    notes.append(note)
+    if warning:
+        cfg = replace(cfg, warnings=tuple(cfg.warnings) + (warning,))
+    return cfg
 
 
 class Gathered:
@@ -477,6 +493,9 @@ def _scan_model(data: Path, config, workers: int, split: str | None, top: int, i
     lm = load_model(model, nc, over.pop("seed", None) or 0, device or "cpu")
     cfg = run_config(config, model_base(lm), **over)
     check_model_config(cfg, lm)
+    notes: list[str] = []
+    if lm.kind == "checkpoint":
+        cfg = _trainer_profile(cfg, lm.trainer_version, lm.path, notes)
     from .render.gallery import GalleryCollector
 
     items = [(str(f), str(p) if p is not None else None) for f, p in zip(files, pictures)]
@@ -512,6 +531,7 @@ def _scan_model(data: Path, config, workers: int, split: str | None, top: int, i
                    "seconds": round(time.perf_counter() - t0, 3), "strides": list(cfg.strides),
                    "stage_seconds": {k: round(v, 3) for k, v in res.seconds.items()}}
     rep = ScanReport(doc, "model", list(cfg.warnings), res)
+    rep.notes = notes
     rep.gallery = list(gallery.items) if gallery_size else []
     return rep
 
@@ -523,6 +543,7 @@ class ScanReport:
     def __init__(self, doc: dict, kind: str, warnings: list[str], result: Any = None):
         self.doc, self.kind, self.warnings, self.result = doc, kind, warnings, result
         self.top = 20  # worst files / GTs listed
+        self.notes: list[str] = []  # how the inputs were read (the checkpoint's profile)
         self.gallery: list = []  # a model scan's crops of its worst GTs (collected as the batches went by)
 
     @property
@@ -578,7 +599,11 @@ class ScanReport:
 
         from .render.terminal import warn
 
+        from .render.terminal import note
+
         con = console or Console(highlight=False)
+        for n in self.notes:
+            note(con, n)
         for w in self.warnings:
             warn(con, w)
         if self.kind == "model":
@@ -670,7 +695,7 @@ def _e2e(g: Gathered, config, over: dict, epoch: int | None) -> "E2ERun":
                              f"{e_total})", lm.path)
         e_saved, how = epoch, f"epoch {epoch} of {e_total} (--epoch)"
     heads = model_heads_branches(lm, g.images, g.cfg.imgsz)
-    o2m_over = {k: v for k, v in over.items() if k != "name"}
+    o2m_over = {k: v for k, v in over.items() if k != "name" and not (k == "profile" and v == "auto")}
     o2o_over = {k: v for k, v in o2m_over.items() if k not in ("topk", "topk2")}
     base = replace(g.cfg, assigner=replace(g.cfg.assigner, name="tal"))
     cfg_m = run_config(config, base, **o2m_over)

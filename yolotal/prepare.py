@@ -37,8 +37,12 @@ def model_base(lm) -> Config:
     from .assigners import registry
     from .config import AssignerConfig
 
+    try:
+        name = registry.for_task(lm.task)
+    except InputError:  # no family of that task: check_model_config says so, naming the model
+        name = "tal"
     return Config(imgsz=imgsz, strides=lm.strides, nc=lm.nc, reg_max=lm.reg_max, loss=loss,
-                  assigner=AssignerConfig(name=registry.for_task(lm.task)))
+                  assigner=AssignerConfig(name=name))
 
 
 def saved_base(saved: dict) -> Config | None:
@@ -65,6 +69,10 @@ def check_model_config(cfg: Config, lm) -> None:
 
     fam = registry.get(cfg.assigner.name)
     if fam.task != lm.task:
+        mine = [n for n in registry.names() if registry.get(n).task == lm.task]
+        if not mine:
+            raise InputError(f"this is a{'n' if lm.task[0] in 'aeio' else ''} {lm.task} model; yolotal has no "
+                             f"assigner family for the {lm.task} task", lm.path)
         raise InputError(f"this is a{'n' if lm.task[0] in 'aeio' else ''} {lm.task} model but the assigner "
                          f"{fam.name} is for {fam.task}: leave --assigner out (the model's task picks its "
                          f"assigner) or choose one of {', '.join(n for n in registry.names() if registry.get(n).task == lm.task)}",
@@ -162,6 +170,9 @@ def write_saved_heads(path: Path, heads, images: np.ndarray, geo: Geometry, cfg:
         loss_gains=np.array([cfg.loss.box, cfg.loss.cls, cfg.loss.dfl], np.float64),
         model=np.array(lm.path if lm is not None else ""), class_names=np.array([lm.names[i] for i in range(lm.nc)]
                                                                                if lm is not None else [], dtype=np.str_),
+        # the release that trained the checkpoint ("" for a model YAML): replay's profile auto follows it
+        trainer_version=np.array((lm.trainer_version or "") if lm is not None and lm.kind == "checkpoint" else ""),
+        model_kind=np.array(lm.kind if lm is not None else ""),
     )
     p = Path(path)
     atomic_write(p, lambda fh: np.savez_compressed(fh, **arrays))

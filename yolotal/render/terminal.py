@@ -590,9 +590,9 @@ def render_loss(trace: Trace, con: Console, images: list[int]) -> None:
                 )
         con.print(fit(con, gt, ("cls@pos", "mean CIoU", "cls", "clamp 0")))
         if cfg.reg_max > 1:
-            con.print(Text(f"clamp hi: DFL target sides clamped at reg_max − 1.01 = {rmax:.2f} grid units (box too "
-                           "large for the stride); clamp 0: sides clamped at 0 (the anchor lies outside the real box, "
-                           "a candidate only through the small-GT enlargement)", style="dim"), soft_wrap=False)
+            con.print(Text(f"clamp hi: DFL target sides beyond reg_max − 1.01 = {rmax:.2f} grid units (box too "
+                           "large for the stride); clamp 0: sides below 0 (the anchor lies outside the real box, a "
+                           "candidate only through the small-GT enlargement)", style="dim"), soft_wrap=False)
         for w in warnings:
             warn(con, w)
 
