@@ -497,3 +497,12 @@ def test_a_model_ultralytics_cannot_run_is_one_line_naming_the_file(cli, tmp_pat
     assert code == 2 and "Traceback" not in err
     assert "yolo11n.yaml: ultralytics could not run this model (AttributeError: 'AAttn' object has no attribute " \
         "'qkv')" in err
+
+
+def test_scan_model_report_has_every_images_letterbox(cli, tmp_path):
+    code, out, err, doc = _scan_doc(cli, tmp_path)
+    assert code == 0, err
+    per = {Path(d["file"]).stem: d for d in doc["per_image"]}
+    assert set(per) == {"landscape", "portrait", "square", "wide"}  # every image, not only the worst
+    assert per["landscape"]["orig_wh"] == [640, 480] and per["landscape"]["r"] == 0.5
+    assert per["landscape"]["pad"] == [0, 40] and per["wide"]["pad"] == [0, 70]

@@ -287,6 +287,8 @@ def summarise(res: ModelScan, names: list[str] | None, top: int = 20) -> dict:
         "worst_images": worst_images,
         "errors": res.errors,
         "per_gt": [_row(r, names) for r in recs],
+        # every image run: its file, picture, original size, letterbox scale r and padding, GTs, starved GTs
+        "per_image": list(res.images),
     }
 
 
