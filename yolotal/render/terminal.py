@@ -16,7 +16,7 @@ from rich.text import Text
 from .. import profiles
 from ..core.anchors import Level, cell_of
 from ..pipeline import Trace
-from .fmt import box as fmt_box, fit, num, point, size
+from .fmt import box as fmt_box, fit, num, point, score, size
 
 FULL_LIMIT = 1000  # tensors with more elements print as a summary unless --full (torch's own threshold)
 PRINT_LIMIT = 2_000_000  # not even --full prints more elements than this
@@ -395,8 +395,8 @@ def candidate_table(trace: Trace, image: int, j: int, rows: int) -> Table:
         else:
             res, st = "not picked", "dim"
         tab.add_row(
-            str(r), str(a), level_name(lv), f"{cx},{cy}", f"{float(s[a]):.4f}", f"{float(u[a]):.4f}", f"{float(t[a]):.4g}",
-            "✓" if topk_picked[a] else "", Text(res, style=st), f"{float(ns[a]):.4f}" if final[a] else "",
+            str(r), str(a), level_name(lv), f"{cx},{cy}", score(s[a]), score(u[a]), f"{float(t[a]):.4g}",
+            "✓" if topk_picked[a] else "", Text(res, style=st), score(ns[a]) if final[a] else "",
         )
     return tab
 
