@@ -22,7 +22,7 @@ from yolotal.render.gallery import (BOX_BAD, BOX_OK, BOX_UNKNOWN, GalleryItem, a
 from yolotal.render.html import (health_html, scan_gt_rows, scan_html, write_geometry_scan_html, write_run_html,
                                  write_scan_html)
 from yolotal.render.run_rows import run_doc, trace_rows
-from yolotal.scan import report, scan
+from yolotal.scanning import report, scan
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = ROOT / "samples" / "shapes" / "shapes.yaml"
@@ -353,7 +353,7 @@ def test_scan_model_gallery_shows_the_reports_worst_gts(tmp_path):
     from yolotal.inputs.model import load_model
     from yolotal.prepare import model_base
     from yolotal.render.gallery import GalleryCollector
-    from yolotal.scan import find_labels
+    from yolotal.scanning import find_labels
     from yolotal.scan_model import run_scan, summarise
 
     lm = load_model("yolo11n.yaml", nc=3, seed=0)

@@ -79,7 +79,7 @@ def test_the_harness_catches_an_outside_request(open_page, tmp_path):
 
 
 def test_shapes_scan_report(open_page, tmp_path):
-    from yolotal.scan import scan
+    from yolotal.scanning import scan
 
     res = scan(SHAPES, (640, 640), (8, 16, 32), 16)
     p, page = open_page(write_geometry_scan_html(res, tmp_path / "shapes.html"))

@@ -448,8 +448,8 @@ def scan(data: "str | Path", *, model: "str | Path | None" = None, config: "str 
             raise InputError(f"--{k} applies to scan --model only")
     if int(os.environ.get("RANK", "0") or 0) != 0:  # under torchrun only scan --model shares the work out
         return None
-    from .scan import report as make_report
-    from .scan import scan as do_scan
+    from .scanning import report as make_report
+    from .scanning import scan as do_scan
 
     cfg = run_config(config, **over)
     t0 = time.perf_counter()
@@ -471,7 +471,7 @@ def _scan_model(data: Path, config, workers: int, split: str | None, top: int, i
     from .inputs.model import load_model
     from .inputs.pictures import image_for_label
     from .prepare import check_model_config, model_base
-    from .scan import find_labels
+    from .scanning import find_labels
     from .scan_model import distributed, merge, run_scan, summarise
 
     batch = over.pop("batch", None) or 16
@@ -580,7 +580,7 @@ class ScanReport:
 
     def write(self, path: "str | Path") -> Path:
         """The JSON report (``scan --report``), written atomically."""
-        from .scan import write_report
+        from .scanning import write_report
 
         return write_report(self.doc, path)
 

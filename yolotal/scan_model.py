@@ -154,7 +154,7 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
     from .inputs.model import model_heads
     from .inputs.pictures import _decode_rgb, letterbox_for, model_image
     from .pipeline import run
-    from .scan import _parse_file, too_small
+    from .scanning import _parse_file, too_small
 
     out = ModelScan()
     batches = _batches(len(items), batch)

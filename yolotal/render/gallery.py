@@ -214,7 +214,7 @@ def _numbers(r: dict, box: Sequence[float]) -> dict:
 
 
 def gallery_from_scan(res, n: int = 24, images: Sequence[str | None] | None = None) -> list[GalleryItem]:
-    """Crops of the ``n`` worst GTs of a geometry scan (:class:`yolotal.scan.ScanResult`): no candidate under
+    """Crops of the ``n`` worst GTs of a geometry scan (:class:`yolotal.scanning.ScanResult`): no candidate under
     either profile first, then DFL-clamped, then tiny, smallest first. Candidates are the anchor centres inside
     the box (classic) plus, under ultralytics 8.4's rule, inside the box enlarged to stride_val (dashed);
     positives need a model, so none are drawn. ``images``: each label file's image (default: found as scan
@@ -222,7 +222,7 @@ def gallery_from_scan(res, n: int = 24, images: Sequence[str | None] | None = No
     import torch
 
     from ..assigners.tal import TALParams, candidate_boxes
-    from ..scan import find_images
+    from ..scanning import find_images
 
     flags = res.flags()
     g = len(res.parsed.rows)

@@ -77,8 +77,9 @@ def print_tensor(con: Console, name: str, t: torch.Tensor, what: str, full: bool
 
 
 def note(con: Console, msg: str) -> None:
-    """How the inputs were read (geometry, model): informational, on the main output."""
-    con.print(Text.assemble(("note: ", "bold cyan"), msg), soft_wrap=True)
+    """How the inputs were read (geometry, model): informational, on the main output, wrapped to the console's
+    width (COLUMNS) at spaces like the tables."""
+    con.print(Text.assemble(("note: ", "bold cyan"), msg))
 
 
 _WARN: dict = {"console": None, "seen": {}}  # where warnings go, and those already printed (in order)
