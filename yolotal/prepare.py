@@ -38,7 +38,7 @@ def model_base(lm) -> Config:
     from .config import AssignerConfig
 
     return Config(imgsz=imgsz, strides=lm.strides, nc=lm.nc, reg_max=lm.reg_max, loss=loss,
-                  assigner=AssignerConfig(name=registry.for_task(lm.task)))
+                  assigner=AssignerConfig(name=registry.for_task(lm.task, head_class=lm.head_class)))
 
 
 def saved_base(saved: dict) -> Config | None:
