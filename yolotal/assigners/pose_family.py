@@ -270,8 +270,6 @@ class PoseV8(Family):
                   pos_overlaps=t.pos_overlaps, norm_align_metric=t.norm_align_metric)
 
     def loss(self, trace, cfg, inputs) -> None:
-        import torch
-
         from ..core.keypoints import rle_weights
         from ..loss import detection_loss
         from ..loss_pose import PoseGains, init_flow, pose_loss
@@ -291,9 +289,7 @@ class PoseV8(Family):
                 flow = init_flow(cfg.heads.seed)
             trace.notes.append(f"RLE flow: {flow.source}" + ("" if "kpts_sigma_raw" in trace else
                                                              " (the heads have no sigma channels: rle_loss is 0)"))
-        kgrid = trace["kpts_grid"]
-        if "kpts_sigma_raw" in trace:
-            kgrid = torch.cat((kgrid, trace["kpts_sigma_raw"]), -1)
+        kgrid = trace["kpts_grid"]  # (b, A, K, D [+ 2 raw sigma channels of YOLO26])
         lo = pose_loss(det, kgrid, trace["fg_mask"], trace["target_gt_idx"], trace["gt_kpts"],
                        trace["target_bboxes"], trace["stride_tensor"], trace["kpt_sigmas"], cfg.keypoints.shape[1],
                        gains, flow, rle_weights(cfg.keypoints.shape), cfg.reg_max)
