@@ -366,7 +366,7 @@ class PoseV8(Family):
         walk_pose(trace, con, full)
 
     def legend(self, cfg) -> str:
-        return f"{self.name} ({cfg.assigner.profile})"
+        return cfg.assigner.profile
 
 
 @register
