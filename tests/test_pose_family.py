@@ -291,3 +291,19 @@ def test_model_with_the_wrong_assigner(cli, args, msg):
     code, out, err = cli("assign", DATA, "--model", "yolo11n-pose.yaml", *args)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and msg in err and "yolo11n-pose.yaml" in err
+
+
+# ------------------------------------------------------------------------------------------------ scan
+def test_scan_pose_counts_gts_without_visible_keypoints(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    rep = tmp_path / "r.json"
+    code, out, err = cli("scan", DATA, "--task", "pose", "--report", rep)
+    assert code == 0, err
+    doc = json.loads(rep.read_text())
+    kp = doc["keypoints"]
+    assert (kp["gts"], kp["no_visible"]) == (5, 1)
+    assert kp["by_class"] == {"person": [1, 5]} and kp["by_size"]["32-64"] == [1, 2]
+    assert doc["flag_counts"]["no_visible_keypoints"] == 1
+    flagged = [f for f in doc["flagged"] if "no_visible_keypoints" in f["flags"]]
+    assert [(f["file"].endswith("street.txt"), f["line"]) for f in flagged] == [(True, 3)]
+    assert "Keypoints: 1 of 5 GTs without a visible keypoint (20.00%)" in " ".join(out.split())
