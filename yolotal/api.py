@@ -478,6 +478,9 @@ def _scan_model(data: Path, config, workers: int, split: str | None, top: int, i
     lm = load_model(model, nc, over.pop("seed", None) or 0, device or "cpu")
     cfg = run_config(config, model_base(lm), **over)
     check_model_config(cfg, lm)
+    if lm.task == "pose":
+        raise InputError("scan --model does not run pose models yet (assign/loss --model do); scan --task pose "
+                         "audits the labels' keypoints", lm.path)
     from .render.gallery import GalleryCollector
 
     items = [(str(f), str(p) if p is not None else None) for f, p in zip(files, pictures)]
