@@ -16,7 +16,6 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from ..core.anchors import cell_of
 from ..pipeline import Trace
 from .fmt import fit, num, size
 from .terminal import conflict_table, gt_style, gt_symbol, note, render_gt_tensors, render_summary, warn
