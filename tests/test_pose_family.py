@@ -281,6 +281,20 @@ def test_model_replay_and_o2o(model_runs, cli, tmp_path):
     _, ref = reference_items(o2o, o2o_saved, "26", 7, 1)
     assert_close_f32(o2o["loss_items"], ref, LOSS, "one2one branch")
 
+    # loss --model on the end-to-end model: both branches and E2ELoss's weights (epoch 0 of ultralytics' 100)
+    from pose_reference import reference_e2e
+
+    from yolotal.api import inspect_loss
+
+    e2e = inspect_loss(DATA, model="yolo26n-pose.yaml")
+    assert e2e["e2e_weights"].tolist() == pytest.approx([0.8, 0.2])
+    weighted, logged = reference_e2e(e2e, saved, o2o_saved)
+    assert_close_f32(e2e["e2e_weighted"], weighted, LOSS, "E2ELoss weighted")
+    assert_close_f32(e2e["e2e_logged"], logged, LOSS, "E2ELoss logged (one2one)")
+    code, out, err = cli("loss", DATA, "--model", "yolo26n-pose.yaml", "--epoch", "99")
+    assert code == 0, err
+    assert "End-to-end (E2ELoss) at epoch 99 of 100: weighted = 0.1·one2many + 0.9·one2one" in " ".join(out.split())
+
 
 @needs_ultralytics
 @pytest.mark.parametrize("args,msg", [

@@ -651,7 +651,7 @@ def inspect_loss(labels: "str | Path", *, model: "str | Path | None" = None, epo
     fam = registry.get(g.cfg.assigner.name)
     if g.model.end2end and fam.task == "detect":
         return _e2e(g, args.get("config"), over, epoch)
-    if epoch is not None:
+    if epoch is not None and not g.model.end2end:
         raise InputError("--epoch: this model has no end-to-end (one-to-one) head, so there is no branch schedule",
                          g.model.path)
     from .inputs.model import model_heads
@@ -659,7 +659,10 @@ def inspect_loss(labels: "str | Path", *, model: "str | Path | None" = None, epo
     lm = g.model
     if fam.task != "detect":  # a task family reads its own outputs of the model (its branch)
         branch = fam.model_branch if lm.end2end else "one2many"
-        return Run(g.run(heads=fam.model_heads(lm, g.images, lm.describe(g.cfg.imgsz, branch), branch)))
+        trace = g.run(heads=fam.model_heads(lm, g.images, lm.describe(g.cfg.imgsz, branch), branch))
+        if lm.end2end:
+            fam.end_to_end(trace, g, epoch)
+        return Run(trace)
     return Run(g.run(heads=model_heads(lm, g.images, lm.describe(g.cfg.imgsz), "one2many")))
 
 

@@ -125,6 +125,14 @@ class Family:
         pos = torch.stack((bi, tgi[bi, ai], ai), 1)
         return pos, self.candidates(trace)
 
+    def end_to_end(self, trace: "Trace", gathered: Any, epoch: int | None) -> None:
+        """``loss --model`` on an end-to-end model (task families): add the other branch's loss and the branch
+        weights at ``epoch`` (default: the checkpoint's) to ``trace``. Default: refuse --epoch, add nothing."""
+        if epoch is not None:
+            from ..errors import InputError
+
+            raise InputError(f"--epoch: the {self.name} assigner does not show both branches of an end-to-end model")
+
     def candidates(self, trace: "Trace"):
         import torch
 
