@@ -321,3 +321,26 @@ def test_scan_pose_counts_gts_without_visible_keypoints(cli, tmp_path, monkeypat
     flagged = [f for f in doc["flagged"] if "no_visible_keypoints" in f["flags"]]
     assert [(f["file"].endswith("street.txt"), f["line"]) for f in flagged] == [(True, 3)]
     assert "Keypoints: 1 of 5 GTs without a visible keypoint (20.00%)" in " ".join(out.split())
+
+
+def test_pt_training_dict_heads(cli, tmp_path):
+    """A .pt holding 8.4's training dict (boxes, scores, kpts, kpts_sigma, feats) is read like the model's output."""
+    import yolotal
+
+    r = yolotal.inspect(DATA, assigner="pose26", synthetic="trained")
+    t = r.trace
+    b = t.batch
+    feats = [torch.zeros(b, 1, lv.h, lv.w) for lv in t.levels]
+    obj = {"boxes": t["pred_distri"].permute(0, 2, 1).contiguous(), "scores": t["pred_logits"].permute(0, 2, 1).contiguous(),
+           "kpts": t["kpts_raw"].flatten(2).permute(0, 2, 1).contiguous(),
+           "kpts_sigma": t["kpts_sigma_raw"].flatten(2).permute(0, 2, 1).contiguous(), "feats": feats}
+    pt = tmp_path / "h.pt"
+    torch.save(obj, pt)
+    out = tmp_path / "a.npz"
+    code, _, err = cli("loss", DATA, "--assigner", "pose26", "--heads", pt, "--export", out)
+    assert code == 0, err
+    np.testing.assert_array_equal(np.load(out)["loss_items"], r["loss_items"].numpy())  # flow: init_flow(seed 0)
+    del obj["kpts"]
+    torch.save(obj, pt)
+    code, _, err = cli("loss", DATA, "--assigner", "pose26", "--heads", pt)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and str(pt) in err and "kpts" in err

@@ -47,6 +47,9 @@ def setup_keypoints(fam, cfg, labels, model, saved):
             raise InputError(f"this is a {'YOLO26' if gen == '26' else 'YOLOv8/YOLO11'}-pose model ({model.head_class} "
                              f"head): its assigner is {want}, not {fam.name} (leave --assigner out)", model.path)
         shape, source = tuple(model.kpt_shape), f"the model's {model.head_class} head"
+        own = getattr(model.module, "kpt_oks_sigmas", None)  # set by the trainer from its dataset's YAML
+        if own is not None:
+            sigmas = [float(x) for x in np.asarray(own, np.float64).ravel().tolist()]
     ds_src = None
     if labels is not None:
         from ..inputs.dataset import is_dataset_yaml, read_dataset
@@ -60,7 +63,8 @@ def setup_keypoints(fam, cfg, labels, model, saved):
                 elif tuple(ds.kpt_shape) != shape:
                     raise InputError(f"kpt_shape {list(ds.kpt_shape)} of the dataset YAML disagrees with the model's "
                                      f"{list(shape)}", str(labels))
-            sigmas, flip = ds.kpt_oks_sigmas, ds.flip_idx
+            sigmas = ds.kpt_oks_sigmas if ds.kpt_oks_sigmas is not None else sigmas
+            flip = ds.flip_idx
     if shape is None and saved and "kpt_shape" in saved:
         shape, source = tuple(int(x) for x in np.asarray(saved["kpt_shape"]).tolist()), "the saved heads file"
         if "kpt_oks_sigmas" in saved and sigmas is None:
