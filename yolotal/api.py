@@ -126,6 +126,7 @@ def build_trace(labels: "str | Path | None", config: "str | Path | None" = None,
     elif saved and str(saved.get("model_kind", "")) == "checkpoint":
         cfg = _trainer_profile(cfg, str(saved.get("trainer_version", "")) or None, str(heads), notes)
     fam = registry.get(cfg.assigner.name)
+    cfg = fam.setup(cfg, labels, lm, saved)  # what the family needs before heads and labels (pose: kpt_shape)
     # --heads is in the layout of the chosen family: YOLOv8 (DFL) for tal/atss, its own (YOLOX, YOLOv5) otherwise;
     # the v8 decode stage then runs on synthetic heads of the same seed
     own_layout = fam.heads_layout != "v8" and not v8_heads
@@ -147,7 +148,7 @@ def build_trace(labels: "str | Path | None", config: "str | Path | None" = None,
     limit = (h.batch if h is not None else cfg.heads.batch or 16)
     if labels is not None and labels.is_dir() and lm is None:
         limit = None  # synthetic heads cover every file of a directory; a model runs on one batch of it
-    kpt = lm.kpt_shape if lm is not None else None
+    kpt = cfg.keypoints.shape or (lm.kpt_shape if lm is not None else None)
     lab = (load_labels(labels, cfg.num_classes, split, limit, task=fam.task, kpt_shape=kpt, single_cls=cfg.single_cls)
            if labels is not None else no_labels())
     if saved and "image_files" in saved and lab.files:
@@ -493,6 +494,9 @@ def _scan_model(data: Path, config, workers: int, split: str | None, top: int, i
     lm = load_model(model, nc, over.pop("seed", None) or 0, device or "cpu")
     cfg = run_config(config, model_base(lm), **over)
     check_model_config(cfg, lm)
+    if lm.task == "pose":
+        raise InputError("scan --model does not run pose models yet (assign/loss --model do); scan --task pose "
+                         "audits the labels' keypoints", lm.path)
     notes: list[str] = []
     if lm.kind == "checkpoint":
         cfg = _trainer_profile(cfg, lm.trainer_version, lm.path, notes)
@@ -669,14 +673,21 @@ def inspect_loss(labels: "str | Path", *, model: "str | Path | None" = None, epo
     g = build_trace(labels, args.get("config"), None, with_loss=args.get("loss", True),
                     pictures=args.get("image_files"), model=model, device=args.get("device"),
                     images_dir=args.get("images"), split=args.get("split"), both_branches=True, **over)
-    if g.model.end2end:
+    fam = registry.get(g.cfg.assigner.name)
+    if g.model.end2end and fam.task == "detect":
         return _e2e(g, args.get("config"), over, epoch)
-    if epoch is not None:
+    if epoch is not None and not g.model.end2end:
         raise InputError("--epoch: this model has no end-to-end (one-to-one) head, so there is no branch schedule",
                          g.model.path)
     from .inputs.model import model_heads
 
     lm = g.model
+    if fam.task != "detect":  # a task family reads its own outputs of the model (its branch)
+        branch = fam.model_branch if lm.end2end else "one2many"
+        trace = g.run(heads=fam.model_heads(lm, g.images, lm.describe(g.cfg.imgsz, branch), branch))
+        if lm.end2end:
+            fam.end_to_end(trace, g, epoch)
+        return Run(trace)
     return Run(g.run(heads=model_heads(lm, g.images, lm.describe(g.cfg.imgsz), "one2many")))
 
 

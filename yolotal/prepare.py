@@ -38,7 +38,7 @@ def model_base(lm) -> Config:
     from .config import AssignerConfig
 
     try:
-        name = registry.for_task(lm.task)
+        name = registry.for_task(lm.task, head_class=lm.head_class)
     except InputError:  # no family of that task: check_model_config says so, naming the model
         name = "tal"
     return Config(imgsz=imgsz, strides=lm.strides, nc=lm.nc, reg_max=lm.reg_max, loss=loss,
@@ -56,6 +56,10 @@ def saved_base(saved: dict) -> Config | None:
         kw["reg_max"] = int(saved["reg_max"])
     if "nc" in saved:
         kw["nc"] = int(saved["nc"])
+    if "assigner" in saved:  # a task family's run (pose): replayed by the same family
+        from .config import AssignerConfig
+
+        kw["assigner"] = AssignerConfig(name=str(saved["assigner"]))
     if "loss_gains" in saved and len(saved["loss_gains"]) == 3:
         box, cls, dfl = (float(x) for x in saved["loss_gains"])
         kw["loss"] = LossConfig(box, cls, dfl)
@@ -148,6 +152,30 @@ def find_geometry(lab: Labels, cfg: Config, explicit: list[Path] | None, images_
     return Geometry(pics, boxes)
 
 
+def task_arrays(heads, cfg: Config) -> dict:
+    """What a task family's replay needs besides boxes and scores: pose heads keep their keypoint (and YOLO26 sigma)
+    channels in the levels, kpt_shape, the assigner and the model's RealNVP flow (``flow.*``)."""
+    out: dict = {}
+    if "kpts" in heads.extra:
+        from .inputs.pose_heads import pose_heads_to_levels
+
+        out.update({f"level{i}": x for i, x in enumerate(pose_heads_to_levels(heads))})
+        if cfg.keypoints.shape is not None:
+            out["kpt_shape"] = np.array(cfg.keypoints.shape, np.int64)
+        if cfg.keypoints.oks_sigmas is not None:
+            out["kpt_oks_sigmas"] = np.array(cfg.keypoints.oks_sigmas, np.float64)
+        if heads.extra.get("flow") is not None:
+            from .assigners.pose_family import flow_arrays
+
+            out.update(flow_arrays(heads.extra["flow"]))
+            out["flow_source"] = np.array(heads.extra["flow"].source)
+    from .assigners import registry
+
+    if registry.get(cfg.assigner.name).task != "detect":
+        out["assigner"] = np.array(cfg.assigner.name)
+    return out
+
+
 def write_saved_heads(path: Path, heads, images: np.ndarray, geo: Geometry, cfg: Config, lm) -> Path:
     """``--save-heads``: the heads as ``level0..`` (what ``--heads`` reads) plus the exact input tensor, the image
     paths, letterboxes and the run's settings, so that ``--heads OUT.npz`` replays the run without the model."""
@@ -156,6 +184,7 @@ def write_saved_heads(path: Path, heads, images: np.ndarray, geo: Geometry, cfg:
 
     b = heads.batch
     arrays = {f"level{i}": x for i, x in enumerate(heads_to_levels(heads))}
+    arrays.update(task_arrays(heads, cfg))
     scale = np.zeros(b, np.float64)
     pad = np.zeros((b, 2), np.int64)
     orig = np.zeros((b, 2), np.int64)
