@@ -86,6 +86,21 @@ class HeadsConfig:
 
 
 @dataclass(frozen=True)
+class KeypointConfig:
+    """Pose runs: the dataset's (or model's) keypoints. Not a config-file key: set from the model, the dataset YAML
+    or a ``--save-heads`` file.
+
+    shape: kpt_shape (K, D), None outside pose runs; oks_sigmas: the dataset YAML's kpt_oks_sigmas (None: the
+    trainer's default, COCO's for [17, 3], else 1/K); flip_idx: its flip_idx; source: where shape came from.
+    """
+
+    shape: tuple[int, int] | None = None
+    oks_sigmas: tuple[float, ...] | None = None
+    flip_idx: tuple[int, ...] | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     imgsz: tuple[int, int] = (640, 640)  # (h, w) pixels
     strides: tuple[int, ...] = (8, 16, 32)
@@ -96,6 +111,7 @@ class Config:
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     dense_budget_mb: int = 512  # above this, the (b, M, A) display tensors are not built (see pipeline.run)
     single_cls: bool = False  # every label's class becomes 0 (ultralytics' single_cls; any class id accepted)
+    keypoints: KeypointConfig = field(default_factory=KeypointConfig)  # pose runs only
     warnings: tuple[str, ...] = ()  # things the user should see (e.g. imgsz rounded up)
 
     @property

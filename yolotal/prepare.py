@@ -37,8 +37,12 @@ def model_base(lm) -> Config:
     from .assigners import registry
     from .config import AssignerConfig
 
+    try:
+        name = registry.for_task(lm.task, head_class=lm.head_class)
+    except InputError:  # no family of that task: check_model_config says so, naming the model
+        name = "tal"
     return Config(imgsz=imgsz, strides=lm.strides, nc=lm.nc, reg_max=lm.reg_max, loss=loss,
-                  assigner=AssignerConfig(name=registry.for_task(lm.task)))
+                  assigner=AssignerConfig(name=name))
 
 
 def saved_base(saved: dict) -> Config | None:
@@ -52,12 +56,10 @@ def saved_base(saved: dict) -> Config | None:
         kw["reg_max"] = int(saved["reg_max"])
     if "nc" in saved:
         kw["nc"] = int(saved["nc"])
-    task = str(saved["task"]) if "task" in saved else "detect"
-    if task != "detect":  # a task model's heads replay with that task's default family
-        from .assigners import registry
+    if "assigner" in saved:  # a task family's run (pose): replayed by the same family
         from .config import AssignerConfig
 
-        kw["assigner"] = AssignerConfig(name=registry.for_task(task))
+        kw["assigner"] = AssignerConfig(name=str(saved["assigner"]))
     if "loss_gains" in saved and len(saved["loss_gains"]) == 3:
         box, cls, dfl = (float(x) for x in saved["loss_gains"])
         kw["loss"] = LossConfig(box, cls, dfl)
@@ -71,6 +73,10 @@ def check_model_config(cfg: Config, lm) -> None:
 
     fam = registry.get(cfg.assigner.name)
     if fam.task != lm.task:
+        mine = [n for n in registry.names() if registry.get(n).task == lm.task]
+        if not mine:
+            raise InputError(f"this is a{'n' if lm.task[0] in 'aeio' else ''} {lm.task} model; yolotal has no "
+                             f"assigner family for the {lm.task} task", lm.path)
         raise InputError(f"this is a{'n' if lm.task[0] in 'aeio' else ''} {lm.task} model but the assigner "
                          f"{fam.name} is for {fam.task}: leave --assigner out (the model's task picks its "
                          f"assigner) or choose one of {', '.join(n for n in registry.names() if registry.get(n).task == lm.task)}",
@@ -146,11 +152,33 @@ def find_geometry(lab: Labels, cfg: Config, explicit: list[Path] | None, images_
     return Geometry(pics, boxes)
 
 
-def cfg_task(cfg: Config) -> str:
-    """The task of the run's assigner family."""
+def task_arrays(heads, cfg: Config) -> dict:
+    """What a task family's replay needs besides boxes and scores: pose heads keep their keypoint (and YOLO26 sigma)
+    channels in the levels, kpt_shape, the assigner and the model's RealNVP flow (``flow.*``)."""
+    out: dict = {}
+    if "kpts" in heads.extra:
+        from .inputs.pose_heads import pose_heads_to_levels
+
+        out.update({f"level{i}": x for i, x in enumerate(pose_heads_to_levels(heads))})
+        if cfg.keypoints.shape is not None:
+            out["kpt_shape"] = np.array(cfg.keypoints.shape, np.int64)
+        if cfg.keypoints.oks_sigmas is not None:
+            out["kpt_oks_sigmas"] = np.array(cfg.keypoints.oks_sigmas, np.float64)
+        if heads.extra.get("flow") is not None:
+            from .assigners.pose_family import flow_arrays
+
+            out.update(flow_arrays(heads.extra["flow"]))
+            out["flow_source"] = np.array(heads.extra["flow"].source)
+    if "angle" in heads.extra:  # OBB: the angle channel last on every level, in radians (as the run read it)
+        from .inputs.obb_heads import obb_heads_to_levels
+
+        out.update({f"level{i}": x for i, x in enumerate(obb_heads_to_levels(heads))})
+        out["angle_encoding"] = np.array("radians")
     from .assigners import registry
 
-    return registry.get(cfg.assigner.name).task
+    if registry.get(cfg.assigner.name).task != "detect":
+        out["assigner"] = np.array(cfg.assigner.name)
+    return out
 
 
 def write_saved_heads(path: Path, heads, images: np.ndarray, geo: Geometry, cfg: Config, lm) -> Path:
@@ -161,11 +189,7 @@ def write_saved_heads(path: Path, heads, images: np.ndarray, geo: Geometry, cfg:
 
     b = heads.batch
     arrays = {f"level{i}": x for i, x in enumerate(heads_to_levels(heads))}
-    if "angle" in heads.extra:  # OBB: the angle channel last on every level, in radians (as the run read it)
-        from .inputs.obb_heads import obb_heads_to_levels
-
-        arrays = {f"level{i}": x for i, x in enumerate(obb_heads_to_levels(heads))}
-        arrays["angle_encoding"] = np.array("radians")
+    arrays.update(task_arrays(heads, cfg))
     scale = np.zeros(b, np.float64)
     pad = np.zeros((b, 2), np.int64)
     orig = np.zeros((b, 2), np.int64)
@@ -178,9 +202,11 @@ def write_saved_heads(path: Path, heads, images: np.ndarray, geo: Geometry, cfg:
         letterbox_pad=pad, orig_shape=orig, imgsz=np.array(cfg.imgsz, np.int64), strides=np.array(cfg.strides, np.int64),
         reg_max=np.array(cfg.reg_max, np.int64), nc=np.array(heads.nc, np.int64),
         loss_gains=np.array([cfg.loss.box, cfg.loss.cls, cfg.loss.dfl], np.float64),
-        task=np.array(lm.task if lm is not None else cfg_task(cfg)),
         model=np.array(lm.path if lm is not None else ""), class_names=np.array([lm.names[i] for i in range(lm.nc)]
                                                                                if lm is not None else [], dtype=np.str_),
+        # the release that trained the checkpoint ("" for a model YAML): replay's profile auto follows it
+        trainer_version=np.array((lm.trainer_version or "") if lm is not None and lm.kind == "checkpoint" else ""),
+        model_kind=np.array(lm.kind if lm is not None else ""),
     )
     p = Path(path)
     atomic_write(p, lambda fh: np.savez_compressed(fh, **arrays))

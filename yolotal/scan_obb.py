@@ -69,7 +69,7 @@ def rotated_geometry(rows: np.ndarray, corners: np.ndarray, file: np.ndarray, li
     from .core.boxes import xywh_to_xyxy
     from .core.rotated import quads_to_xywhr, rbox_to_ltrb
     from .loss_obb import MIN_OBB_SIDE_PX
-    from .scan import Geometry
+    from .scanning import Geometry
 
     h, w = imgsz
     g = len(rows)

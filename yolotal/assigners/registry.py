@@ -29,6 +29,7 @@ MODULES = {
     "atss": "atss_family",
     "yolov5": "yolov5_family",
     "obb": "obb_family", "obb-o2o": "obb_family",
+    "pose": "pose_family", "pose26": "pose_family", "pose26-o2o": "pose_family",
 }
 
 _FAMILIES: dict[str, "Family"] = {}
@@ -66,12 +67,18 @@ class Family:
     pairs_fallback: bool = False
     loss_name: str = "yolov8"
     has_candidates: bool = True  # it has a candidate set per GT (YOLOv5's static matching has none)
+    head_classes: tuple[str, ...] = ()  # the model head classes it is the default family of (empty: any of its task)
 
     def default_topks(self, profile: str) -> tuple[int, int | None]:
         """(topk, topk2) when the config gives none, under ``profile``."""
         return self.default_topk, self.default_topk2
 
     # ---------------------------------------------------------------- inputs
+    def setup(self, cfg: "Config", labels: Any, model: Any, saved: dict | None) -> "Config":
+        """The config with what the family needs settled before heads and labels are read (pose: kpt_shape from
+        the model, the dataset YAML ``labels`` or a ``--save-heads`` file ``saved``). Default: unchanged."""
+        return cfg
+
     def load_heads(self, path: Any, cfg: "Config"):
         """Its main heads from a ``--heads`` file (YOLOv8 DFL layout, plus its task channels)."""
         from ..inputs.heads import load_heads
@@ -118,6 +125,14 @@ class Family:
         bi, ai = torch.nonzero(fg, as_tuple=True)
         pos = torch.stack((bi, tgi[bi, ai], ai), 1)
         return pos, self.candidates(trace)
+
+    def end_to_end(self, trace: "Trace", gathered: Any, epoch: int | None) -> None:
+        """``loss --model`` on an end-to-end model (task families): add the other branch's loss and the branch
+        weights at ``epoch`` (default: the checkpoint's) to ``trace``. Default: refuse --epoch, add nothing."""
+        if epoch is not None:
+            from ..errors import InputError
+
+            raise InputError(f"--epoch: the {self.name} assigner does not show both branches of an end-to-end model")
 
     def candidates(self, trace: "Trace"):
         import torch
@@ -190,11 +205,13 @@ def resolve(word: str) -> tuple[str, str | None]:
     raise KeyError(word)
 
 
-def for_task(task: str, end2end_branch: str = "one2many") -> str:
-    """The first registered family of ``task`` reading ``end2end_branch`` (its default family)."""
+def for_task(task: str, end2end_branch: str = "one2many", head_class: str = "") -> str:
+    """The first registered family of ``task`` reading ``end2end_branch`` (its default family); with
+    ``head_class`` (a model's head, e.g. Pose26), the first whose ``head_classes`` name it or are empty."""
     for name in MODULES:
         fam = get(name)
-        if fam.task == task and fam.model_branch == end2end_branch:
+        if fam.task == task and fam.model_branch == end2end_branch and (
+                not head_class or not fam.head_classes or head_class in fam.head_classes):
             return name
     from ..errors import InputError
 

@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .fmt import fit
-from .terminal import note, warn
+from .terminal import note, render_loss, warn
 
 
 def _branch_facts(run) -> tuple[int, int, int]:
@@ -32,16 +32,14 @@ def render_e2e(e2e, con: Console, images: list[int] | None = None, detail: bool 
                    f"({e2e.epoch_note}; --epoch E for another point of the schedule)")
     else:
         weights = f"o2m = o2o = 1 (8.0–8.3's E2EDetectLoss sums the branches; {e2e.epoch_note})"
-    angle = " + angle" if "loss_angle" in m.loss else ""
-    con.print(Panel(f"{rule.name}: total = o2m · L_o2m + o2o · L_o2o, L = (box + cls + {third[:-5]}{angle}) × batch\n"
-                    f"{weights}",
+    con.print(Panel(f"{rule.name}: total = o2m · L_o2m + o2o · L_o2o, L = (box + cls + {third[:-5]}) × batch\n{weights}",
                     title="End-to-end loss: both branches", expand=False))
     tab = Table(title="Branches side by side (terms gain-weighted, as logged)", box=rbox.SIMPLE_HEAD, pad_edge=False)
     for c in ("", "one2many", "one2one"):
         tab.add_column(c, justify="left" if not c else "right")
     am, ao = m.config.assigner, o.config.assigner
-    tab.add_row("assigner", f"{am.name} topk {am.topk}" + (f" topk2 {am.topk2}" if am.topk2 else ""),
-                f"{ao.name} topk {ao.topk}" + (f" topk2 {ao.topk2}" if ao.topk2 else ""))
+    tab.add_row("assigner", f"tal topk {am.topk}" + (f" topk2 {am.topk2}" if am.topk2 else ""),
+                f"tal-o2o topk {ao.topk}" + (f" topk2 {ao.topk2}" if ao.topk2 else ""))
     pm, g, sm = _branch_facts(m)
     po, _, so = _branch_facts(o)
     tab.add_row("GTs", str(g), str(g))
@@ -49,10 +47,8 @@ def render_e2e(e2e, con: Console, images: list[int] | None = None, detail: bool 
     tab.add_row("GTs without a positive", Text(str(sm), style="bold red" if sm else ""),
                 Text(str(so), style="bold red" if so else ""))
     lm_, lo_ = m.loss, o.loss
-    for name, key in (("box_loss", "loss_box"), ("cls_loss", "loss_cls"), (third, "loss_dfl"),
-                      ("angle_loss", "loss_angle")):
-        if key in lm_:
-            tab.add_row(name, f"{lm_[key]:.6g}", f"{lo_[key]:.6g}")
+    for name, key in (("box_loss", "loss_box"), ("cls_loss", "loss_cls"), (third, "loss_dfl")):
+        tab.add_row(name, f"{lm_[key]:.6g}", f"{lo_[key]:.6g}")
     Lm, Lo = e2e.branch_total(m), e2e.branch_total(o)
     tab.add_row(f"L (× batch {m.batch})", f"{Lm:.6g}", f"{Lo:.6g}", style="bold")
     tab.add_row("weight", f"{w_m:.6g}", f"{w_o:.6g}")
@@ -63,7 +59,7 @@ def render_e2e(e2e, con: Console, images: list[int] | None = None, detail: bool 
     which = "the one2one branch's items" if rule.logged == "one2one" else "both branches' items summed"
     con.print(f"the trainer logs {which}: {logged}")
     if detail:
-        for title, run in ((f"one2many branch ({am.name})", m), (f"one2one branch ({ao.name})", o)):
+        for title, run in (("one2many branch (tal)", m), ("one2one branch (tal-o2o)", o)):
             con.print()
             con.print(Text(title, style="bold underline"))
-            run.trace.family.render_loss(run.trace, con, list(range(run.batch)) if images is None else images)
+            render_loss(run.trace, con, list(range(run.batch)) if images is None else images)

@@ -15,6 +15,8 @@ FLAG_TEXT = {
     "tiny": ("tiny", "a side shorter than the smallest stride"),
     "clamped": ("DFL clamped", "farther than (reg_max - 1.01) strides from a side at every level it reaches"),
     "no_positives_simulated": ("no positives (simulated)", "the full assignment with partly-trained heads gives none"),
+    "no_visible_keypoints": ("no visible keypoint", "every keypoint unlabelled (v = 0): no keypoint loss; YOLO26's "
+                             "assigner uses the box CIoU for it"),
     "dropped_under_2px": ("dropped (< 2 px)", "a side of the rotated box under 2 px: the OBB trainer drops it"),
 }
 OBB_FLAG_TEXT = {  # the same flags of rotated GTs (scan --task obb)
@@ -102,6 +104,18 @@ def render_scan(doc: dict, con: Console, errors_shown: int = 10) -> None:
 
     if "obb" in doc:
         _obb_tables(doc, con)
+    kp = doc.get("keypoints")
+    if kp is not None:
+        tab = Table(title=f"Keypoints: {kp['no_visible']} of {kp['gts']} GTs without a visible keypoint "
+                          f"({_pct(kp['no_visible'], kp['gts'])}); {kp['visible_mean']:g} visible per GT on average",
+                    title_justify="left", box=rbox.SIMPLE_HEAD, pad_edge=False)
+        for c, j in (("class / size px", "left"), ("no visible", "right"), ("GTs", "right"), ("share", "right")):
+            tab.add_column(c, justify=j)
+        for name, (n, tot) in sorted(kp["by_class"].items(), key=lambda kv: -kv[1][0])[:15]:
+            tab.add_row(f"class {name}", str(n), str(tot), _pct(n, tot))
+        for b, (n, tot) in kp["by_size"].items():
+            tab.add_row(f"size {b}", str(n), str(tot), _pct(n, tot))
+        con.print(fit(con, tab))
 
     if doc["worst_files"]:
         tab = Table(title="Worst files (flagged GTs + label errors)", title_justify="left", box=rbox.SIMPLE_HEAD,

@@ -16,7 +16,7 @@ from rich.text import Text
 from .. import profiles
 from ..core.anchors import Level, cell_of
 from ..pipeline import Trace
-from .fmt import box as fmt_box, fit, num, point, size
+from .fmt import box as fmt_box, fit, num, point, score, size
 
 FULL_LIMIT = 1000  # tensors with more elements print as a summary unless --full (torch's own threshold)
 PRINT_LIMIT = 2_000_000  # not even --full prints more elements than this
@@ -77,8 +77,9 @@ def print_tensor(con: Console, name: str, t: torch.Tensor, what: str, full: bool
 
 
 def note(con: Console, msg: str) -> None:
-    """How the inputs were read (geometry, model): informational, on the main output."""
-    con.print(Text.assemble(("note: ", "bold cyan"), msg), soft_wrap=True)
+    """How the inputs were read (geometry, model): informational, on the main output, wrapped to the console's
+    width (COLUMNS) at spaces like the tables."""
+    con.print(Text.assemble(("note: ", "bold cyan"), msg))
 
 
 _WARN: dict = {"console": None, "seen": {}}  # where warnings go, and those already printed (in order)
@@ -395,8 +396,8 @@ def candidate_table(trace: Trace, image: int, j: int, rows: int) -> Table:
         else:
             res, st = "not picked", "dim"
         tab.add_row(
-            str(r), str(a), level_name(lv), f"{cx},{cy}", f"{float(s[a]):.4f}", f"{float(u[a]):.4f}", f"{float(t[a]):.4g}",
-            "✓" if topk_picked[a] else "", Text(res, style=st), f"{float(ns[a]):.4f}" if final[a] else "",
+            str(r), str(a), level_name(lv), f"{cx},{cy}", score(s[a]), score(u[a]), f"{float(t[a]):.4g}",
+            "✓" if topk_picked[a] else "", Text(res, style=st), score(ns[a]) if final[a] else "",
         )
     return tab
 
@@ -590,9 +591,9 @@ def render_loss(trace: Trace, con: Console, images: list[int]) -> None:
                 )
         con.print(fit(con, gt, ("cls@pos", "mean CIoU", "cls", "clamp 0")))
         if cfg.reg_max > 1:
-            con.print(Text(f"clamp hi: DFL target sides clamped at reg_max − 1.01 = {rmax:.2f} grid units (box too "
-                           "large for the stride); clamp 0: sides clamped at 0 (the anchor lies outside the real box, "
-                           "a candidate only through the small-GT enlargement)", style="dim"), soft_wrap=False)
+            con.print(Text(f"clamp hi: DFL target sides beyond reg_max − 1.01 = {rmax:.2f} grid units (box too "
+                           "large for the stride); clamp 0: sides below 0 (the anchor lies outside the real box, a "
+                           "candidate only through the small-GT enlargement)", style="dim"), soft_wrap=False)
         for w in warnings:
             warn(con, w)
 
