@@ -179,13 +179,13 @@ def test_imgsz_comma_form(cli, write, tmp_path):
 def _no_work(monkeypatch):
     """Make any real work fail loudly: a path check that runs first wins."""
     import yolotal.pipeline
-    import yolotal.scan
+    import yolotal.scanning
 
     def boom(*a, **k):
         raise AssertionError("the run started before the output path was checked")
 
     monkeypatch.setattr(yolotal.pipeline, "run", boom)
-    monkeypatch.setattr(yolotal.scan, "scan", boom)
+    monkeypatch.setattr(yolotal.scanning, "scan", boom)
 
 
 @pytest.mark.parametrize("args,path,msg", [

@@ -191,8 +191,9 @@ def test_size_guard_default_budget_trips_on_1000_gts_at_1280(cli, write):
     anchors = (1280 // 8) ** 2 + (1280 // 16) ** 2 + (1280 // 32) ** 2  # 25600 + 6400 + 1600
     need = 1 * 1000 * anchors * DENSE_BYTES_PER_CELL / 2**20  # b × M × A cells, bytes per cell
     assert anchors == 33600 and 512 < need
-    assert f"(1, 1000, {anchors}) assignment tensors would take about {need:,.0f} MB, over the 512 MB budget" in out
-    assert "1000 GTs," in out and "the table shows 40 of them, flagged first" in out
+    flat = " ".join(out.split())  # notes wrap at the console's width
+    assert f"(1, 1000, {anchors}) assignment tensors would take about {need:,.0f} MB, over the 512 MB budget" in flat
+    assert "1000 GTs," in flat and "the table shows 40 of them, flagged first" in flat
     assert "Per-GT summary" in out and "candidates by t = s^" not in out and "claimed by several GTs" not in out
     assert len(out.splitlines()) < 200  # summarised, not printed in full
     z = np.load(out_npz)
