@@ -73,7 +73,7 @@ def main() -> int:
             print(f"a real torchvision is importable ({torchvision.__version__}); nothing written")
             return 0
     except Exception:  # a broken CUDA build: replace it? no — refuse, the user decides
-        print("torchvision is installed but does not import; uninstall it first to use the stand-in", file=sys.stderr)
+        print("torchvision is installed but does not import; run `pip uninstall -y torchvision` first, then this script again, to use the stand-in", file=sys.stderr)
         return 1
     site = Path(sysconfig.get_paths()["purelib"])
     pkg = site / "torchvision"
