@@ -38,7 +38,7 @@ def model_base(lm) -> Config:
     from .config import AssignerConfig
 
     return Config(imgsz=imgsz, strides=lm.strides, nc=lm.nc, reg_max=lm.reg_max, loss=loss,
-                  assigner=AssignerConfig(name=registry.for_task(lm.task)))
+                  assigner=AssignerConfig(name=registry.for_task(lm.task, head_class=lm.head_class)))
 
 
 def saved_base(saved: dict) -> Config | None:
@@ -52,6 +52,10 @@ def saved_base(saved: dict) -> Config | None:
         kw["reg_max"] = int(saved["reg_max"])
     if "nc" in saved:
         kw["nc"] = int(saved["nc"])
+    if "assigner" in saved:  # a task family's run (pose): replayed by the same family
+        from .config import AssignerConfig
+
+        kw["assigner"] = AssignerConfig(name=str(saved["assigner"]))
     if "loss_gains" in saved and len(saved["loss_gains"]) == 3:
         box, cls, dfl = (float(x) for x in saved["loss_gains"])
         kw["loss"] = LossConfig(box, cls, dfl)

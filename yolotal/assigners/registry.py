@@ -28,6 +28,7 @@ MODULES = {
     "simota": "simota_family",
     "atss": "atss_family",
     "yolov5": "yolov5_family",
+    "seg": "seg_family", "seg26": "seg_family", "seg26-o2o": "seg_family",
 }
 
 _FAMILIES: dict[str, "Family"] = {}
@@ -65,6 +66,7 @@ class Family:
     pairs_fallback: bool = False
     loss_name: str = "yolov8"
     has_candidates: bool = True  # it has a candidate set per GT (YOLOv5's static matching has none)
+    head_classes: tuple[str, ...] = ()  # the model head classes it is the default family of (empty: any of its task)
 
     def default_topks(self, profile: str) -> tuple[int, int | None]:
         """(topk, topk2) when the config gives none, under ``profile``."""
@@ -189,11 +191,13 @@ def resolve(word: str) -> tuple[str, str | None]:
     raise KeyError(word)
 
 
-def for_task(task: str, end2end_branch: str = "one2many") -> str:
-    """The first registered family of ``task`` reading ``end2end_branch`` (its default family)."""
+def for_task(task: str, end2end_branch: str = "one2many", head_class: str = "") -> str:
+    """The first registered family of ``task`` reading ``end2end_branch`` (its default family); with
+    ``head_class`` (a model's head, e.g. Pose26), the first whose ``head_classes`` name it or are empty."""
     for name in MODULES:
         fam = get(name)
-        if fam.task == task and fam.model_branch == end2end_branch:
+        if fam.task == task and fam.model_branch == end2end_branch and (
+                not head_class or not fam.head_classes or head_class in fam.head_classes):
             return name
     from ..errors import InputError
 

@@ -69,6 +69,7 @@ class LoadedModel:
     results_epochs: list = field(default_factory=list)
     task: str = "detect"
     kpt_shape: tuple[int, int] | None = None
+    head_class: str = ""  # the class of its last layer (Detect, Pose, Pose26, ...)
 
     def describe(self, imgsz: tuple[int, int], branch: str = "one2many") -> str:
         what = "checkpoint" if self.kind == "checkpoint" else "model YAML (weights: seeded random init)"
@@ -233,7 +234,8 @@ def load_model(path: str | Path, nc: int | None = None, seed: int = 0, device: s
         prm.requires_grad_(False)
     kpt_shape = tuple(int(x) for x in head.kpt_shape) if getattr(head, "kpt_shape", None) is not None else None
     return LoadedModel(module, src, kind, arch, head_nc, reg_max, strides, _names(module, head_nc), dev, train_imgsz,
-                       gains, end2end, half, **meta, task=task, kpt_shape=kpt_shape)
+                       gains, end2end, half, **meta, task=task, kpt_shape=kpt_shape,
+                       head_class=type(head).__name__)
 
 
 def _checkpoint_meta(ckpt: dict) -> dict:
