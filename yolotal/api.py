@@ -644,7 +644,8 @@ def inspect_loss(labels: "str | Path", *, model: "str | Path | None" = None, epo
     g = build_trace(labels, args.get("config"), None, with_loss=args.get("loss", True),
                     pictures=args.get("image_files"), model=model, device=args.get("device"),
                     images_dir=args.get("images"), split=args.get("split"), both_branches=True, **over)
-    if g.model.end2end:
+    fam = registry.get(g.cfg.assigner.name)
+    if g.model.end2end and fam.task == "detect":
         return _e2e(g, args.get("config"), over, epoch)
     if epoch is not None:
         raise InputError("--epoch: this model has no end-to-end (one-to-one) head, so there is no branch schedule",
@@ -652,6 +653,9 @@ def inspect_loss(labels: "str | Path", *, model: "str | Path | None" = None, epo
     from .inputs.model import model_heads
 
     lm = g.model
+    if fam.task != "detect":  # a task family reads its own outputs of the model (its branch)
+        branch = fam.model_branch if lm.end2end else "one2many"
+        return Run(g.run(heads=fam.model_heads(lm, g.images, lm.describe(g.cfg.imgsz, branch), branch)))
     return Run(g.run(heads=model_heads(lm, g.images, lm.describe(g.cfg.imgsz), "one2many")))
 
 
