@@ -43,6 +43,8 @@ class PanelData:
     cand_boxes: np.ndarray  # (n, 4) px
     classes: list[int]
     has_pos: list[bool]
+    masks: np.ndarray | None = None  # (n, H, W) bool GT masks (segment runs), drawn filled under the boxes
+    pred_masks: np.ndarray | None = None  # (n, H, W) bool union of each GT's positives' predicted masks (outlined)
 
 
 def panel_data(trace: Trace, image: int) -> PanelData:
@@ -68,7 +70,41 @@ def panel_data(trace: Trace, image: int) -> PanelData:
         has[m] = True
     boxes = trace["gt_bboxes"][image, :n].numpy()
     cand_boxes = trace["cand_bboxes"][image, :n].numpy() if "cand_bboxes" in trace else boxes
-    return PanelData(pos, cand, boxes, cand_boxes, [int(c) for c in trace["gt_labels"][image, :n, 0].tolist()], has)
+    masks = pred = None
+    if "gt_masks" in trace:  # segment runs: GT masks and the predicted masks of each GT's positives
+        from ..assigners.seg_family import predicted_masks_of
+
+        masks = trace["gt_masks"][image, :n].numpy()
+        pred = np.zeros((n, *trace["protos"].shape[-2:]), bool)
+        pos_t = trace["pos_triples"]
+        for j in range(n):
+            anchors = pos_t[(pos_t[:, 0] == image) & (pos_t[:, 1] == j), 2]
+            if len(anchors):
+                pred[j] = predicted_masks_of(trace, image, anchors).any(0).numpy()
+    return PanelData(pos, cand, boxes, cand_boxes, [int(c) for c in trace["gt_labels"][image, :n, 0].tolist()], has,
+                     masks, pred)
+
+
+def _mask_layer(data: PanelData, size: tuple[int, int], colours: list):
+    """RGBA layer (w, h) = size: each GT mask filled translucent in its colour, the predicted masks of its
+    positives outlined (both scaled from their own resolution by nearest neighbour)."""
+    from PIL import Image
+
+    w, h = size
+    layer = np.zeros((h, w, 4), np.uint8)
+    for j, c in enumerate(colours):
+        for m, alpha, outline in ((data.masks[j], 80, False), (data.pred_masks[j], 230, True)):
+            if not m.any():
+                continue
+            ys = (np.arange(h) * m.shape[0] // h)
+            xs = (np.arange(w) * m.shape[1] // w)
+            big = m[ys][:, xs]
+            if outline:  # pixels of the mask with a neighbour outside it
+                pad = np.pad(big, 1)
+                inner = pad[:-2, 1:-1] & pad[2:, 1:-1] & pad[1:-1, :-2] & pad[1:-1, 2:]
+                big = big & ~inner
+            layer[big] = (*c, alpha)
+    return Image.fromarray(layer, "RGBA")
 
 
 def _font(size: int):
@@ -106,13 +142,16 @@ def render_panel(trace: Trace, image: int, level: int, data: PanelData, backgrou
         g.line([(x, 0), (x, h)], fill=GRID + (90,), width=1)
     for y in range(0, h + 1, s):
         g.line([(0, y), (w, y)], fill=GRID + (90,), width=1)
-    img = Image.alpha_composite(base.convert("RGBA"), grid).convert("RGB")
+    img = Image.alpha_composite(base.convert("RGBA"), grid)
+    colours = [gt_colour(j) if data.has_pos[j] else RED for j in range(len(data.boxes))]
+    if data.masks is not None:
+        img = Image.alpha_composite(img, _mask_layer(data, (w, h), colours))
+    img = img.convert("RGB")
     d = ImageDraw.Draw(img)
     font = _font(11)
     ap = (trace["anchor_points"] * trace["stride_tensor"]).numpy()
     r_max = max(2.0, s * 0.42)
     enlarge = trace.config.assigner.is_tal and trace.config.assigner.profile == "ultralytics"
-    colours = [gt_colour(j) if data.has_pos[j] else RED for j in range(len(data.boxes))]
     for j, box in enumerate(data.boxes):  # boxes first: dots and rings at anchor centres stay visible on top
         if enlarge and not np.allclose(data.cand_boxes[j], box):
             _dashed_rect(d, data.cand_boxes[j], colours[j])
@@ -144,8 +183,11 @@ def _legend(width: int, profile: str):
     x, y = 10, 8
     items = [("dot", "positive (size: target score / the GT's best)"), ("ring", "candidate, not its positive"),
              ("box", "GT box, index:class")]
-    if profile == "ultralytics":
+    seg = profile.startswith("seg")  # a segment family's legend: "<name> (<profile>)"
+    if profile == "ultralytics" or seg:
         items.append(("dash", "enlarged candidate box (sides < stride_val)"))
+    if seg:
+        items += [("fill", "GT mask"), ("outline", "predicted mask of its positives")]
     if profile == "yolov5":
         items[1] = ("ring", "(yolov5 has no candidates: anchor boxes are matched by shape)")
     items.append(("red", "GT with no positive"))
@@ -159,6 +201,10 @@ def _legend(width: int, profile: str):
             d.rectangle([x, y + 1, x + 12, y + 13], outline=c, width=2)
         elif kind == "dash":
             _dashed_rect(d, (x, y + 1, x + 12, y + 13), c, dash=2)
+        elif kind == "fill":
+            d.rectangle([x, y + 1, x + 12, y + 13], fill=tuple(int(255 - (255 - v) * 0.35) for v in c))
+        elif kind == "outline":
+            d.rectangle([x, y + 1, x + 12, y + 13], outline=c, width=1)
         else:
             d.rectangle([x, y + 1, x + 12, y + 13], outline=RED, width=2)
         d.text((x + 18, y), text, fill=TEXT, font=font)
