@@ -155,6 +155,9 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
     from .pipeline import run
     from .scan import _parse_file, too_small
 
+    from .assigners import registry
+
+    fam = registry.get(cfg.assigner.name)
     out = ModelScan()
     batches = _batches(len(items), batch)
     rules = rules if rules is not None else LabelRules(nc=cfg.nc)  # the label rules (task, kpt_shape, single_cls)
@@ -182,7 +185,8 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
             return None, errors + [{"file": label, "line": None, "reason": small}]
         lb = letterbox_for(rgb.shape[1], rgb.shape[0], cfg.imgsz)
         arr = model_image(rgb, lb, cfg.imgsz)
-        return (label, image, rows, lines, lb, arr), errors
+        segs = list(got.segments) if got.segments is not None else [None] * len(rows)  # task rows' polygons
+        return (label, image, rows, lines, lb, arr, segs), errors
 
     import time
 
@@ -196,17 +200,22 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
                 errors = [e for _, errs in prepared for e in errs]
                 recs, ims = [], []
                 if ok:
-                    rows, bidx, origin = [], [], []
-                    for bi, (label, _, r, lines, _, _) in enumerate(ok):
+                    rows, bidx, origin, segs = [], [], [], []
+                    for bi, (label, _, r, lines, _, _, sg) in enumerate(ok):
                         rows += r
                         bidx += [bi] * len(r)
                         origin += [(label, ln) for ln in lines]
+                        segs += sg
                     arr = np.asarray(rows, np.float32).reshape(-1, 5)
                     labels = Labels(np.asarray(bidx, np.int64), arr[:, 0].astype(np.int64), arr[:, 1:5].copy(),
-                                    tuple(origin), tuple(Path(p[0]).stem for p in ok), tuple(p[0] for p in ok))
+                                    tuple(origin), tuple(Path(p[0]).stem for p in ok), tuple(p[0] for p in ok),
+                                    task=rules.task, segments=tuple(segs) if any(x is not None for x in segs) else ())
                     images = np.stack([p[5] for p in ok])
                     t1 = clock()
-                    heads = model_heads(lm, images, lm.describe(cfg.imgsz))
+                    if fam.task == "detect":
+                        heads = model_heads(lm, images, lm.describe(cfg.imgsz))
+                    else:  # a task family reads its own outputs of the model
+                        heads = fam.model_heads(lm, images, lm.describe(cfg.imgsz), "one2many")
                     t2 = clock()
                     trace = run(cfg, labels, heads, with_loss=True, pictures=[p[1] for p in ok],
                                 letterboxes=[p[4] for p in ok])
