@@ -105,7 +105,7 @@ def render_assign_v8(trace: Trace, con: Console, images: list[int], full: bool) 
     """YOLOv8/YOLO11-seg: the detection TAL view, then the GT masks per GT."""
     from .terminal import render_assign
 
-    con.print(Text(mask_line(trace), style="cyan"), soft_wrap=True)
+    con.print(Text(mask_line(trace), style="cyan"))
     render_assign(trace, con, images, full)
     for i in images:
         if trace.n_gts(i):
@@ -177,7 +177,7 @@ def render_assign_26(trace: Trace, con: Console, images: list[int], full: bool, 
             f, ln = trace.gt_origin[i][j]
             con.print(Text.assemble((f"GT {j}", f"bold {gt_style(j)}"),
                                     f" ({f}:{ln}) class {int(trace['gt_labels'][i, j, 0])} · box {fmt_box(gb[j], 0)} px · "
-                                    f"GT mask {int(area[j])} px"), soft_wrap=True)
+                                    f"GT mask {int(area[j])} px"))
             con.print(fit(con, candidate_table(trace, i, j, rows, full), ("stride", "top-k", "cell")))
         con.print(f"anchors claimed by more than one GT: {int(trace['mask_multi'][i].sum())} (each goes to the "
                   f"largest overlap) · foreground anchors: {int(fg.sum())} · background: {int((~fg).sum())}")
