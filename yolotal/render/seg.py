@@ -124,7 +124,7 @@ def candidate_table(trace: Trace, image: int, j: int, rows: int, full: bool) -> 
     tab = Table(title=f"GT {j}: {k} candidates, {int(c.has_mask_iou.sum())} with a mask IoU, best t first"
                 + ("" if len(shown) == k else f" (top {len(shown)}; --full for all)"),
                 title_justify="left", box=rbox.SIMPLE_HEAD, pad_edge=False)
-    for col in ("anchor", "stride", "cell", "s", "box u", "mask", "ov", f"t", "top-k", "result"):
+    for col in ("anchor", "cell", "s", "box u", "mask", "ov", "t", "k", "result"):
         tab.add_column(col, justify="left" if col in ("cell", "result") else "right", no_wrap=col != "result")
     tgi = trace["target_gt_idx"][image]
     for q in shown.tolist():
@@ -137,16 +137,19 @@ def candidate_table(trace: Trace, image: int, j: int, rows: int, full: bool) -> 
         elif bool(c.topk[q]):
             res = Text("cut (topk2)", style="yellow")
         elif bool(trace["fg_mask"][image, anc]) and int(tgi[anc]) != j:
-            res = Text(f"not top-k (GT {int(tgi[anc])}'s)", style="dim")
+            res = Text(f"GT {int(tgi[anc])}'s", style="dim")
         else:
-            res = Text("not top-k", style="dim")
-        tab.add_row(str(anc), str(lv.stride), f"{cx},{cy}", f"{float(c.score[q]):.3f}", f"{float(c.box_iou[q]):.3f}",
+            res = Text("")
+        tab.add_row(str(anc), f"s{lv.stride}:{cx},{cy}", f"{float(c.score[q]):.3f}", f"{float(c.box_iou[q]):.3f}",
                     f"{float(c.mask_iou[q]):.3f}" if bool(c.has_mask_iou[q]) else "—", f"{float(c.overlap[q]):.3f}",
                     f"{float(c.align_metric[q]):.2e}", "✓" if bool(c.topk[q]) else "", res)
     rest = order[len(shown):]
     if len(rest):
         with_m = int(c.has_mask_iou[rest].sum())
-        tab.caption = f"{len(rest)} more candidates not shown: {with_m} with a mask IoU, {len(rest) - with_m} without"
+        tab.caption = (f"{len(rest)} more candidates not shown: {with_m} with a mask IoU, {len(rest) - with_m} "
+                       "without · cell: stride:x,y · k: picked by its top-k · mask: — where not computed")
+    else:
+        tab.caption = "cell: stride:x,y · k: picked by its top-k · mask: — where not computed"
     return tab
 
 
@@ -178,7 +181,7 @@ def render_assign_26(trace: Trace, con: Console, images: list[int], full: bool, 
             con.print(Text.assemble((f"GT {j}", f"bold {gt_style(j)}"),
                                     f" ({f}:{ln}) class {int(trace['gt_labels'][i, j, 0])} · box {fmt_box(gb[j], 0)} px · "
                                     f"GT mask {int(area[j])} px"))
-            con.print(fit(con, candidate_table(trace, i, j, rows, full), ("stride", "top-k", "cell")))
+            con.print(fit(con, candidate_table(trace, i, j, rows, full), ("cell", "k")))
         con.print(f"anchors claimed by more than one GT: {int(trace['mask_multi'][i].sum())} (each goes to the "
                   f"largest overlap) · foreground anchors: {int(fg.sum())} · background: {int((~fg).sum())}")
         render_summary(trace, con, i)
