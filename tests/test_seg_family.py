@@ -296,8 +296,14 @@ def test_model_heads_default_family_and_replay(cli, tmp_path, model, assigner, f
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
-def test_model_heads_match_the_reference_loss(cli, tmp_path):
-    """The saved YOLO11n-seg heads through ultralytics' v8SegmentationLoss on the trainer's batch: the same items."""
+@pytest.mark.parametrize("model, assigner, kind, topk, topk2", [
+    ("yolo11n-seg.yaml", "seg", "v8", 10, None),
+    ("yolo26n-seg.yaml", "seg26", "26", 10, None),
+    ("yolo26n-seg.yaml", "seg26-o2o", "26", 7, 1),
+])
+def test_model_heads_match_the_reference_loss(cli, tmp_path, model, assigner, kind, topk, topk2):
+    """A -seg model's heads (its branch) through ultralytics' v8SegmentationLoss / SegmentLoss26 on the trainer's
+    batch of the sample: the same positives and loss items."""
     pytest.importorskip("ultralytics")
     pytest.importorskip("cv2")
     import importlib.util
@@ -305,9 +311,10 @@ def test_model_heads_match_the_reference_loss(cli, tmp_path):
     spec = importlib.util.spec_from_file_location("mk", ROOT / "scripts" / "make_golden_segfam.py")
     mk = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mk)
-    run_cli(cli, "loss", DATA, "--model", "yolo11n-seg.yaml", "--imgsz", "256", "--export", tmp_path / "a.npz")
+    run_cli(cli, "loss", DATA, "--model", model, "--assigner", assigner, "--imgsz", "256", "--export",
+            tmp_path / "a.npz")
     ex = dict(np.load(tmp_path / "a.npz"))
-    ref = mk.reference_loss("v8", 10, None, ex, mk.reference_batch())
+    ref = mk.reference_loss(kind, topk, topk2, ex, mk.reference_batch())
     np.testing.assert_array_equal(ex["fg_mask"], ref["fg_mask"])
     mine = np.array([ex[k] for k in ("loss_box", "loss_seg", "loss_cls", "loss_dfl", "loss_sem")], np.float32)
     assert_close_f32(mine, ref["items"], LOSS, "items")

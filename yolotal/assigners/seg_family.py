@@ -199,6 +199,13 @@ class Segment(TaskAligned):
         from ..inputs.model import raw_outputs
         from ..inputs.seg_heads import seg_extra_from_output
 
+        try:  # the detect families' hint on the other branch does not apply (seg26 / seg26-o2o name them)
+            from ..inputs.model import OTHER_BRANCH
+
+            for hint in OTHER_BRANCH.values():
+                source = source.replace(hint, "")
+        except ImportError:
+            pass
         raw = raw_outputs(lm, images, branch)
         if not isinstance(raw, dict) or not {"boxes", "scores", "feats"} <= set(raw):
             raise InputError("the model's head did not return 8.4's training dict (boxes, scores, feats, "

@@ -141,7 +141,7 @@ def render_segment(seg: dict, con: Console) -> None:
     """Polygon area vs box (fill), per class and per size."""
     a = seg["all"]
     con.print(Text(f"polygons: fill = {seg['fill']}; mean {a['mean_fill']}, median {a['median_fill']}; median GT mask "
-                   f"area {a['median_mask_px']} px at imgsz / {seg['mask_ratio']}", style="dim"), soft_wrap=True)
+                   f"area {a['median_mask_px']} px at imgsz / {seg['mask_ratio']}", style="dim"))
     for title, part in (("Polygon fill by class", seg["by_class"]), ("Polygon fill by size: sqrt(box w·h) in px",
                                                                       seg["by_size"])):
         tab = Table(title=title, title_justify="left", box=rbox.SIMPLE_HEAD, pad_edge=False)

@@ -255,7 +255,7 @@ def render_loss(trace: Trace, con: Console, images: list[int]) -> None:
         con.print(fit(con, gt, ("cls@pos", "CIoU", "Σ weight", "box area")))
         con.print(Text("seg: the GT's share of raw seg (its positives' BCE in the GT box / box area, ÷ all positives); "
                        "box area: the GT box as a fraction of the image", style="dim"), soft_wrap=False)
-    if cfg.assigner.name.startswith("seg26") and "one2" in trace.heads_source:
+    if cfg.assigner.name.startswith("seg26") and "branch of an end-to-end head" in trace.heads_source:
         note(con, "end-to-end model: the trainer adds both branches, 0.8·one2many + 0.2·one2one at epoch 0 "
              "(--assigner seg26 / seg26-o2o show each branch)")
 
