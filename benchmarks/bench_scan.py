@@ -6,7 +6,7 @@ same with every label file's image header read and letterboxed (--images), and -
 Writes --files label files to a temporary directory (objects per image and sizes drawn like COCO's: about
 7 objects per image, 1% empty files, ~41% small / 34% medium / 25% large boxes); with --images also a JPEG per
 label file under images/ (COCO-like sizes, 640 px on the long side, landscape or portrait), then times
-yolotal.scan.scan() on it for each --workers value (in-process, after imports; the first run also warms
+yolotal.scanning.scan() on it for each --workers value (in-process, after imports; the first run also warms
 the file cache and is not counted), and scan(do_simulate=True) on the first --simulate-files files. Prints
 files/s. Not a test: it never fails the build.
 """
@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--images", action="store_true", help="also write a JPEG per label file (letterboxed scan)")
     ap.add_argument("--simulate-files", type=int, default=4000, help="files timed with --simulate (0: skip)")
     args = ap.parse_args()
-    from yolotal.scan import report, scan
+    from yolotal.scanning import report, scan
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "labels"

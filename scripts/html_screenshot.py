@@ -20,7 +20,7 @@ def main(out: Path) -> None:
 
     from browser import Page, launch
     from yolotal.render.html import write_geometry_scan_html
-    from yolotal.scan import scan
+    from yolotal.scanning import scan
 
     os.chdir(ROOT)  # the report names the files as the command line would: samples/shapes/...
     res = scan("samples/shapes/shapes.yaml", (640, 640), (8, 16, 32), 16)

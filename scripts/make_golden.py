@@ -29,9 +29,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import ultralytics
-from ultralytics.utils import loss as uloss
-
 OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "golden"
 
 
@@ -147,6 +144,9 @@ def model_stub(strides, nc, reg_max):
 
 
 def run_case(name, spec, profile):
+    import ultralytics
+    from ultralytics.utils import loss as uloss
+
     seed, batch, imgsz, strides, nc, reg_max, per_image, kind, heads, topk, topk2 = spec
     labels, levels = make_inputs(spec)
     v84 = ultralytics.__version__.startswith("8.4")
@@ -208,6 +208,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--profile", choices=["ultralytics", "classic"], required=True)
     args = ap.parse_args()
+    import ultralytics
+
     want = "8.4" if args.profile == "ultralytics" else "8.3"
     if not ultralytics.__version__.startswith(want):
         raise SystemExit(f"profile {args.profile} needs ultralytics {want}.x, found {ultralytics.__version__}")

@@ -40,3 +40,4 @@ def write(tmp_path):
         return p
 
     return w
+

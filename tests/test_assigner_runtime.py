@@ -4,10 +4,12 @@ host round-trips in its path."""
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 import torch
 
+import yolotal
 from yolotal import TaskAlignedAssigner
 
 MIB = 1 << 20
@@ -111,6 +113,15 @@ HOST_READS = {torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.cpu, torch.Te
               torch.Tensor.__int__, torch.Tensor.__float__, torch.Tensor.__index__, torch.Tensor.__array__}
 
 
+PACKAGE_DIR = os.path.dirname(os.path.abspath(yolotal.__file__)) + os.sep  # frames of the package, not of a test
+
+
+def in_package(filename: str) -> bool:
+    """Whether a stack frame's file is part of the installed yolotal package (whatever the clone is called: a
+    checkout in a folder named ``yolotal`` holds ``yolotal/tests/...``, which is not the package)."""
+    return os.path.abspath(filename).startswith(PACKAGE_DIR)
+
+
 class HostReadSpy(torch.overrides.TorchFunctionMode):
     """Records every tensor method that copies values to the host, with the yolotal function that called it."""
 
@@ -122,7 +133,7 @@ class HostReadSpy(torch.overrides.TorchFunctionMode):
         if func in HOST_READS:
             import traceback
 
-            caller = [f.name for f in traceback.extract_stack() if "yolotal" in f.filename.replace("tests", "")]
+            caller = [f.name for f in traceback.extract_stack() if in_package(f.filename)]
             self.reads.append((func.__name__, caller[-1] if caller else "?"))
         return func(*args, **(kwargs or {}))
 
@@ -181,3 +192,25 @@ def test_pow_in_whole_blocks_depends_on_each_input_alone():
     assert torch.equal(pow_in_whole_blocks(u.flip(0), 6.0), full.flip(0))
     # plain pow does depend on position for some values (the scalar tail rounds differently), which is why
     torch.testing.assert_close(full, u.pow(6.0), rtol=2e-7, atol=0)
+
+
+def test_the_frame_filter_ignores_a_clone_folder_named_yolotal():
+    """The spy names the package function that read the host; a test file in a checkout folder called
+    ``yolotal`` (git's default) is not package code, a file of the package is."""
+    assert in_package(os.path.join(PACKAGE_DIR, "assigners", "tal_sparse.py"))
+    assert not in_package(os.path.join(os.sep, "home", "u", "yolotal", "tests", "test_assigner_runtime.py"))
+    assert not in_package(__file__)
+
+
+@pytest.mark.parametrize("profile", ["v8.0.35", "v8.4.0", "classic"])
+def test_no_host_reads_under_the_other_profiles(profile):
+    """The v8.0.x conflict rule (CIoU of every GT at contested anchors, winners appended) and the v8.4.0
+    enlargement keep the assignment path free of host reads too."""
+    x = make_batch(4, 320, 30)
+    x[0][:, :, :] *= 0.001
+    tal = TaskAlignedAssigner(topk=10, num_classes=8, alpha=0.5, profile=profile, keep_last=True)
+    tal(*x)  # the anchor layout, recognised once
+    with HostReadSpy() as spy:
+        out = tal(x[0], x[1], x[2].clone(), *x[3:])
+    assert spy.reads == [], spy.reads
+    assert int(out[3].sum()) > 0 and int(tal.last.multi.sum()) > 0

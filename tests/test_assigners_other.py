@@ -239,7 +239,9 @@ def test_cli_refusals(cli):
     code, out, err = cli("loss", SAMPLES / "coco8" / "labels", "--assigner", "simota", "--synthetic", "trained")
     assert code == 0 and "iou_loss (×5)" in out and "num_fg" in out
     code, _, err = cli("assign", SAMPLES / "coco8" / "labels", "--assigner", "fcos")
-    assert code == 2 and "assigner.name: expected tal or tal-o2o or simota or atss or yolov5, got 'fcos'" in err
+    # every registered family is named (task families too, after the detection ones)
+    assert code == 2 and "assigner.name: expected tal or tal-o2o or simota or atss or yolov5" in err
+    assert "got 'fcos'" in err and " or pose or pose26 or pose26-o2o" in err
     code, _, err = cli("assign", SAMPLES / "coco8" / "labels", "--assigner", "simota", "--profile", "classic")
     assert code == 2 and "the simota assigner has profiles yolox or yolox-0.3, got 'classic'" in err
     code, _, err = cli("compare", SAMPLES / "coco8" / "labels", "-a", "tal,tal")

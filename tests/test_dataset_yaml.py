@@ -98,7 +98,7 @@ def test_bad_dataset_yaml(tmp_path, text, msg):
 
 
 def test_scan_and_assign_read_the_same_files(tmp_path):
-    from yolotal.scan import find_labels
+    from yolotal.scanning import find_labels
 
     y = make(tmp_path)
     ls = find_labels(y, ("train",))
@@ -159,7 +159,7 @@ def test_pose_dataset_reads_keypoints_with_its_kpt_shape(tmp_path):
 
 
 def test_train_and_val_the_same_folder_count_each_file_once(tmp_path):
-    from yolotal.scan import report, scan
+    from yolotal.scanning import report, scan
 
     y = make(tmp_path)
     y.write_text(f"path: {tmp_path}\ntrain: images/train\nval: images/train\nnc: 3\n")

@@ -1,5 +1,7 @@
-"""Parity with the reference trainer: fixtures made by scripts/make_golden.py from ultralytics 8.4.190
-(profile ultralytics) and 8.3.200 (profile classic). CI compares against the stored fixtures only."""
+"""Parity with the reference trainer, for every profile: fixtures made by scripts/make_golden.py and
+scripts/make_golden_profiles.py from a real release of each profile's range: ultralytics 8.4.190 (profile
+ultralytics), 8.4.127 (v8.4.0), 8.3.200 (classic), 8.0.51 (v8.0.35) and 8.0.6 (v8.0.0). CI compares against
+the stored fixtures only."""
 
 from __future__ import annotations
 
@@ -11,13 +13,17 @@ import pytest
 import torch
 from tolerances import DECISION_MARGIN, LOSS, METRIC, OVERLAP, SCORE, assert_close_f32
 
+from yolotal import profiles
 from yolotal.config import config_from_dict
 from yolotal.inputs.heads import from_levels
 from yolotal.inputs.labels import labels_from_array
 from yolotal.pipeline import run
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
-CASES = sorted((p.parent.name, p.stem) for p in GOLDEN.glob("*/*.npz") if p.parent.name in ("ultralytics", "classic"))
+CASES = sorted((p.parent.name, p.stem) for p in GOLDEN.glob("*/*.npz") if p.parent.name in profiles.NAMES)
+PROFILE_CASES = ("tiny_p2", "tiny_p3", "tiny_o2o", "tiny_reg_max1", "crowded_all", "all_gts_winner")
+
+
 
 
 def load_case(profile: str, name: str):
@@ -37,8 +43,12 @@ def load_case(profile: str, name: str):
 
 
 def test_fixture_set_is_complete():
-    assert len([c for c in CASES if c[0] == "ultralytics"]) == 13
-    assert len([c for c in CASES if c[0] == "classic"]) == 12  # no topk2 case: 8.3 has no topk2
+    counts = {p: len([c for c in CASES if c[0] == p]) for p in profiles.NAMES}
+    # 13 + 6 profile cases with topk2 (8.4), 12 + 5 without (no topk2 before 8.4)
+    assert counts == {"ultralytics": 19, "v8.4.0": 19, "classic": 17, "v8.0.35": 17, "v8.0.0": 17}
+    for profile, name in CASES:  # each recorded by a release of its profile's range
+        meta = json.loads(str(np.load(GOLDEN / profile / f"{name}.npz")["config"]))
+        assert profiles.profile_for_version(meta["reference"].split()[-1])[0] == profile, (profile, name)
 
 
 @pytest.mark.parametrize("profile,name", CASES)
@@ -96,6 +106,7 @@ def test_fixture_decisions_are_not_near_ties(profile, name):
     meta = json.loads(str(np.load(GOLDEN / profile / f"{name}.npz")["config"]))
     am, ov, mpt, mg = exp["align_metric"], exp["overlaps"], exp["mask_pos_topk"], exp["mask_gt"][..., 0] > 0
     b, m, _ = am.shape
+    am = am * exp["mask_in_gts"]  # the top-k runs over candidates (8.0.0-8.0.51 record t at every anchor)
     for i in range(b):
         for j in range(m):
             if mg[i, j]:  # top-k cut of each real GT

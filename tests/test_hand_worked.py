@@ -9,7 +9,7 @@ import torch
 
 from yolotal.assigners.tal import TALParams, assign
 from yolotal.assigners.tal_sparse import assign_sparse
-from yolotal.scan import geometry, report, scan
+from yolotal.scanning import geometry, report, scan
 
 # one level, stride 8, an 8 × 8 grid (a 64 px image): anchor i = 8 * row + col at ((col + .5) * 8, (row + .5) * 8)
 _ROW, _COL = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")

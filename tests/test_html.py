@@ -22,7 +22,7 @@ from yolotal.render.gallery import (BOX_BAD, BOX_OK, BOX_UNKNOWN, GalleryItem, a
 from yolotal.render.html import (health_html, scan_gt_rows, scan_html, write_geometry_scan_html, write_run_html,
                                  write_scan_html)
 from yolotal.render.run_rows import run_doc, trace_rows
-from yolotal.scan import report, scan
+from yolotal.scanning import report, scan
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = ROOT / "samples" / "shapes" / "shapes.yaml"
@@ -68,16 +68,16 @@ def test_geometry_scan_page(shapes, tmp_path):
     assert f'data-alert="tiny" data-count="{doc["flag_counts"]["tiny"]}"' in text
     assert 'data-alert="corrupt" data-count="0"' in text
     assert text.count("<svg") == 3  # classes, sizes, levels: matplotlib's inline SVG
-    assert text.count('<img src="data:image/png;base64,') == len(gallery_from_scan(shapes)) == 2
+    assert text.count('<img src="data:image/png;base64,') == len(gallery_from_scan(shapes)) == 1
     data = gt_data(text)
-    assert len(data["rows"]) == doc["gts"] == 18
+    assert len(data["rows"]) == doc["gts"] == 9  # train and val are one folder: each file counted once
     labels = [c["label"] for c in data["columns"]]
     row0 = dict(zip(labels, data["rows"][0]))
     first = scan_gt_rows(shapes)[0]
     assert data["files"][row0["file"]] == first["file"] and row0["line"] == first["line"]
     assert row0["cand. classic"] == int(shapes.geo.cand_classic[0].sum())
     tiny = [r for r in data["rows"] if "tiny" in r[labels.index("flags")]]
-    assert len(tiny) == 2
+    assert len(tiny) == 1
 
 
 def test_scan_rows_match_the_geometry(shapes):
@@ -94,7 +94,7 @@ def test_scan_rows_match_the_geometry(shapes):
 def test_report_without_rows_shows_the_flagged_gts(shapes):
     doc = report(shapes)
     data = gt_data(scan_html(doc))
-    assert len(data["rows"]) == len(doc["flagged"]) == 2
+    assert len(data["rows"]) == len(doc["flagged"]) == 1
     assert [c["label"] for c in data["columns"]][-1] == "flags"
 
 
@@ -236,7 +236,7 @@ def test_anchor_centres_in_box_count_like_the_scan(shapes):
 
 def test_gallery_from_scan_picks_the_flagged_on_the_letterboxed_picture(shapes):
     items = gallery_from_scan(shapes, 10)
-    assert [it.title for it in items] == ["square.txt:2", "square.txt:2"]  # the tiny GT (train and val list it)
+    assert [it.title for it in items] == ["square.txt:2"]  # the tiny GT (listed by train and val, counted once)
     it = items[0]
     assert it.flags == ("tiny",) and it.numbers["class"] == "box" and it.numbers["candidates classic"] == 1
     img = Image.open(io.BytesIO(it.png))
@@ -353,7 +353,7 @@ def test_scan_model_gallery_shows_the_reports_worst_gts(tmp_path):
     from yolotal.inputs.model import load_model
     from yolotal.prepare import model_base
     from yolotal.render.gallery import GalleryCollector
-    from yolotal.scan import find_labels
+    from yolotal.scanning import find_labels
     from yolotal.scan_model import run_scan, summarise
 
     lm = load_model("yolo11n.yaml", nc=3, seed=0)

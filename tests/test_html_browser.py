@@ -79,7 +79,7 @@ def test_the_harness_catches_an_outside_request(open_page, tmp_path):
 
 
 def test_shapes_scan_report(open_page, tmp_path):
-    from yolotal.scan import scan
+    from yolotal.scanning import scan
 
     res = scan(SHAPES, (640, 640), (8, 16, 32), 16)
     p, page = open_page(write_geometry_scan_html(res, tmp_path / "shapes.html"))
@@ -87,16 +87,16 @@ def test_shapes_scan_report(open_page, tmp_path):
     for sid in ("overview", "alerts", "classes", "sizes", "levels", "gallery", "gts"):
         assert page.locator(f"section#{sid}").is_visible()
     assert page.locator("header h1").text_content() == "yolotal scan · dataset audit"
-    assert page.locator("section#gts").get_attribute("data-count") == "18"
-    assert page.locator("[data-alert=tiny]").get_attribute("data-count") == "2"
+    assert page.locator("section#gts").get_attribute("data-count") == "9"  # train = val folder: counted once
+    assert page.locator("[data-alert=tiny]").get_attribute("data-count") == "1"
     assert page.locator("[data-alert=corrupt]").get_attribute("data-count") == "0"
     assert page.locator("section svg.chart").count() == 3
     assert page.locator("section#classes table tbody tr").count() == 3
     imgs = images_decoded(page)
-    assert len(imgs) == 2 and all(ok and w == 192 for ok, w in imgs)
-    assert status(page) == (18, 18)
+    assert len(imgs) == 1 and all(ok and w == 192 for ok, w in imgs)
+    assert status(page) == (9, 9)
     rows = cells(page)
-    assert len(rows) == 18 and rows[0][0].endswith("samples/shapes/labels/landscape.txt")
+    assert len(rows) == 9 and rows[0][0].endswith("samples/shapes/labels/landscape.txt")
     # sort by width, ascending then descending
     k = header_index(page, "w px")
     page.click(f"#gt-table thead th:nth-child({k + 1})")
@@ -107,13 +107,13 @@ def test_shapes_scan_report(open_page, tmp_path):
     assert [number(r[k]) for r in cells(page)] == sorted(w, reverse=True)
     # filter: every word must appear
     filter_rows(page, "triangle")
-    assert status(page) == (4, 4) and all(r[2] == "triangle" for r in cells(page))
+    assert status(page) == (2, 2) and all(r[2] == "triangle" for r in cells(page))
     filter_rows(page, "triangle square")
-    assert status(page) == (2, 2) and all(r[0].endswith("labels/square.txt") for r in cells(page))
+    assert status(page) == (1, 1) and all(r[0].endswith("labels/square.txt") for r in cells(page))
     filter_rows(page, "tiny")
-    assert status(page)[1] == 2
+    assert status(page)[1] == 1
     filter_rows(page, "")
-    assert status(page) == (18, 18)
+    assert status(page) == (9, 9)
     assert p.console_errors == [] and p.outside == []
 
 

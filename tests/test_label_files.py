@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from yolotal.inputs.labels import load_labels
-from yolotal.scan import report, scan
+from yolotal.scanning import report, scan
 
 DUPS = "5 0.5 0.5 0.2 0.2\n1 0.3 0.3 0.1 0.1\n5 0.50 0.5 0.2 0.20\n1 0.3 0.3 0.1 0.1\n0 0.7 0.7 0.1 0.1\n"
 

@@ -257,7 +257,7 @@ def test_single_cls_config_key():
 
 
 def test_scan_reads_by_the_same_rules(tmp_path, cli):
-    from yolotal.scan import report, scan
+    from yolotal.scanning import report, scan
 
     (tmp_path / "poly.txt").write_text("0 0.1 0.2 0.5 0.2 0.4 0.6\n1 0.55 0.55 0.9 0.6 0.7 0.95\n")
     (tmp_path / "edge.txt").write_bytes(b"\xef\xbb\xbf1 0.5 0.5 1.01 0.3\n1 0.5 0.5 1.01 0.3\n")

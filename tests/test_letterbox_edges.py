@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from yolotal.inputs.pictures import letterbox_for
-from yolotal.scan import _image_wh, report, scan, too_small
+from yolotal.scanning import _image_wh, report, scan, too_small
 
 
 @pytest.mark.parametrize("w0,h0,imgsz,want", [

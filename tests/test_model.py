@@ -201,7 +201,8 @@ def test_without_ultralytics_one_line_says_what_to_install(cli, monkeypatch):
             monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "ultralytics", None)  # import ultralytics -> ImportError
     code, out, err = cli("assign", SHAPES / "labels", "--model", "yolo11n.yaml")
-    assert code == 2 and "pip install 'yolotal[ultralytics]'" in err and "Traceback" not in err
+    assert code == 2 and "pip install ultralytics (from a clone of yolotal: pip install -e '.[ultralytics]')" in err \
+        and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
 
 
@@ -473,3 +474,35 @@ def test_scan_model_lists_images_under_10_px(cli, tmp_path):
                for e in doc["errors"])
     assert "1 images through the model (1 listed as problems, not run)" in " ".join(out.split())
     assert doc["by_size"]["large"]["gts"] == 0 and doc["by_size"]["large"]["mean_iou"] is None  # empty: null
+
+
+def test_a_model_ultralytics_cannot_run_is_one_line_naming_the_file(cli, tmp_path, monkeypatch):
+    """A checkpoint of a fork (its modules load but fail in forward, e.g. 'AAttn' object has no attribute 'qkv'):
+    exit 2 with the file and ultralytics' own error, no traceback."""
+    from yolotal.inputs import model as m
+
+    real = m.load_model
+
+    def broken(*a, **k):
+        lm = real(*a, **k)
+
+        def forward(x):
+            raise AttributeError("'AAttn' object has no attribute 'qkv'")
+
+        lm.module.forward = forward
+        return lm
+
+    monkeypatch.setattr(m, "load_model", broken)
+    code, out, err = cli("assign", SHAPES / "labels", "--model", "yolo11n.yaml", "--imgsz", "320")
+    assert code == 2 and "Traceback" not in err
+    assert "yolo11n.yaml: ultralytics could not run this model (AttributeError: 'AAttn' object has no attribute " \
+        "'qkv')" in err
+
+
+def test_scan_model_report_has_every_images_letterbox(cli, tmp_path):
+    code, out, err, doc = _scan_doc(cli, tmp_path)
+    assert code == 0, err
+    per = {Path(d["file"]).stem: d for d in doc["per_image"]}
+    assert set(per) == {"landscape", "portrait", "square", "wide"}  # every image, not only the worst
+    assert per["landscape"]["orig_wh"] == [640, 480] and per["landscape"]["r"] == 0.5
+    assert per["landscape"]["pad"] == [0, 40] and per["wide"]["pad"] == [0, 70]

@@ -427,3 +427,10 @@ def test_readme_export_names_exist(cli, tmp_path):
                 expanded = [n.replace("<i>", str(i)).replace("[i]", "[0]") for i in range(3)]
             for e in expanded:
                 assert e in files, (name, e)
+
+
+def test_tiny_scores_are_not_printed_as_zero():
+    from yolotal.render.fmt import score
+
+    assert score(4e-10) == "4e-10" and score(0.0) == "0.0000" and score(0.51234) == "0.5123"
+    assert score(9.99e-5) == "9.99e-05" and score(1e-4) == "0.0001"

@@ -12,7 +12,7 @@ from PIL import Image
 from yolotal.config import config_from_dict
 from yolotal.inputs.labels import load_labels
 from yolotal.pipeline import run
-from yolotal.scan import find_labels, geometry, report, scan
+from yolotal.scanning import find_labels, geometry, report, scan
 
 ROOT = Path(__file__).resolve().parents[1]
 COCO8 = ROOT / "samples" / "coco8" / "labels"
@@ -149,7 +149,7 @@ def test_cli_scan_report_and_errors(cli, tmp_path):
 def test_tiny_rule_and_non_square_canvas_by_hand():
     """scan's tiny flag: the SHORTER side below the SMALLEST stride, on an imgsz (h 320, w 640) canvas where a
     normalised width is × 640 and a height × 320."""
-    from yolotal.scan import geometry
+    from yolotal.scanning import geometry
 
     rows = np.array([
         [0, 0.5, 0.5, 0.1, 0.02],      # 64 × 6.4 px: shorter side 6.4 < 8 -> tiny (the longer side is not)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from yolotal.scan import report, scan
+from yolotal.scanning import report, scan
 
 # boxes chosen to sit near the thresholds once letterboxed: a 12 px-wide box at 1280 px wide becomes 6 px on a
 # 640 canvas (no classic candidate), the same normalised box on a square canvas has 7.5 px
@@ -93,7 +93,7 @@ def test_cli_scan_prints_the_geometry(cli, tmp_path):
 
 
 def test_simulate_in_worker_processes_gives_the_same_positives(tmp_path, monkeypatch):
-    import yolotal.scan as scan_mod
+    import yolotal.scanning as scan_mod
 
     rng = np.random.default_rng(3)
     for i in range(100):

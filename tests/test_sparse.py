@@ -10,11 +10,13 @@ from hypothesis import strategies as st
 
 from test_golden import CASES, load_case
 from tolerances import SCORE, assert_close_f32
-from yolotal import TaskAlignedAssigner
+from yolotal import TaskAlignedAssigner, profiles
 from yolotal.assigners.tal import TALParams, assign
 from yolotal.assigners.tal_sparse import assign_sparse, candidate_pairs, grid_structure
 from yolotal.core.anchors import levels_for, make_anchors
 from yolotal.pipeline import run
+
+
 
 
 def assigner_inputs(trace):
@@ -50,10 +52,15 @@ def test_matches_reference_on_every_weighted_positive(profile, name):
     # the candidate pairs are exactly the reference's in-box mask
     if "mask_in_gts" in exp:
         r = tal.last
+        n = r.n_pairs - r.n_appended  # v8.0.x: conflict winners that were no candidate come after the candidates
         dense = torch.zeros(exp["mask_in_gts"].shape, dtype=torch.bool)
-        dense[r.pair_b, r.pair_m, r.pair_a] = True
+        dense[r.pair_b[:n], r.pair_m[:n], r.pair_a[:n]] = True
         ref = torch.from_numpy(exp["mask_in_gts"]) & t["mask_gt"].bool()
         assert torch.equal(dense, ref)
+        # every positive of ours with t > 0 is a positive of the dense assigner's for the same GT
+        assert t["mask_pos"][r.pair_b, r.pair_m, r.pair_a][r.pair_pos & (r.pair_t > 0)].all()
+        # the one case made for it: anchor (44, 44) goes to GT 2, which does not contain it
+        assert r.n_appended == (1 if profile.startswith("v8.0") and name == "all_gts_winner" else 0)
 
 
 def test_output_types_match_the_reference_contract():
@@ -145,10 +152,10 @@ def crowded_batches(draw):
         pick = torch.randint(0, m, (b, anc.shape[0]), generator=g)
         pd = torch.gather(gt, 1, pick.unsqueeze(-1).expand(-1, -1, 4)).clone()
         scores = (torch.randint(1, 4, scores.shape, generator=g).float() / 4)
-    profile = draw(st.sampled_from(["ultralytics", "classic"]))
+    profile = draw(st.sampled_from(profiles.NAMES))
     topk = draw(st.integers(1, 12))
-    topk2 = draw(st.one_of(st.none(), st.integers(1, topk))) if profile == "ultralytics" else None
-    p = TALParams(num_classes=nc, topk=topk, topk2=topk2, profile=profile, stride_val=16.0,
+    topk2 = draw(st.one_of(st.none(), st.integers(1, topk))) if profiles.get(profile).topk2 else None
+    p = TALParams(num_classes=nc, topk=topk, topk2=topk2, profile=profile, stride_val=16.0, strides=(8.0, 16.0, 32.0),
                   alpha=draw(st.sampled_from([0.5, 1.0])), beta=draw(st.sampled_from([6.0, 2.0])))
     return (scores, pd, anc, labels, gt, mask), p
 
@@ -166,10 +173,13 @@ def test_sparse_equals_dense_on_weighted_positives(case):
     assert torch.equal(s.target_bboxes[ws], d.target_bboxes[wd])
     assert torch.equal(s.pos_align_metrics, d.pos_align_metrics)
     assert torch.equal(s.pos_overlaps, d.pos_overlaps)
-    # ours is a subset of the reference's positives; the extra ones there carry no weight
+    # ours is a subset of the reference's positives (GT included); the extra ones there carry no weight
     assert not (s.fg_mask & ~d.fg_mask).any()
-    # pair lists: the dense candidate mask, metrics bit-identical
+    # (a weightless positive can sit at another GT: on an anchor where every CIoU is 0 the reference takes slot 0)
+    assert d.mask_pos[s.pair_b, s.pair_m, s.pair_a][s.pair_pos & (s.pair_t > 0)].all()
+    # pair lists: the dense candidate mask (then, v8.0.x only, winners that were no candidate), metrics bit-identical
+    n = s.n_pairs - s.n_appended
     dense = torch.zeros_like(d.mask_in_gts)
-    dense[s.pair_b, s.pair_m, s.pair_a] = True
+    dense[s.pair_b[:n], s.pair_m[:n], s.pair_a[:n]] = True
     assert torch.equal(dense, d.mask_in_gts & inputs[5].bool())
     assert torch.equal(s.pair_t, d.align_metric[s.pair_b, s.pair_m, s.pair_a])

@@ -118,9 +118,15 @@ def build_trace(labels: "str | Path | None", config: "str | Path | None" = None,
         saved = read_saved_run(heads)
         base = saved_base(saved)
     cfg = run_config(config, base, **over)
+    notes: list[str] = []
     if lm is not None:
         check_model_config(cfg, lm)
+        if lm.kind == "checkpoint":
+            cfg = _trainer_profile(cfg, lm.trainer_version, lm.path, notes)
+    elif saved and str(saved.get("model_kind", "")) == "checkpoint":
+        cfg = _trainer_profile(cfg, str(saved.get("trainer_version", "")) or None, str(heads), notes)
     fam = registry.get(cfg.assigner.name)
+    cfg = fam.setup(cfg, labels, lm, saved)  # what the family needs before heads and labels (pose: kpt_shape)
     # --heads is in the layout of the chosen family: YOLOv8 (DFL) for tal/atss, its own (YOLOX, YOLOv5) otherwise;
     # the v8 decode stage then runs on synthetic heads of the same seed
     own_layout = fam.heads_layout != "v8" and not v8_heads
@@ -142,12 +148,11 @@ def build_trace(labels: "str | Path | None", config: "str | Path | None" = None,
     limit = (h.batch if h is not None else cfg.heads.batch or 16)
     if labels is not None and labels.is_dir() and lm is None:
         limit = None  # synthetic heads cover every file of a directory; a model runs on one batch of it
-    kpt = lm.kpt_shape if lm is not None else None
+    kpt = cfg.keypoints.shape or (lm.kpt_shape if lm is not None else None)
     lab = (load_labels(labels, cfg.num_classes, split, limit, task=fam.task, kpt_shape=kpt, single_cls=cfg.single_cls)
            if labels is not None else no_labels())
     if saved and "image_files" in saved and lab.files:
         check_replay_matches(heads, saved, lab)
-    notes: list[str] = []
     stored = saved_letterboxes(saved, lab.n_images) if saved else None
     if stored is not None and not pictures:
         files = [str(x) for x in saved.get("image_files", [])]
@@ -176,6 +181,18 @@ def build_trace(labels: "str | Path | None", config: "str | Path | None" = None,
     branch = fam.model_branch if lm.end2end else "one2many"
     g.heads = fam.model_heads(lm, g.images, lm.describe(cfg.imgsz, branch), branch)
     return g.run()
+
+
+def _trainer_profile(cfg: "Config", version: str | None, source: str, notes: list[str]) -> "Config":
+    """Profile ``auto`` made concrete from the release that trained a checkpoint: one note line, and a warning
+    (in the config's warnings) for a missing or unknown version."""
+    from .config import with_trainer_version
+
+    cfg, note, warning = with_trainer_version(cfg, version, source)
+    notes.append(note)
+    if warning:
+        cfg = replace(cfg, warnings=tuple(cfg.warnings) + (warning,))
+    return cfg
 
 
 class Gathered:
@@ -432,8 +449,8 @@ def scan(data: "str | Path", *, model: "str | Path | None" = None, config: "str 
             raise InputError(f"--{k} applies to scan --model only")
     if int(os.environ.get("RANK", "0") or 0) != 0:  # under torchrun only scan --model shares the work out
         return None
-    from .scan import report as make_report
-    from .scan import scan as do_scan
+    from .scanning import report as make_report
+    from .scanning import scan as do_scan
 
     cfg = run_config(config, **over)
     t0 = time.perf_counter()
@@ -455,7 +472,7 @@ def _scan_model(data: Path, config, workers: int, split: str | None, top: int, i
     from .inputs.model import load_model
     from .inputs.pictures import image_for_label
     from .prepare import check_model_config, model_base
-    from .scan import find_labels
+    from .scanning import find_labels
     from .scan_model import distributed, merge, run_scan, summarise
 
     batch = over.pop("batch", None) or 16
@@ -477,6 +494,12 @@ def _scan_model(data: Path, config, workers: int, split: str | None, top: int, i
     lm = load_model(model, nc, over.pop("seed", None) or 0, device or "cpu")
     cfg = run_config(config, model_base(lm), **over)
     check_model_config(cfg, lm)
+    if lm.task == "pose":
+        raise InputError("scan --model does not run pose models yet (assign/loss --model do); scan --task pose "
+                         "audits the labels' keypoints", lm.path)
+    notes: list[str] = []
+    if lm.kind == "checkpoint":
+        cfg = _trainer_profile(cfg, lm.trainer_version, lm.path, notes)
     from .render.gallery import GalleryCollector
 
     items = [(str(f), str(p) if p is not None else None) for f, p in zip(files, pictures)]
@@ -512,6 +535,7 @@ def _scan_model(data: Path, config, workers: int, split: str | None, top: int, i
                    "seconds": round(time.perf_counter() - t0, 3), "strides": list(cfg.strides),
                    "stage_seconds": {k: round(v, 3) for k, v in res.seconds.items()}}
     rep = ScanReport(doc, "model", list(cfg.warnings), res)
+    rep.notes = notes
     rep.gallery = list(gallery.items) if gallery_size else []
     return rep
 
@@ -523,6 +547,7 @@ class ScanReport:
     def __init__(self, doc: dict, kind: str, warnings: list[str], result: Any = None):
         self.doc, self.kind, self.warnings, self.result = doc, kind, warnings, result
         self.top = 20  # worst files / GTs listed
+        self.notes: list[str] = []  # how the inputs were read (the checkpoint's profile)
         self.gallery: list = []  # a model scan's crops of its worst GTs (collected as the batches went by)
 
     @property
@@ -559,7 +584,7 @@ class ScanReport:
 
     def write(self, path: "str | Path") -> Path:
         """The JSON report (``scan --report``), written atomically."""
-        from .scan import write_report
+        from .scanning import write_report
 
         return write_report(self.doc, path)
 
@@ -578,7 +603,11 @@ class ScanReport:
 
         from .render.terminal import warn
 
+        from .render.terminal import note
+
         con = console or Console(highlight=False)
+        for n in self.notes:
+            note(con, n)
         for w in self.warnings:
             warn(con, w)
         if self.kind == "model":
@@ -647,7 +676,7 @@ def inspect_loss(labels: "str | Path", *, model: "str | Path | None" = None, epo
     fam = registry.get(g.cfg.assigner.name)
     if g.model.end2end and fam.task == "detect":
         return _e2e(g, args.get("config"), over, epoch)
-    if epoch is not None:
+    if epoch is not None and not g.model.end2end:
         raise InputError("--epoch: this model has no end-to-end (one-to-one) head, so there is no branch schedule",
                          g.model.path)
     from .inputs.model import model_heads
@@ -655,7 +684,10 @@ def inspect_loss(labels: "str | Path", *, model: "str | Path | None" = None, epo
     lm = g.model
     if fam.task != "detect":  # a task family reads its own outputs of the model (its branch)
         branch = fam.model_branch if lm.end2end else "one2many"
-        return Run(g.run(heads=fam.model_heads(lm, g.images, lm.describe(g.cfg.imgsz, branch), branch)))
+        trace = g.run(heads=fam.model_heads(lm, g.images, lm.describe(g.cfg.imgsz, branch), branch))
+        if lm.end2end:
+            fam.end_to_end(trace, g, epoch)
+        return Run(trace)
     return Run(g.run(heads=model_heads(lm, g.images, lm.describe(g.cfg.imgsz), "one2many")))
 
 
@@ -674,7 +706,7 @@ def _e2e(g: Gathered, config, over: dict, epoch: int | None) -> "E2ERun":
                              f"{e_total})", lm.path)
         e_saved, how = epoch, f"epoch {epoch} of {e_total} (--epoch)"
     heads = model_heads_branches(lm, g.images, g.cfg.imgsz)
-    o2m_over = {k: v for k, v in over.items() if k != "name"}
+    o2m_over = {k: v for k, v in over.items() if k != "name" and not (k == "profile" and v == "auto")}
     o2o_over = {k: v for k, v in o2m_over.items() if k not in ("topk", "topk2")}
     base = replace(g.cfg, assigner=replace(g.cfg.assigner, name="tal"))
     cfg_m = run_config(config, base, **o2m_over)

@@ -18,10 +18,11 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from . import profiles
 from .assigners.tal import TALParams
 from .assigners.tal_sparse import SparseTAL, assign_sparse
 
-PROFILES = ("ultralytics", "classic")
+PROFILES = profiles.NAMES
 
 
 class TaskAlignedAssigner(nn.Module):
@@ -34,7 +35,9 @@ class TaskAlignedAssigner(nn.Module):
         stride: strides of the levels; the second (or only) one is the small-GT enlargement size.
         eps: added to each GT's largest metric before normalising the soft scores.
         topk2: positives kept per GT after conflict resolution (None: topk).
-        profile: ``ultralytics`` (8.4: enlarge small GTs, topk2) or ``classic`` (8.0-8.3: neither).
+        profile: a ``yolotal.profiles`` name or alias: ``ultralytics`` (8.4.128 on: enlarge small GTs, topk2),
+            ``v8.4.0``, ``classic`` (8.0.52-8.3: neither), ``v8.0.35``, ``v8.0.0``, or a release number such as
+            ``8.3.202``; ``auto`` = the newest.
         keep_last: keep the candidate pairs of the last call in ``last`` for inspection (off by default:
             in a training loop they would hold tens of MiB between steps). See also ``keeping_last()``.
     """
@@ -52,14 +55,19 @@ class TaskAlignedAssigner(nn.Module):
         keep_last: bool = False,
     ):
         super().__init__()
-        if profile not in PROFILES:
-            raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+        try:
+            profile = profiles.resolve_profile(profile)
+        except ValueError:
+            raise ValueError(f"profile must be one of {', '.join(PROFILES)}, an alias ({', '.join(profiles.ALIASES)}), "
+                             f"a release such as 8.3.202, or auto; got {profile!r}") from None
+        if profile == profiles.AUTO:
+            profile = profiles.NEWEST
         if topk < 1:
             raise ValueError(f"topk must be >= 1, got {topk}")
         if topk2 is not None and not 1 <= topk2 <= topk:
             raise ValueError(f"topk2 must be between 1 and topk ({topk}), got {topk2}")
-        if topk2 is not None and topk2 != topk and profile != "ultralytics":
-            raise ValueError("topk2 exists only in the ultralytics profile (8.4)")
+        if topk2 is not None and topk2 != topk and not profiles.get(profile).topk2:
+            raise ValueError(f"topk2 exists only in the ultralytics profile and v8.4.0 (ultralytics 8.4), not in {profile}")
         self.topk = topk
         self.topk2 = topk2 or topk
         self.num_classes = num_classes
@@ -88,6 +96,7 @@ class TaskAlignedAssigner(nn.Module):
         return TALParams(
             num_classes=self.num_classes, topk=self.topk, topk2=self.topk2, alpha=self.alpha, beta=self.beta,
             eps=self.eps, profile=self.profile, stride_val=float(self.stride_val),
+            strides=tuple(float(x) for x in self.stride),
         )
 
     @torch.no_grad()

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from . import profiles as _profiles
 from .errors import InputError
 
-PROFILES = ("ultralytics", "classic")  # of the task-aligned assigners
+PROFILES = _profiles.NAMES  # of the task-aligned assigners (see yolotal.profiles; aliases and auto resolve to these)
 
 
 def _family(name: str):
@@ -41,14 +42,15 @@ class AssignerConfig:
     """
 
     name: str = "tal"
-    profile: str | None = None  # tal: ultralytics (8.4) or classic (8.0-8.3, seeds); simota: yolox or yolox-0.3
+    profile: str | None = None  # tal: see yolotal.profiles (None/auto: newest, or the checkpoint's); simota: yolox...
     topk: int | None = None
-    topk2: int | None = None  # None = topk (no second filter); ultralytics profile only (tal-o2o: 1)
+    topk2: int | None = None  # None = topk (no second filter); 8.4 profiles only (tal-o2o: 1)
     alpha: float = 0.5
     beta: float = 6.0
     eps: float = 1e-9
     anchors: tuple[tuple[float, ...], ...] = YOLOV5_ANCHORS  # yolov5: w,h pairs in px per level
     anchor_t: float = 4.0  # yolov5: largest allowed w/h ratio between GT and anchor
+    profile_auto: bool = False  # set by finalize (not a config key): the TAL profile was not chosen by name
 
     @property
     def is_tal(self) -> bool:
@@ -84,6 +86,21 @@ class HeadsConfig:
 
 
 @dataclass(frozen=True)
+class KeypointConfig:
+    """Pose runs: the dataset's (or model's) keypoints. Not a config-file key: set from the model, the dataset YAML
+    or a ``--save-heads`` file.
+
+    shape: kpt_shape (K, D), None outside pose runs; oks_sigmas: the dataset YAML's kpt_oks_sigmas (None: the
+    trainer's default, COCO's for [17, 3], else 1/K); flip_idx: its flip_idx; source: where shape came from.
+    """
+
+    shape: tuple[int, int] | None = None
+    oks_sigmas: tuple[float, ...] | None = None
+    flip_idx: tuple[int, ...] | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     imgsz: tuple[int, int] = (640, 640)  # (h, w) pixels
     strides: tuple[int, ...] = (8, 16, 32)
@@ -95,6 +112,7 @@ class Config:
     dense_budget_mb: int = 512  # above this, the (b, M, A) display tensors are not built (see pipeline.run)
     single_cls: bool = False  # every label's class becomes 0 (ultralytics' single_cls; any class id accepted)
     overlap_mask: bool = True  # segment runs: one index image per picture, smaller masks on top (ultralytics' overlap_mask)
+    keypoints: KeypointConfig = field(default_factory=KeypointConfig)  # pose runs only
     warnings: tuple[str, ...] = ()  # things the user should see (e.g. imgsz rounded up)
 
     @property
@@ -108,8 +126,15 @@ class Config:
 
     @property
     def stride_val(self) -> float:
-        """ultralytics 8.4: GT sides smaller than this are enlarged for candidate selection."""
+        """ultralytics 8.4: the size small GT sides are enlarged to for candidate selection (strides[1])."""
         return float(self.strides[1] if len(self.strides) > 1 else self.strides[0])
+
+    @property
+    def enlargement(self) -> tuple[float, float] | None:
+        """(GT sides below this, are enlarged to this) px under the TAL profile, or None (no enlargement)."""
+        if not self.assigner.is_tal:
+            return None
+        return _profiles.enlargement(self.assigner.profile, self.strides)
 
     @property
     def grids(self) -> list[tuple[int, int]]:
@@ -193,7 +218,7 @@ def config_from_dict(raw: Any, src: str | None = None, base: Config | None = Non
         _need(isinstance(top["overlap_mask"], bool), "overlap_mask", "true or false", top["overlap_mask"], src)
         kw["overlap_mask"] = top["overlap_mask"]
     if "assigner" in top:
-        a = _check_keys(top["assigner"], {f.name for f in fields(AssignerConfig)}, "assigner.", src)
+        a = _check_keys(top["assigner"], {f.name for f in fields(AssignerConfig)} - {"profile_auto"}, "assigner.", src)
         akw: dict[str, Any] = {}
         if "name" in a:
             names = _assigner_names()
@@ -202,8 +227,10 @@ def config_from_dict(raw: Any, src: str | None = None, base: Config | None = Non
             if a["name"] != cfg.assigner.name:  # another assigner: its own default profile and topk
                 akw.update(profile=None, topk=None, topk2=None)
         if "profile" in a:
-            _need(isinstance(a["profile"], str), "assigner.profile", "a string", a["profile"], src)
+            _need(a["profile"] is None or isinstance(a["profile"], str), "assigner.profile",
+                  "a string (quote a release number: '8.3')", a["profile"], src)
             akw["profile"] = a["profile"]
+            akw["profile_auto"] = False
         if "topk" in a:
             akw["topk"] = None if a["topk"] is None else _pos_int(a, "topk", "assigner.topk", src)
         if "topk2" in a:
@@ -246,8 +273,20 @@ def finalize(cfg: Config, src: str | None = None) -> Config:
     a = cfg.assigner
     fam = _family(a.name)
     profiles, default_profile = fam.profiles, fam.default_profile
-    if a.profile is None:
-        a = replace(a, profile=default_profile)
+    if fam.task_aligned:
+        try:
+            name = _profiles.resolve_profile(a.profile)
+        except ValueError:
+            raise InputError(
+                f"assigner.profile: the {a.name} assigner has profiles {', '.join(profiles)} (aliases "
+                f"{', '.join(f'{k} = {v}' for k, v in _profiles.ALIASES.items())}, a release such as 8.3.202, or "
+                f"auto), got {a.profile!r}", src) from None
+        if name != _profiles.AUTO and name not in profiles:
+            raise InputError(f"assigner.profile: the {a.name} assigner has profiles {', '.join(profiles)}, got "
+                             f"{a.profile!r}", src)
+        a = replace(a, profile=default_profile, profile_auto=True) if name == _profiles.AUTO else replace(a, profile=name)
+    elif a.profile is None:
+        a = replace(a, profile=default_profile, profile_auto=False)
     elif a.profile not in profiles:
         raise InputError(f"assigner.profile: the {a.name} assigner has profiles {' or '.join(profiles)}, got {a.profile!r}",
                          src)
@@ -259,8 +298,10 @@ def finalize(cfg: Config, src: str | None = None) -> Config:
     if a.topk2 is not None and not a.is_tal:
         raise InputError(f"assigner.topk2: only the task-aligned assigners have topk2, not {a.name}", src)
     cfg = replace(cfg, assigner=a)
-    if a.topk2 is not None and a.profile == "classic":
-        raise InputError("assigner.topk2: only the ultralytics profile (8.4) has topk2; classic has none", src)
+    if a.topk2 is not None and not _profiles.get(a.profile).topk2:
+        with_topk2 = [p.name for p in _profiles.PROFILES if p.topk2]
+        raise InputError(f"assigner.topk2: only the {' and '.join(with_topk2)} profiles (ultralytics 8.4) have "
+                         f"topk2; {a.profile} has none", src)
     if a.topk2 is not None and a.topk2 > a.topk:
         raise InputError(f"assigner.topk2: must be <= assigner.topk ({a.topk}), got {a.topk2}", src)
     smax = max(cfg.strides)
@@ -274,6 +315,28 @@ def finalize(cfg: Config, src: str | None = None) -> Config:
         if msg not in warnings:
             warnings.append(msg)
     return replace(cfg, imgsz=rounded, warnings=tuple(warnings))
+
+
+def with_trainer_version(cfg: Config, version: str | None, source: str | None = None) -> tuple[Config, str, str | None]:
+    """The ``auto`` profile made concrete from the ultralytics release that trained a checkpoint.
+
+    ``version``: ``ckpt["version"]`` (None when the checkpoint has none); ``source``: the checkpoint file, named in
+    the warning. When the profile was chosen by name (config or --profile) it is kept and the note says so.
+    Topk / topk2 left at their defaults follow the new profile (tal-o2o: 7 / 1 in 8.4, 1 / none before).
+    Returns (config, one note line, a warning or None).
+    """
+    name, note, warning = _profiles.profile_for_version(version)
+    if warning and source:
+        warning = f"{source}: {warning}"
+    a = cfg.assigner
+    if not a.is_tal:
+        return cfg, note.split(" → ")[0] + f" (the {a.name} assigner has no ultralytics profile)", None
+    if not a.profile_auto:
+        return cfg, f"{note.split(' → ')[0]}; profile {a.profile} as chosen (auto would be {name})", None
+    old = _family(a.name).default_topks(a.profile)
+    topk, topk2 = (None, None) if (a.topk, a.topk2) == old else (a.topk, a.topk2)
+    new = replace(cfg, assigner=replace(a, profile=name, topk=topk, topk2=topk2, profile_auto=True))
+    return finalize(new), note, warning
 
 
 def load_config(path: str | Path | None, base: Config | None = None) -> Config:

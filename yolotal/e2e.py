@@ -38,8 +38,11 @@ SUMMED = E2ERule("E2EDetectLoss", 1, None, "sum", "sum")
 
 
 def rule_for(profile: str) -> E2ERule:
-    """The end-to-end rule of a TAL profile: 8.0–8.3 (``classic``) sum the branches, 8.4 and later weight them."""
-    return SUMMED if profile == "classic" else PROGRESSIVE
+    """The end-to-end rule of a TAL profile: before 8.4 (no topk2: E2EDetectLoss, from 8.2.38) the branches are
+    summed; 8.4 and later (E2ELoss, with topk2) weight them."""
+    from .profiles import get
+
+    return PROGRESSIVE if get(profile).topk2 else SUMMED
 
 
 def branch_weights(epoch: int, epochs: int, rule: E2ERule = PROGRESSIVE) -> tuple[float, float]:

@@ -5,8 +5,11 @@ Each term is a sum over anchors divided by ``target_scores_sum = max(sum(target_
 * cls: BCE-with-logits of every anchor and class against the soft target scores;
 * box: ``(1 - CIoU(pred, target)) * w`` over positives, with ``w`` the positive's target score;
 * dfl: the distribution focal loss of the 4 sides (mean), times ``w``, over positives. Targets are the ltrb
-  distances in grid units clamped to ``[0, reg_max - 1.01]``. With ``reg_max == 1`` the ultralytics profile
-  uses an L1 term on image-normalised distances instead, the classic profile none.
+  distances in grid units clamped to ``[0, reg_max - 1.01]``. With ``reg_max == 1`` the 8.4 profiles use an L1
+  term on image-normalised distances instead (logged as ``l1_loss`` from 8.4.104: ``profiles.third_term_name``),
+  the older ones none.
+
+The normaliser is floored at 1 in every release but 8.0.0-8.0.6 (profile v8.0.0), which divide by the raw sum.
 
 Reported ``loss_*`` values are gain-weighted (box 7.5, cls 0.5, dfl 1.5 by default) and, like the values
 ultralytics logs, not multiplied by the batch size.
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from . import profiles
 from .core.boxes import complete_box_iou_pairs
 from .core.decode import xyxy_to_ltrb
 
@@ -92,9 +96,11 @@ def detection_loss(
         anchor_points: (A, 2) grid units; stride_tensor: (A, 1).
         fg_mask: (b, A) bool; target_bboxes: (b, A, 4) px xyxy; target_scores: (b, A, nc).
         imgsz: (h, w) px. gains: (box, cls, dfl).
+        profile: a ``yolotal.profiles`` name (the L1 term at reg_max 1, the normaliser's floor).
     """
     b, a, _ = pred_logits.shape
-    tss = target_scores.sum().clamp(min=1)
+    rule = profiles.get(profile)
+    tss = target_scores.sum().clamp(min=1) if rule.floor_score_sum else target_scores.sum()
     bce = F.binary_cross_entropy_with_logits(pred_logits, target_scores, reduction="none")  # (b, A, nc)
     cls_pa = bce.sum(-1) / tss  # (b, A)
 
@@ -116,16 +122,20 @@ def detection_loss(
             clamped[bi, ai] = (ltrb < 0) | (ltrb > reg_max - 1 - 0.01)
             logits = pred_dist[bi, ai].view(-1, 4, reg_max)
             dfl_num[bi, ai] = dfl_loss(logits, ltrb.clamp(0, reg_max - 1 - 0.01), reg_max) * weight
-        elif profile == "ultralytics":  # reg_max == 1: L1 on distances normalised by the image size
+        elif rule.l1_term:  # reg_max == 1 (8.4): L1 on distances normalised by the image size
             size = torch.tensor([imgsz[1], imgsz[0], imgsz[1], imgsz[0]], dtype=torch.float32)
             s = stride_tensor[ai]  # (P, 1)
             l1 = ((pred_dist[bi, ai] * s) / size - (ltrb * s) / size).abs().mean(-1)
             dfl_num[bi, ai] = l1 * weight
 
     # totals are taken the way the reference takes them: whole sum / normaliser
-    raw_box, raw_dfl = box_num[bi, ai].sum() / tss, dfl_num[bi, ai].sum() / tss
+    if bi.numel():
+        raw_box, raw_dfl = box_num[bi, ai].sum() / tss, dfl_num[bi, ai].sum() / tss
+        box_pa, dfl_pa = box_num / tss, dfl_num / tss
+    else:  # no positive: the box terms are not computed (0 even where the normaliser is 0: v8.0.0)
+        raw_box, raw_dfl = torch.zeros(()), torch.zeros(())
+        box_pa, dfl_pa = box_num, dfl_num
     raw_cls = bce.sum() / tss
-    box_pa, dfl_pa = box_num / tss, dfl_num / tss
     g_box, g_cls, g_dfl = gains
     return LossResult(
         target_scores_sum=tss,

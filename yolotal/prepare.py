@@ -37,8 +37,12 @@ def model_base(lm) -> Config:
     from .assigners import registry
     from .config import AssignerConfig
 
+    try:
+        name = registry.for_task(lm.task, head_class=lm.head_class)
+    except InputError:  # no family of that task: check_model_config says so, naming the model
+        name = "tal"
     return Config(imgsz=imgsz, strides=lm.strides, nc=lm.nc, reg_max=lm.reg_max, loss=loss,
-                  assigner=AssignerConfig(name=registry.for_task(lm.task, head_class=lm.head_class)))
+                  assigner=AssignerConfig(name=name))
 
 
 def saved_base(saved: dict) -> Config | None:
@@ -71,6 +75,10 @@ def check_model_config(cfg: Config, lm) -> None:
 
     fam = registry.get(cfg.assigner.name)
     if fam.task != lm.task:
+        mine = [n for n in registry.names() if registry.get(n).task == lm.task]
+        if not mine:
+            raise InputError(f"this is a{'n' if lm.task[0] in 'aeio' else ''} {lm.task} model; yolotal has no "
+                             f"assigner family for the {lm.task} task", lm.path)
         raise InputError(f"this is a{'n' if lm.task[0] in 'aeio' else ''} {lm.task} model but the assigner "
                          f"{fam.name} is for {fam.task}: leave --assigner out (the model's task picks its "
                          f"assigner) or choose one of {', '.join(n for n in registry.names() if registry.get(n).task == lm.task)}",
@@ -146,6 +154,30 @@ def find_geometry(lab: Labels, cfg: Config, explicit: list[Path] | None, images_
     return Geometry(pics, boxes)
 
 
+def task_arrays(heads, cfg: Config) -> dict:
+    """What a task family's replay needs besides boxes and scores: pose heads keep their keypoint (and YOLO26 sigma)
+    channels in the levels, kpt_shape, the assigner and the model's RealNVP flow (``flow.*``)."""
+    out: dict = {}
+    if "kpts" in heads.extra:
+        from .inputs.pose_heads import pose_heads_to_levels
+
+        out.update({f"level{i}": x for i, x in enumerate(pose_heads_to_levels(heads))})
+        if cfg.keypoints.shape is not None:
+            out["kpt_shape"] = np.array(cfg.keypoints.shape, np.int64)
+        if cfg.keypoints.oks_sigmas is not None:
+            out["kpt_oks_sigmas"] = np.array(cfg.keypoints.oks_sigmas, np.float64)
+        if heads.extra.get("flow") is not None:
+            from .assigners.pose_family import flow_arrays
+
+            out.update(flow_arrays(heads.extra["flow"]))
+            out["flow_source"] = np.array(heads.extra["flow"].source)
+    from .assigners import registry
+
+    if registry.get(cfg.assigner.name).task != "detect":
+        out["assigner"] = np.array(cfg.assigner.name)
+    return out
+
+
 def write_saved_heads(path: Path, heads, images: np.ndarray, geo: Geometry, cfg: Config, lm) -> Path:
     """``--save-heads``: the heads as ``level0..`` (what ``--heads`` reads) plus the exact input tensor, the image
     paths, letterboxes and the run's settings, so that ``--heads OUT.npz`` replays the run without the model."""
@@ -154,6 +186,7 @@ def write_saved_heads(path: Path, heads, images: np.ndarray, geo: Geometry, cfg:
 
     b = heads.batch
     arrays = {f"level{i}": x for i, x in enumerate(heads_to_levels(heads))}
+    arrays.update(task_arrays(heads, cfg))
     scale = np.zeros(b, np.float64)
     pad = np.zeros((b, 2), np.int64)
     orig = np.zeros((b, 2), np.int64)
@@ -168,6 +201,9 @@ def write_saved_heads(path: Path, heads, images: np.ndarray, geo: Geometry, cfg:
         loss_gains=np.array([cfg.loss.box, cfg.loss.cls, cfg.loss.dfl], np.float64),
         model=np.array(lm.path if lm is not None else ""), class_names=np.array([lm.names[i] for i in range(lm.nc)]
                                                                                if lm is not None else [], dtype=np.str_),
+        # the release that trained the checkpoint ("" for a model YAML): replay's profile auto follows it
+        trainer_version=np.array((lm.trainer_version or "") if lm is not None and lm.kind == "checkpoint" else ""),
+        model_kind=np.array(lm.kind if lm is not None else ""),
     )
     from .inputs.seg_heads import SEG_KEYS
 

@@ -143,7 +143,8 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
              progress: Callable[[int], None] | None = None, rank: int = 0, world: int = 1,
              on_trace: Callable | None = None, rules=None) -> ModelScan:
     """Scan (label file, image or None) items with the model: this rank's batches (k % world == rank).
-    ``on_trace(k, trace)`` sees each batch's trace before it is dropped (e.g. a gallery of the worst GTs).
+    ``on_trace(k, trace, records)`` sees each batch's trace and GT records before they are dropped (e.g. a gallery
+    of the worst GTs).
 
     A missing or unreadable image, or a label file with bad lines, is recorded and the scan goes on (bad lines
     are skipped); Ctrl-C stops at a batch boundary with ``partial`` set.
@@ -153,7 +154,7 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
     from .inputs.model import model_heads
     from .inputs.pictures import _decode_rgb, letterbox_for, model_image
     from .pipeline import run
-    from .scan import _parse_file, too_small
+    from .scanning import _parse_file, too_small
 
     from .assigners import registry
 
@@ -226,7 +227,7 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
                     out.seconds["forward"] += t2 - t1
                     out.seconds["assign_loss"] += t3 - t2
                     if on_trace is not None:  # outside the timed stages
-                        on_trace(k, trace)
+                        on_trace(k, trace, recs)
                     for im, p in zip(ims, ok):
                         lb = p[4]
                         im.update(file=p[0], picture=str(p[1]), orig_wh=[lb.w0, lb.h0], r=lb.r, pad=[lb.left, lb.top])
@@ -295,6 +296,8 @@ def summarise(res: ModelScan, names: list[str] | None, top: int = 20) -> dict:
         "worst_images": worst_images,
         "errors": res.errors,
         "per_gt": [_row(r, names) for r in recs],
+        # every image run: its file, picture, original size, letterbox scale r and padding, GTs, starved GTs
+        "per_image": list(res.images),
     }
 
 

@@ -72,7 +72,18 @@ class AssignerPatch:
         return f"<AssignerPatch {state}: {self.built} assigners built, {self.calls} calls>"
 
 
-def use_yolotal_assigner(*, profile: str = "ultralytics", keep_last: bool = False) -> AssignerPatch:
+def installed_profile() -> tuple[str, str, str | None]:
+    """The profile of the installed ultralytics release: (name, note, warning or None), as
+    ``yolotal.profiles.profile_for_version(ultralytics.__version__)``."""
+    _loss_module()
+    import ultralytics
+
+    from .profiles import profile_for_version
+
+    return profile_for_version(getattr(ultralytics, "__version__", None))
+
+
+def use_yolotal_assigner(*, profile: str = "auto", keep_last: bool = False) -> AssignerPatch:
     """Make every ultralytics detection loss built from now on use ``yolotal.TaskAlignedAssigner`` (and every
     OBB loss ``yolotal.assigner.RotatedTaskAlignedAssigner``).
 
@@ -84,11 +95,19 @@ def use_yolotal_assigner(*, profile: str = "ultralytics", keep_last: bool = Fals
     reverse order.
 
     Args:
-        profile: ``ultralytics`` for 8.4 (the default); ``classic`` when training with 8.0-8.3.
+        profile: ``auto`` (the default): the rules of the installed ultralytics release; or a
+            ``yolotal.profiles`` name, alias or release number (``ultralytics``, ``v8.4.0``, ``classic``, ...).
+            ``handle.profile`` says which one is used.
         keep_last: keep each assigner's last candidate pairs (``assigner.last``), for inspection only.
     """
     loss = _loss_module()
+    from . import profiles
     from .assigner import RotatedTaskAlignedAssigner, TaskAlignedAssigner
+
+    resolved = profiles.resolve_profile(profile)  # ValueError for an unknown name, before anything is patched
+    if resolved == profiles.AUTO:
+        resolved = installed_profile()[0]
+    profile = resolved
 
     with _LOCK:
         original = loss.TaskAlignedAssigner
@@ -108,6 +127,7 @@ def use_yolotal_assigner(*, profile: str = "ultralytics", keep_last: bool = Fals
                 return super().forward(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt)
 
         handle = AssignerPatch(loss, "TaskAlignedAssigner", original, UltralyticsTaskAlignedAssigner)
+        handle.profile = profile
         loss.TaskAlignedAssigner = UltralyticsTaskAlignedAssigner
 
         if hasattr(loss, "RotatedTaskAlignedAssigner"):  # the OBB loss builds this one by name

@@ -28,6 +28,7 @@ MODULES = {
     "simota": "simota_family",
     "atss": "atss_family",
     "yolov5": "yolov5_family",
+    "pose": "pose_family", "pose26": "pose_family", "pose26-o2o": "pose_family",
     "seg": "seg_family", "seg26": "seg_family", "seg26-o2o": "seg_family",
 }
 
@@ -73,6 +74,11 @@ class Family:
         return self.default_topk, self.default_topk2
 
     # ---------------------------------------------------------------- inputs
+    def setup(self, cfg: "Config", labels: Any, model: Any, saved: dict | None) -> "Config":
+        """The config with what the family needs settled before heads and labels are read (pose: kpt_shape from
+        the model, the dataset YAML ``labels`` or a ``--save-heads`` file ``saved``). Default: unchanged."""
+        return cfg
+
     def load_heads(self, path: Any, cfg: "Config"):
         """Its main heads from a ``--heads`` file (YOLOv8 DFL layout, plus its task channels)."""
         from ..inputs.heads import load_heads
@@ -119,6 +125,14 @@ class Family:
         bi, ai = torch.nonzero(fg, as_tuple=True)
         pos = torch.stack((bi, tgi[bi, ai], ai), 1)
         return pos, self.candidates(trace)
+
+    def end_to_end(self, trace: "Trace", gathered: Any, epoch: int | None) -> None:
+        """``loss --model`` on an end-to-end model (task families): add the other branch's loss and the branch
+        weights at ``epoch`` (default: the checkpoint's) to ``trace``. Default: refuse --epoch, add nothing."""
+        if epoch is not None:
+            from ..errors import InputError
+
+            raise InputError(f"--epoch: the {self.name} assigner does not show both branches of an end-to-end model")
 
     def candidates(self, trace: "Trace"):
         import torch

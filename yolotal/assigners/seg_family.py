@@ -255,7 +255,7 @@ class Segment(TaskAligned):
         render_walk(trace, con, full)
 
     def legend(self, cfg) -> str:
-        return f"{cfg.assigner.name} ({cfg.assigner.profile})"
+        return cfg.assigner.profile
 
 
 @register

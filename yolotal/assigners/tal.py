@@ -9,10 +9,14 @@ by several GTs goes to the GT with the largest CIoU at that anchor *among all GT
 rule; the winner may be a GT that did not pick it). Targets are the GT's class and box; the soft score of a
 positive is ``t / max_t(GT) * max_u(GT)``.
 
-Profiles:
-* ``ultralytics`` (8.4): GT sides shorter than ``stride_val`` (the second stride) are enlarged to it about the
-  centre for candidate selection only; ``topk2`` < ``topk`` then keeps each GT's topk2 best positives.
-* ``classic`` (8.0-8.3 and the seed walkthroughs): the candidate box is the GT box.
+Profiles (``yolotal.profiles``, by ultralytics release):
+* ``ultralytics`` (8.4.128 on): GT sides shorter than ``stride_val`` (the second stride) are enlarged to it about
+  the centre for candidate selection only; ``topk2`` < ``topk`` then keeps each GT's topk2 best positives.
+* ``v8.4.0`` (8.4.0-8.4.127): the same, but only sides shorter than the first stride are enlarged (to the second).
+* ``classic`` (8.0.52-8.3, and the seed walkthroughs): the candidate box is the GT box.
+* ``v8.0.0`` / ``v8.0.35`` (8.0.0-8.0.51): as classic, but s, u and t are computed at every anchor, and a
+  multiply claimed anchor goes to the largest CIoU among all GTs of the image (candidates of it or not); the
+  winner's t and u there then count in its soft scores.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import profiles
 from ..core.boxes import complete_box_iou_pairs, xywh_to_xyxy, xyxy_to_xywh
 from ..core.threads import pow_in_whole_blocks
 
@@ -37,21 +42,50 @@ class TALParams:
     eps: float = 1e-9
     profile: str = "ultralytics"
     stride_val: float = 16.0
+    strides: tuple[float, ...] = ()  # the model's strides; () = (stride_val,) for the rule's threshold (see below)
+
+    @property
+    def rule(self) -> profiles.Profile:
+        return profiles.get(self.profile)
 
     @property
     def enlarge(self) -> bool:
-        return self.profile == "ultralytics"
+        return self.rule.enlarge is not None
+
+    @property
+    def enlargement(self) -> tuple[float, float] | None:
+        """(sides below this px, become this px) for candidate selection, or None.
+
+        Without ``strides`` only the newest rule can be applied (it needs stride_val alone); the v8.4.0 rule
+        (threshold: the first stride) then raises ValueError.
+        """
+        if self.rule.enlarge is None:
+            return None
+        if self.strides:
+            below, size = profiles.enlargement(self.profile, self.strides)
+            return below, size
+        if self.rule.enlarge == "below-second":
+            return self.stride_val, self.stride_val
+        raise ValueError(f"profile {self.profile}: TALParams.strides (the model's strides) is needed for its "
+                         "small-GT enlargement (sides below the first stride)")
+
+    @classmethod
+    def from_config(cls, cfg, num_classes: int) -> "TALParams":
+        """The parameters of a validated ``Config`` (TAL assigners): every field, the strides included."""
+        a = cfg.assigner
+        return cls(num_classes=num_classes, topk=a.topk, topk2=a.topk2, alpha=a.alpha, beta=a.beta, eps=a.eps,
+                   profile=a.profile, stride_val=cfg.stride_val, strides=tuple(float(s) for s in cfg.strides))
 
 
 @dataclass(frozen=True)
 class TALResult:
     """Every stage of one assignment. Masks are bool unless noted.
 
-    cand_bboxes      (b, M, 4)   candidate box of each GT (enlarged under the ultralytics profile), px xyxy
+    cand_bboxes      (b, M, 4)   candidate box of each GT (small sides enlarged under the 8.4 profiles), px xyxy
     mask_in_gts      (b, M, A)   anchor centre strictly inside the candidate box
-    bbox_scores      (b, M, A)   predicted score of the GT's class, at candidates (0 elsewhere)
-    overlaps         (b, M, A)   CIoU(GT, prediction) clamped at 0, at candidates (0 elsewhere)
-    align_metric     (b, M, A)   s^alpha * u^beta at candidates (0 elsewhere)
+    bbox_scores      (b, M, A)   predicted score of the GT's class, at candidates (0 elsewhere; v8.0.x: every anchor)
+    overlaps         (b, M, A)   CIoU(GT, prediction) clamped at 0, at candidates (0 elsewhere; v8.0.x: everywhere)
+    align_metric     (b, M, A)   s^alpha * u^beta at candidates (0 elsewhere; v8.0.x: everywhere)
     topk_idxs        (b, M, k)   anchors returned by top-k per GT (padding GTs: 0)
     mask_topk        (b, M, A)   anchors chosen exactly once by the top-k lists
     mask_pos_topk    (b, M, A)   positives before conflict resolution (topk & in box & real GT)
@@ -88,12 +122,15 @@ class TALResult:
 
 
 def candidate_boxes(gt_bboxes: torch.Tensor, mask_gt: torch.Tensor, p: TALParams) -> torch.Tensor:
-    """(b, M, 4) GT boxes -> (b, M, 4) candidate boxes; ultralytics enlarges sides < stride_val to it."""
-    if not p.enlarge:
+    """(b, M, 4) GT boxes -> (b, M, 4) candidate boxes: under the 8.4 profiles each side below the profile's
+    threshold (``p.enlargement``) becomes its size, about the box centre; otherwise a copy."""
+    rule = p.enlargement
+    if rule is None:
         return gt_bboxes.clone()
+    below, size = rule
     xywh = xyxy_to_xywh(gt_bboxes)
-    small = (xywh[..., 2:] < p.stride_val) & mask_gt.bool()  # (b, M, 2)
-    wh = torch.where(small, torch.tensor(p.stride_val, dtype=xywh.dtype), xywh[..., 2:])
+    small = (xywh[..., 2:] < below) & mask_gt.bool()  # (b, M, 2)
+    wh = torch.where(small, torch.tensor(size, dtype=xywh.dtype, device=xywh.device), xywh[..., 2:])
     return xywh_to_xyxy(torch.cat((xywh[..., :2], wh), -1))
 
 
@@ -190,7 +227,9 @@ def assign(
     cand_bboxes = candidate_boxes(gt_bboxes, mask_gt, p)
     mask_in_gts = anchors_in_boxes(anc_points, cand_bboxes)  # (b, M, A)
     cand = mask_in_gts & valid
-    bbox_scores, overlaps, align_metric = pair_metrics(pd_scores, pd_bboxes, gt_labels, gt_bboxes, cand, p)
+    everywhere = p.rule.conflicts_all_gts  # 8.0.0-8.0.51: metrics at every anchor of every real GT
+    bbox_scores, overlaps, align_metric = pair_metrics(
+        pd_scores, pd_bboxes, gt_labels, gt_bboxes, valid.expand(-1, -1, a) if everywhere else cand, p)
     topk_idxs, mask_topk, mask_pos_topk, mask_multi, mask_pos = select_positives(
         align_metric, overlaps, cand, mask_gt, p)
     tg = assign_targets(mask_pos, overlaps, align_metric, gt_labels, gt_bboxes, nc, p.eps)
@@ -218,8 +257,9 @@ def select_positives(
     Returns (topk_idxs (b, M, k), mask_topk, mask_pos_topk, mask_multi (b, A), mask_pos).
     """
     b, m, a = align_metric.shape
+    everywhere = p.rule.conflicts_all_gts  # 8.0.0-8.0.51: the metric exists off the candidates too
     if m:
-        topk_idxs, mask_topk = topk_mask(align_metric, mask_gt, p.topk)
+        topk_idxs, mask_topk = topk_mask(align_metric * cand if everywhere else align_metric, mask_gt, p.topk)
     else:
         topk_idxs, mask_topk = torch.zeros(b, 0, p.topk, dtype=torch.int64), torch.zeros(b, 0, a, dtype=torch.bool)
     mask_pos_topk = mask_topk & cand

@@ -6,24 +6,24 @@ Stages: candidates, metrics, topk, conflicts, targets (dense), or candidates, pa
 
 from __future__ import annotations
 
+from .. import profiles as _profiles
 from .registry import Family, register
 
 DENSE_BYTES_PER_CELL = 32  # peak bytes per (image, GT, anchor) cell of the dense assignment and its stages
 
 
 def tal_params(cfg, nc: int):
+    """The TAL hyper-parameters of a run (the profile's enlargement from the config's strides)."""
     from .tal import TALParams
 
-    a = cfg.assigner
-    return TALParams(num_classes=nc, topk=a.topk, topk2=a.topk2, alpha=a.alpha, beta=a.beta, eps=a.eps,
-                     profile=a.profile, stride_val=cfg.stride_val)
+    return TALParams.from_config(cfg, nc)
 
 
 @register
 class TaskAligned(Family):
     name = "tal"
-    profiles = ("ultralytics", "classic")
-    default_profile = "ultralytics"
+    profiles = _profiles.NAMES  # by ultralytics release (yolotal/profiles.py); aliases and auto resolve to these
+    default_profile = _profiles.NEWEST
     default_topk = 10
     task_aligned = True
     pairs_fallback = True
@@ -87,8 +87,10 @@ class TaskAligned(Family):
     def params(self, cfg) -> dict:
         a = cfg.assigner
         out = {"topk": a.topk, "topk2": a.topk2, "alpha": a.alpha, "beta": a.beta, "eps": a.eps}
-        if a.profile == "ultralytics":
-            out["stride_val"] = cfg.stride_val  # GT sides below it are enlarged for candidate selection
+        if cfg.enlargement is not None:  # GT sides below it (v8.4.0: below enlarge_below) are enlarged to it
+            out["stride_val"] = cfg.enlargement[1]
+            if cfg.enlargement[0] != cfg.enlargement[1]:
+                out["enlarge_below"] = cfg.enlargement[0]
         return out
 
     def render_assign(self, trace, con, images, full) -> None:

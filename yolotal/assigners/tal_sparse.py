@@ -26,6 +26,12 @@ multiply claimed and hand it, with weight, to another GT with a larger CIoU ther
 can happen, the dense row is rebuilt and given to the same torch.topk, so those picks are the reference's.
 Result: every positive that carries weight, every soft target score and every loss value is the reference's;
 ``fg_mask`` can differ only at positives of weight 0.
+
+Profiles v8.0.0 / v8.0.35 (ultralytics 8.0.0-8.0.51) computed CIoU at every anchor and gave a multiply claimed
+anchor to the largest CIoU among *all* GTs of the image. Here only those anchors are looked at again: the CIoU
+of every real GT of the image is computed there, and a winner that has no candidate pair at the anchor gets
+one, appended after the candidate pairs (``pair_topk`` False, ``pair_pos`` True), so its t and u count in its
+soft scores as they do there.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ class SparseTAL:
     multi                   (b, A) bool anchors picked by more than one GT
     fg_mask, target_gt_idx, target_labels (b, A); target_bboxes (b, A, 4); target_scores (b, A, nc)
     pos_align_metrics, pos_overlaps (b, M)
+    n_appended              pairs after the candidate pairs: v8.0.x conflict winners that were no candidate there
     """
 
     n_gt_slots: int  # M
@@ -80,6 +87,7 @@ class SparseTAL:
     target_scores: torch.Tensor
     pos_align_metrics: torch.Tensor
     pos_overlaps: torch.Tensor
+    n_appended: int = 0
 
     @property
     def n_pairs(self) -> int:
@@ -350,6 +358,7 @@ def _zero_picks_that_matter(
     n_keys: int,
     n_anc: int,
     k: int,
+    any_gt_can_win: bool = False,
 ) -> torch.Tensor:
     """Zero-metric candidates the dense top-k would pick where that can change who wins an anchor.
 
@@ -359,6 +368,8 @@ def _zero_picks_that_matter(
     pick of another GT, or a second such zero pick. For exactly the GTs with a candidate in that position the
     dense row (t at candidates, 0 elsewhere) is rebuilt and passed to the same torch.topk, in blocks, so the
     picks are the reference's. counts, first (n_seg,): each GT's number of pairs and first pair.
+    any_gt_can_win: the v8.0.x rule, where a GT that is not a candidate of the anchor can win it: then the
+    "another GT has u > 0" condition is not checked (it would need every GT's CIoU there).
     Returns a (P,) bool mask of the zero-metric pairs picked.
     """
     out = torch.zeros_like(positive_t)
@@ -381,10 +392,11 @@ def _zero_picks_that_matter(
     def per_anchor(mask: torch.Tensor) -> torch.Tensor:  # (len(near),) count of mask over pairs at the anchor
         return torch.zeros(n_keys, dtype=torch.int64, device=dev).index_add_(0, k_near, mask.long())[k_near]
 
-    u_pos = u[near] > 0
-    others_u = per_anchor(u_pos) - u_pos.long()  # other candidate GTs with u > 0 at the anchor
     nd = needy[near]
-    needs = nd & (others_u > 0) & ((per_anchor(weighted_picks[near]) > 0) | (per_anchor(nd) > 1))
+    needs = nd & ((per_anchor(weighted_picks[near]) > 0) | (per_anchor(nd) > 1))
+    if not any_gt_can_win:
+        u_pos = u[near] > 0
+        needs &= (per_anchor(u_pos) - u_pos.long()) > 0  # another candidate GT with u > 0 at the anchor
     gts = torch.unique(seg[near[needs]])  # sorted GT ids
     if not gts.numel():
         return out
@@ -414,7 +426,7 @@ def pair_positives(seg: torch.Tensor, key: torch.Tensor, s: torch.Tensor, u: tor
             on_tied = in_tied[seg]
             pos_topk[on_tied] = (_dense_topk(tied, t, key, counts, first, n_anc, p.topk) & positive_t)[on_tied]
         pos_topk |= _zero_picks_that_matter(seg, key, t, u, positive_t, pos_topk, counts, first, b * n_anc, n_anc,
-                                            p.topk)
+                                            p.topk, p.rule.conflicts_all_gts)
 
         # conflicts: anchors picked more than once go to the largest CIoU among all candidate GTs there
         claims = torch.bincount(key[pos_topk], minlength=b * n_anc)
@@ -492,6 +504,10 @@ def pair_targets(seg: torch.Tensor, key: torch.Tensor, s: torch.Tensor, u: torch
     dev = s.device
     with serial_on_cpu(dev):
         t, pos_topk, pos, multi_flat = pair_positives(seg, key, s, u, b, m, n_anc, p)
+        n_cand = seg.numel()
+        if p.rule.conflicts_all_gts and m:
+            seg, key, s, u, t, pos_topk, pos = _conflicts_among_all_gts(
+                seg, key, s, u, t, pos_topk, pos, multi_flat, pd_scores, pd_w, gt_w, labels, mask_gt, n_anc, p, work)
 
         # per-GT maxima over the final positives, and the per-anchor outputs
         idx = pos.nonzero().squeeze(1)
@@ -508,8 +524,43 @@ def pair_targets(seg: torch.Tensor, key: torch.Tensor, s: torch.Tensor, u: torch
         norm[kid] = norm_vals
         r = dict(seg=seg, key=key, s=s, u=u, t=t, pos_topk=pos_topk, pos=pos, multi=multi_flat.view(b, n_anc),
                  fg=fg.view(b, n_anc), gt_idx=gt_idx.view(b, n_anc), norm=norm.view(b, n_anc),
-                 pos_align=pos_align.view(b, m), pos_ov=pos_ov.view(b, m))
+                 pos_align=pos_align.view(b, m), pos_ov=pos_ov.view(b, m), n_appended=seg.numel() - n_cand)
         return _outputs(r, gt_bboxes, labels, b, m, n_anc, nc, out_dtype)
+
+
+def _conflicts_among_all_gts(seg, key, s, u, t, pos_topk, pos, multi_flat, pd_scores, pd_w, gt_w, labels, mask_gt,
+                             n_anc: int, p: TALParams, work) -> tuple[torch.Tensor, ...]:
+    """The v8.0.x conflict rule: each multiply claimed anchor goes to the first GT of the image with the largest
+    CIoU there among all its real GTs (padding slots count as 0, as a zero box's clamped CIoU is). Winners
+    without a candidate pair at the anchor get one appended. Returns seg, key, s, u, t, pos_topk, pos."""
+    dev = seg.device
+    b, m = mask_gt.shape[:2]
+    mk = multi_flat.nonzero().squeeze(1)  # (K,) flat anchor ids
+    if not mk.numel():
+        return seg, key, s, u, t, pos_topk, pos
+    img = torch.div(mk, n_anc, rounding_mode="floor")  # (K,)
+    slots = img.unsqueeze(1) * m + torch.arange(m, device=dev)  # (K, M) flat GT ids
+    u_all = complete_box_iou_gathered(gt_w.reshape(-1, 4), slots.reshape(-1), pd_w.reshape(-1, 4),
+                                      mk.repeat_interleave(m)).clamp_(min=0).view(-1, m)
+    u_all = u_all * mask_gt.reshape(-1)[slots].to(u_all.dtype)  # padding slots: 0
+    win = slots.gather(1, u_all.max(1).indices.unsqueeze(1)).squeeze(1)  # (K,) first GT with the largest CIoU
+    win_u = u_all.max(1).values
+    winner_of = torch.full((multi_flat.numel(),), -1, dtype=torch.int64, device=dev)
+    winner_of[mk] = win
+    at_multi = multi_flat.take(key)
+    pos = torch.where(at_multi, seg == winner_of.take(key), pos)
+    covered = torch.zeros(multi_flat.numel(), dtype=torch.bool, device=dev)
+    covered[key[at_multi & (seg == winner_of.take(key))]] = True
+    new = ~covered[mk]  # winners that were not candidates there (no host read: possibly none appended)
+    nk, ng, nu = mk[new], win[new], win_u[new]
+    nc = pd_scores.shape[-1]
+    ns = pd_scores.reshape(-1).take(nk * nc + labels.take(ng)).to(work)
+    nt = pow_in_whole_blocks(ns, p.alpha) * pow_in_whole_blocks(nu, p.beta)
+    seg, key = torch.cat((seg, ng)), torch.cat((key, nk))
+    s, u, t = torch.cat((s, ns)), torch.cat((u, nu)), torch.cat((t, nt))
+    pos_topk = torch.cat((pos_topk, torch.zeros_like(ng, dtype=torch.bool)))
+    pos = torch.cat((pos, torch.ones_like(ng, dtype=torch.bool)))
+    return seg, key, s, u, t, pos_topk, pos
 
 
 def _outputs(r: dict, gt_bboxes, labels, b: int, m: int, n_anc: int, nc: int, out_dtype) -> SparseTAL:
@@ -531,4 +582,5 @@ def _outputs(r: dict, gt_bboxes, labels, b: int, m: int, n_anc: int, nc: int, ou
         pair_t=r["t"], pair_topk=r["pos_topk"], pair_pos=r["pos"], multi=r["multi"], fg_mask=r["fg"],
         target_gt_idx=gt_idx, target_labels=target_labels, target_bboxes=target_bboxes,
         target_scores=target_scores, pos_align_metrics=r["pos_align"], pos_overlaps=r["pos_ov"],
+        n_appended=int(r.get("n_appended", 0)),
     )

@@ -176,7 +176,8 @@ def heads_to_levels(heads: Heads) -> list[np.ndarray]:
 
 # arrays a --save-heads file holds besides level0.. (see README "Your own model")
 SAVED_RUN_KEYS = ("images", "image_files", "letterbox_scale", "letterbox_pad", "orig_shape", "imgsz", "strides",
-                  "reg_max", "nc", "loss_gains", "model", "class_names", "assigner")
+                  "reg_max", "nc", "loss_gains", "model", "class_names", "trainer_version", "model_kind",
+                  "kpt_shape", "kpt_oks_sigmas", "assigner")
 
 
 def read_saved_run(path: str | Path) -> dict[str, np.ndarray]:

@@ -28,7 +28,10 @@ import torch
 from ..errors import InputError
 from .heads import Heads, heads_from_object
 
-INSTALL_HINT = "--model needs the ultralytics package: pip install 'yolotal[ultralytics]'"
+INSTALL_HINT = ("--model needs the ultralytics package in this environment, installed after your torch: "
+                "pip install ultralytics (from a clone of yolotal: pip install -e '.[ultralytics]'); if that would "
+                "replace your torch, pip install --no-deps ultralytics ultralytics-thop, then its other requirements "
+                "(README: Your own model)")
 FORWARD_CHUNK = 16
 OTHER_BRANCH = {"one2many": " (--assigner tal-o2o shows the one2one branch; yolotal loss shows both)",
                 "one2one": " (leave --assigner out for the one2many branch; yolotal loss shows both)"}  # images per forward pass (BatchNorm in eval mode: chunking does not change the outputs)
@@ -70,6 +73,12 @@ class LoadedModel:
     task: str = "detect"
     kpt_shape: tuple[int, int] | None = None
     head_class: str = ""  # the class of its last layer (Detect, Pose, Pose26, ...)
+
+    @property
+    def trainer_version(self) -> str | None:
+        """The ultralytics release that saved the checkpoint; ``config.with_trainer_version`` turns it into the
+        profile."""
+        return self.version
 
     def describe(self, imgsz: tuple[int, int], branch: str = "one2many") -> str:
         what = "checkpoint" if self.kind == "checkpoint" else "model YAML (weights: seeded random init)"
@@ -267,7 +276,12 @@ def raw_outputs(lm: LoadedModel, images: np.ndarray, branch: str = "one2many") -
     with torch.no_grad():
         for i in range(0, len(images), FORWARD_CHUNK):
             x = torch.from_numpy(np.ascontiguousarray(images[i : i + FORWARD_CHUNK])).to(lm.device)
-            out = lm.module(x)
+            try:
+                out = lm.module(x)
+            except Exception as e:  # a checkpoint of a fork or another release whose modules do not run here
+                msg = " ".join(str(e).split())[:200]
+                raise InputError(f"ultralytics could not run this model ({e.__class__.__name__}: {msg})",
+                                 lm.path) from None
             raw = out[1] if isinstance(out, (tuple, list)) and len(out) == 2 and isinstance(out[1], (dict, list, tuple)) else out
             if isinstance(raw, dict) and branch is not None and branch in raw:
                 raw = raw[branch]

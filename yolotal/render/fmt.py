@@ -31,6 +31,15 @@ def short(v: float, decimals: int = 4) -> str:
     return "0" if s in ("-0", "") else s
 
 
+def score(v: float) -> str:
+    """A score or overlap in [0, 1]: 4 decimals, or 3 significant digits in e-notation below 1e-4 so that a tiny
+    but non-zero value (4e-10) is not printed as 0.0000 next to t."""
+    v = float(v)
+    if v != 0.0 and abs(v) < 1e-4:
+        return f"{v:.3g}"
+    return f"{v:.4f}"
+
+
 def size(v: float) -> str:
     """A length in px with three significant digits but no exponent: 1267, 629, 38.4, 6.25."""
     v = float(v)

@@ -154,7 +154,7 @@ def anchor_centres_in(box: Sequence[float], imgsz: tuple[int, int], strides: Seq
 
 
 def gallery_from_trace(trace, n: int = 24, select: Sequence[tuple[str, int]] | None = None,
-                       rows: list[dict] | None = None) -> list[GalleryItem]:
+                       rows: list[dict] | None = None, recs: list | None = None) -> list[GalleryItem]:
     """Crops of the worst ``n`` GTs of an assignment run (or the GTs named by ``select`` as (file, line), in that
     order): its letterboxed picture, candidates (``cand_triples``) and positives (``pos_triples``, dot size by
     target score relative to the GT's best)."""
@@ -163,7 +163,7 @@ def gallery_from_trace(trace, n: int = 24, select: Sequence[tuple[str, int]] | N
     from ..scan_model import _row
     from .run_rows import names_of, trace_records, worst_key
 
-    recs = trace_records(trace)
+    recs = trace_records(trace) if recs is None else recs
     rows = [_row(r, names_of(trace)) for r in recs] if rows is None else rows
     where = {}  # (file, line) -> (image, slot)
     for b, origin in enumerate(trace.gt_origin):
@@ -214,7 +214,7 @@ def _numbers(r: dict, box: Sequence[float]) -> dict:
 
 
 def gallery_from_scan(res, n: int = 24, images: Sequence[str | None] | None = None) -> list[GalleryItem]:
-    """Crops of the ``n`` worst GTs of a geometry scan (:class:`yolotal.scan.ScanResult`): no candidate under
+    """Crops of the ``n`` worst GTs of a geometry scan (:class:`yolotal.scanning.ScanResult`): no candidate under
     either profile first, then DFL-clamped, then tiny, smallest first. Candidates are the anchor centres inside
     the box (classic) plus, under ultralytics 8.4's rule, inside the box enlarged to stride_val (dashed);
     positives need a model, so none are drawn. ``images``: each label file's image (default: found as scan
@@ -222,7 +222,7 @@ def gallery_from_scan(res, n: int = 24, images: Sequence[str | None] | None = No
     import torch
 
     from ..assigners.tal import TALParams, candidate_boxes
-    from ..scan import find_images
+    from ..scanning import find_images
 
     flags = res.flags()
     g = len(res.parsed.rows)
@@ -280,20 +280,21 @@ class GalleryCollector:
         self.names = names
         self.kept: list[tuple[tuple, GalleryItem]] = []
 
-    def add(self, batch: int, trace) -> None:
+    def add(self, batch: int, trace, recs: list | None = None) -> None:
+        """One batch's trace (and its GT records, when the caller has them already)."""
         from ..scan_model import _row
         from .run_rows import trace_records, worst_key
 
         if self.n <= 0:
             return
-        recs = trace_records(trace)
+        recs = trace_records(trace) if recs is None else recs
         rows = [_row(r, self.names) for r in recs]
         keyed = sorted(((*worst_key(rec), batch, i), r) for i, (rec, r) in enumerate(zip(recs, rows)))
         bar = sorted(k for k, _ in self.kept)[self.n - 1] if len(self.kept) >= self.n else None
         pick = [(k, r) for k, r in keyed[: self.n] if bar is None or k < bar]
         if not pick:
             return
-        items = gallery_from_trace(trace, select=[(r["file"], r["line"]) for _, r in pick], rows=rows)
+        items = gallery_from_trace(trace, select=[(r["file"], r["line"]) for _, r in pick], rows=rows, recs=recs)
         self.kept = sorted(self.kept + [(k, it) for (k, _), it in zip(pick, items)], key=lambda x: x[0])[: self.n]
 
     def merge(self, others: Sequence["GalleryCollector"]) -> "GalleryCollector":

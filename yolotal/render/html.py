@@ -8,7 +8,7 @@ appear in the row), so a report of 100 000 GTs opens at once.
 
 Sections: overview, alerts (corrupt files, tiny GTs, GTs without a candidate or a positive, zero-weight
 positives), per-class and per-size tables with charts, the gallery of the worst GTs
-(:mod:`yolotal.render.gallery`), and the per-GT table. Reads the report dicts only (``yolotal.scan.report``,
+(:mod:`yolotal.render.gallery`), and the per-GT table. Reads the report dicts only (``yolotal.scanning.report``,
 ``yolotal.scan_model.summarise``), plus a gallery built by the caller.
 """
 
@@ -235,7 +235,7 @@ def _geometry_columns(rows: Sequence[dict]) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------------ geometry scan
 def scan_gt_rows(res) -> list[dict]:
-    """Every GT of a geometry scan (:class:`yolotal.scan.ScanResult`) as a row: file, line, class, name, box px
+    """Every GT of a geometry scan (:class:`yolotal.scanning.ScanResult`) as a row: file, line, class, name, box px
     (letterboxed canvas), side_px = √(w·h), candidates per profile (all levels), simulated positives, flags."""
     import numpy as np
 
@@ -458,7 +458,7 @@ def _model_sections(doc: dict, gallery: Sequence[GalleryItem], run: bool) -> tup
 
 # ------------------------------------------------------------------------------------------------ public
 def scan_html(doc: dict, gallery: Sequence[GalleryItem] = ()) -> str:
-    """The page of a scan report: ``yolotal.scan.report`` (geometry; ``per_gt`` rows when present, else the
+    """The page of a scan report: ``yolotal.scanning.report`` (geometry; ``per_gt`` rows when present, else the
     flagged GTs) or the ``scan --model`` summary (``meta``, ``by_class``, ``per_gt``...)."""
     if "flag_counts" in doc:
         sections, data = _geometry_sections(doc, gallery)
@@ -499,9 +499,9 @@ def write_scan_html(doc: dict, path: str | Path, *, gallery: Sequence[GalleryIte
 
 
 def write_geometry_scan_html(res, path: str | Path, *, gallery: int = 24, top: int = 20) -> Path:
-    """A geometry scan (:class:`yolotal.scan.ScanResult`) as HTML: its report, every GT's row and the crops of
+    """A geometry scan (:class:`yolotal.scanning.ScanResult`) as HTML: its report, every GT's row and the crops of
     the ``gallery`` worst GTs."""
-    from ..scan import report
+    from ..scanning import report
     from .gallery import gallery_from_scan
 
     doc = report(res, top)

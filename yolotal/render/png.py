@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import profiles as _profiles
 from ..atomic import atomic_write
 from ..errors import InputError
 from ..pipeline import Trace
@@ -151,7 +152,7 @@ def render_panel(trace: Trace, image: int, level: int, data: PanelData, backgrou
     font = _font(11)
     ap = (trace["anchor_points"] * trace["stride_tensor"]).numpy()
     r_max = max(2.0, s * 0.42)
-    enlarge = trace.config.assigner.is_tal and trace.config.assigner.profile == "ultralytics"
+    enlarge = trace.config.enlargement is not None
     for j, box in enumerate(data.boxes):  # boxes first: dots and rings at anchor centres stay visible on top
         if enlarge and not np.allclose(data.cand_boxes[j], box):
             _dashed_rect(d, data.cand_boxes[j], colours[j])
@@ -166,6 +167,8 @@ def render_panel(trace: Trace, image: int, level: int, data: PanelData, backgrou
             x, y = ap[a]
             r = max(1.5, r_max * (0.45 + 0.55 * rel))
             d.ellipse([x - r, y - r, x + r, y + r], fill=gt_colour(m))
+    if "gt_kpts" in trace:  # pose: each GT's keypoints and skeleton in its colour
+        draw_keypoints(d, trace["gt_kpts"][image, : len(data.boxes)].numpy(), colours, 3.0)
     for j, box in enumerate(data.boxes):  # labels last
         label = f"{j}:{data.classes[j]}" + ("" if data.has_pos[j] else " no positives")
         tx, ty = float(box[0]) + 2, max(float(box[1]) - 13, 0)
@@ -174,7 +177,36 @@ def render_panel(trace: Trace, image: int, level: int, data: PanelData, backgrou
     return img
 
 
-def _legend(width: int, profile: str):
+ENLARGING = tuple(p.name for p in _profiles.PROFILES if p.enlarge)
+
+
+
+# COCO's 17-keypoint skeleton (0-based keypoint pairs), drawn when K == 17
+COCO_SKELETON = ((15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8), (7, 9),
+                 (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6))
+
+
+def draw_keypoints(d, kpts: np.ndarray, colours: list, r: float) -> None:
+    """GT keypoints (n, K, 3) px with visibility: labelled ones (v != 0) as dots, those marked occluded (v == 1 of a
+    [K, 3] dataset) as rings; unlabelled (v == 0) not drawn; the COCO skeleton between labelled ones when K == 17."""
+    for j, kp in enumerate(kpts):
+        c = colours[j]
+        vis = kp[:, 2] != 0
+        if len(kp) == 17:
+            for a, b in COCO_SKELETON:
+                if vis[a] and vis[b]:
+                    d.line([(float(kp[a, 0]), float(kp[a, 1])), (float(kp[b, 0]), float(kp[b, 1]))], fill=c, width=2)
+        for x, y, v in kp.tolist():
+            if v == 0:
+                continue
+            box = [x - r, y - r, x + r, y + r]
+            if v == 1:
+                d.ellipse(box, outline=c, fill=WHITE, width=2)
+            else:
+                d.ellipse(box, fill=c, outline=WHITE)
+
+
+def _legend(width: int, profile: str, keypoints: bool = False, masks: bool = False):
     from PIL import Image, ImageDraw
 
     img = Image.new("RGB", (width, FOOTER), WHITE)
@@ -183,14 +215,15 @@ def _legend(width: int, profile: str):
     x, y = 10, 8
     items = [("dot", "positive (size: target score / the GT's best)"), ("ring", "candidate, not its positive"),
              ("box", "GT box, index:class")]
-    seg = profile.startswith("seg")  # a segment family's legend: "<name> (<profile>)"
-    if profile == "ultralytics" or seg:
-        items.append(("dash", "enlarged candidate box (sides < stride_val)"))
-    if seg:
+    if profile in ENLARGING:
+        items.append(("dash", "enlarged candidate box (small sides)"))
+    if masks:
         items += [("fill", "GT mask"), ("outline", "predicted mask of its positives")]
     if profile == "yolov5":
         items[1] = ("ring", "(yolov5 has no candidates: anchor boxes are matched by shape)")
     items.append(("red", "GT with no positive"))
+    if keypoints:
+        items.append(("kpt", "GT keypoint: dot labelled, white ring v=1 (occluded), none v=0; COCO skeleton"))
     for kind, text in items:
         c = PALETTE[0]
         if kind == "dot":
@@ -205,6 +238,10 @@ def _legend(width: int, profile: str):
             d.rectangle([x, y + 1, x + 12, y + 13], fill=tuple(int(255 - (255 - v) * 0.35) for v in c))
         elif kind == "outline":
             d.rectangle([x, y + 1, x + 12, y + 13], outline=c, width=1)
+        elif kind == "kpt":
+            d.line([(x, y + 10), (x + 12, y + 4)], fill=c, width=2)
+            d.ellipse([x - 3, y + 7, x + 3, y + 13], fill=c)
+            d.ellipse([x + 9, y + 1, x + 15, y + 7], outline=c, fill=WHITE, width=2)
         else:
             d.rectangle([x, y + 1, x + 12, y + 13], outline=RED, width=2)
         d.text((x + 18, y), text, fill=TEXT, font=font)
@@ -263,7 +300,7 @@ def render_rows_image(rows: list[tuple[Trace, int]]):
                 f"{trace.config.assigner.name} · image {i} · L{lvi} s{lv.stride} {lv.h}x{lv.w}",
                 f"{i} L{lvi} s{lv.stride}")), fill=TEXT, font=font)
             out.paste(render_panel(trace, i, lvi, data, bg), (x0, y0 + HEADER))
-    out.paste(_legend(width, first.family.legend(first.config)), (0, len(rows) * row_h + GAP // 2))
+    out.paste(_legend(width, first.family.legend(first.config), "gt_kpts" in first, "gt_masks" in first), (0, len(rows) * row_h + GAP // 2))
     return out
 
 

@@ -17,6 +17,8 @@ FLAG_TEXT = {
     "no_positives_simulated": ("no positives (simulated)", "the full assignment with partly-trained heads gives none"),
     "sparse_polygon": ("sparse polygon", "the polygon covers under 25% of its box (mostly background in the box)"),
     "mask_under_1px": ("mask < 1 px", "polygon area under one pixel of the imgsz / 4 GT mask: likely an empty mask"),
+    "no_visible_keypoints": ("no visible keypoint", "every keypoint unlabelled (v = 0): no keypoint loss; YOLO26's "
+                             "assigner uses the box CIoU for it"),
 }
 
 
@@ -97,6 +99,19 @@ def render_scan(doc: dict, con: Console, errors_shown: int = 10) -> None:
             row += [str(sim[i]), _pct(sim[i], sum(sim))]
         tab.add_row(*row)
     con.print(fit(con, tab))
+
+    kp = doc.get("keypoints")
+    if kp is not None:
+        tab = Table(title=f"Keypoints: {kp['no_visible']} of {kp['gts']} GTs without a visible keypoint "
+                          f"({_pct(kp['no_visible'], kp['gts'])}); {kp['visible_mean']:g} visible per GT on average",
+                    title_justify="left", box=rbox.SIMPLE_HEAD, pad_edge=False)
+        for c, j in (("class / size px", "left"), ("no visible", "right"), ("GTs", "right"), ("share", "right")):
+            tab.add_column(c, justify=j)
+        for name, (n, tot) in sorted(kp["by_class"].items(), key=lambda kv: -kv[1][0])[:15]:
+            tab.add_row(f"class {name}", str(n), str(tot), _pct(n, tot))
+        for b, (n, tot) in kp["by_size"].items():
+            tab.add_row(f"size {b}", str(n), str(tot), _pct(n, tot))
+        con.print(fit(con, tab))
 
     if doc["worst_files"]:
         tab = Table(title="Worst files (flagged GTs + label errors)", title_justify="left", box=rbox.SIMPLE_HEAD,

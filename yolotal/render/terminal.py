@@ -13,9 +13,10 @@ from rich.table import Table
 from rich import box as rbox
 from rich.text import Text
 
+from .. import profiles
 from ..core.anchors import Level, cell_of
 from ..pipeline import Trace
-from .fmt import box as fmt_box, fit, num, point, size
+from .fmt import box as fmt_box, fit, num, point, score, size
 
 FULL_LIMIT = 1000  # tensors with more elements print as a summary unless --full (torch's own threshold)
 PRINT_LIMIT = 2_000_000  # not even --full prints more elements than this
@@ -76,8 +77,9 @@ def print_tensor(con: Console, name: str, t: torch.Tensor, what: str, full: bool
 
 
 def note(con: Console, msg: str) -> None:
-    """How the inputs were read (geometry, model): informational, on the main output."""
-    con.print(Text.assemble(("note: ", "bold cyan"), msg), soft_wrap=True)
+    """How the inputs were read (geometry, model): informational, on the main output, wrapped to the console's
+    width (COLUMNS) at spaces like the tables."""
+    con.print(Text.assemble(("note: ", "bold cyan"), msg))
 
 
 _WARN: dict = {"console": None, "seen": {}}  # where warnings go, and those already printed (in order)
@@ -394,8 +396,8 @@ def candidate_table(trace: Trace, image: int, j: int, rows: int) -> Table:
         else:
             res, st = "not picked", "dim"
         tab.add_row(
-            str(r), str(a), level_name(lv), f"{cx},{cy}", f"{float(s[a]):.4f}", f"{float(u[a]):.4f}", f"{float(t[a]):.4g}",
-            "✓" if topk_picked[a] else "", Text(res, style=st), f"{float(ns[a]):.4f}" if final[a] else "",
+            str(r), str(a), level_name(lv), f"{cx},{cy}", score(s[a]), score(u[a]), f"{float(t[a]):.4g}",
+            "✓" if topk_picked[a] else "", Text(res, style=st), score(ns[a]) if final[a] else "",
         )
     return tab
 
@@ -435,7 +437,9 @@ def render_gt_tensors(trace: Trace, con: Console, full: bool) -> None:
 
 def render_assign(trace: Trace, con: Console, images: list[int], full: bool, rows: int | None = None) -> None:
     cfg, a_cfg = trace.config, trace.config.assigner
-    enl = f", GT sides < {cfg.stride_val:g} px enlarged to it for candidate selection" if a_cfg.profile == "ultralytics" else ""
+    rule = cfg.enlargement
+    enl = "" if rule is None else (
+        f", GT sides < {rule[0]:g} px enlarged to {rule[1]:g} px for candidate selection")
     topk2 = f", topk2 {a_cfg.topk2}" if a_cfg.topk2 else ""
     con.print(Panel(
         f"profile [bold]{a_cfg.profile}[/]{enl}\ntopk {a_cfg.topk}{topk2}, alpha {a_cfg.alpha:g}, beta {a_cfg.beta:g}, "
@@ -461,11 +465,11 @@ def render_assign(trace: Trace, con: Console, images: list[int], full: bool, row
                       f"foreground anchors: {int(fg.sum())} · background: {int((~fg).sum())}")
             render_summary(trace, con, i)
             continue
-        if a_cfg.profile == "ultralytics":
+        if rule is not None:
             cb, gb = trace["cand_bboxes"][i, :n], trace["gt_bboxes"][i, :n]
             wh = gb[:, 2:] - gb[:, :2]
             for j in range(n):
-                if bool((wh[j] < cfg.stride_val).any()):
+                if bool((wh[j] < rule[0]).any()):
                     con.print(Text(f"GT {j}: candidate box enlarged {fmt_box(gb[j])} → {fmt_box(cb[j])} px", style="cyan"))
         render_grids(trace, con, i)
         for j in range(n):
@@ -501,7 +505,7 @@ def explain(trace: Trace, f: GTFacts) -> str:
     w, h = f.box[2] - f.box[0], f.box[3] - f.box[1]
     smin = min(trace.config.strides)
     if f.candidates == 0:
-        hint = "; the ultralytics profile enlarges such boxes" if trace.config.assigner.profile == "classic" else ""
+        hint = "; the ultralytics profile enlarges such boxes" if trace.config.enlargement is None else ""
         return f" — the box is {num(w)}×{num(h)} px and contains no anchor centre of any level (finest stride {smin}){hint}"
     if f.positives == 0 and f.picked_lost:
         return f" — its {f.picked_lost} top-k pick(s) among its candidates went to other GTs (larger CIoU there)"
@@ -528,7 +532,7 @@ def render_loss(trace: Trace, con: Console, images: list[int]) -> None:
     for c in ("term", "what", "raw", "gain", "weighted", f"× batch ({b})"):
         tab.add_column(c, justify="right" if c not in ("term", "what") else "left")
     dfl_what = "DFL of the 4 sides × weight" if cfg.reg_max > 1 else (
-        "L1 of image-normalised ltrb × weight" if cfg.assigner.profile == "ultralytics" else "none (reg_max = 1)")
+        "L1 of image-normalised ltrb × weight" if profiles.has_third_term(cfg.loss_profile, 1) else "none (reg_max = 1)")
     for name, what, raw, gain, w in (
         ("box", "(1 − CIoU) × weight over positives", "raw_box", cfg.loss.box, "loss_box"),
         ("cls", "BCE over all anchors and classes", "raw_cls", cfg.loss.cls, "loss_cls"),
@@ -587,9 +591,9 @@ def render_loss(trace: Trace, con: Console, images: list[int]) -> None:
                 )
         con.print(fit(con, gt, ("cls@pos", "mean CIoU", "cls", "clamp 0")))
         if cfg.reg_max > 1:
-            con.print(Text(f"clamp hi: DFL target sides clamped at reg_max − 1.01 = {rmax:.2f} grid units (box too "
-                           "large for the stride); clamp 0: sides clamped at 0 (the anchor lies outside the real box, "
-                           "a candidate only through the small-GT enlargement)", style="dim"), soft_wrap=False)
+            con.print(Text(f"clamp hi: DFL target sides beyond reg_max − 1.01 = {rmax:.2f} grid units (box too "
+                           "large for the stride); clamp 0: sides below 0 (the anchor lies outside the real box, a "
+                           "candidate only through the small-GT enlargement)", style="dim"), soft_wrap=False)
         for w in warnings:
             warn(con, w)
 

@@ -77,8 +77,8 @@ def walk_tal(trace: Trace, con: Console, full: bool) -> None:
         return
     step(con, "6a. Candidates: anchor centres inside each GT",
          "an anchor is a candidate when its centre lies strictly inside the (candidate) box: min(ltrb) > eps"
-         + (f"; ultralytics 8.4 first enlarges GT sides < {cfg.stride_val:g} px to {cfg.stride_val:g} px"
-            if cfg.assigner.profile == "ultralytics" else ""))
+         + (f"; profile {cfg.assigner.profile} first enlarges GT sides < {cfg.enlargement[0]:g} px to "
+            f"{cfg.enlargement[1]:g} px" if cfg.enlargement is not None else ""))
     for i in range(b):
         print_tensor(con, f"in_gts_mask[{i}]", trace["mask_in_gts"][i].float(), "(M, A)", full)
 

@@ -54,6 +54,7 @@ class Parsed:
     polygons: int = 0  # polygon rows read as their boxes
     pose_rows: int = 0  # pose rows read as their boxes
     fill: np.ndarray | None = None  # (n,) float32 polygon area / box area of each row (task segment only)
+    kpt_visible: np.ndarray | None = None  # (n,) int: a pose row's keypoints with visibility > 0 (pose task only)
 
 
 # ------------------------------------------------------------------------------------------------ parsing
@@ -94,6 +95,7 @@ def _parse_chunk(args: tuple[list[str], int, LabelRules, list[str | None]]) -> P
     wh = np.zeros((len(paths), 2), np.int64)
     said = ReadNotes()
     fills: list[np.ndarray] = []
+    vis: list[np.ndarray] = []
     for k, path in enumerate(paths):
         w, h, bad = _image_wh(images[k])
         wh[k] = w, h
@@ -112,13 +114,17 @@ def _parse_chunk(args: tuple[list[str], int, LabelRules, list[str | None]]) -> P
             fills.append(polygon_fill(got.segments, got.rows))
         files += [first + k] * len(got.rows)
         lines.append(got.lines)
+        if rules.task == "pose":
+            kp = got.keypoints if got.keypoints is not None else np.zeros((len(got.rows), 1, 3), np.float32)
+            vis.append((kp[..., 2] > 0).sum(1).astype(np.int64))
         empty[k] = not len(got.rows)
         if got.dropped:
             dups.append((first + k, list(got.dropped)))
     return Parsed(np.concatenate(rows) if rows else np.zeros((0, 5), np.float32), np.array(files, np.int64),
                   np.concatenate(lines) if lines else np.zeros(0, np.int64), errors, empty, corrupt, dups,
                   image_wh=wh, refused=refused, polygons=said.polygons, pose_rows=said.pose_rows,
-                  fill=(np.concatenate(fills) if fills else np.zeros(0, np.float32)) if rules.task == "segment" else None)
+                  fill=(np.concatenate(fills) if fills else np.zeros(0, np.float32)) if rules.task == "segment" else None,
+                  kpt_visible=(np.concatenate(vis) if vis else np.zeros(0, np.int64)) if rules.task == "pose" else None)
 
 
 def polygon_fill(segments, rows: np.ndarray) -> np.ndarray:
@@ -166,6 +172,7 @@ def parse_all(files: list[Path], nc: int | None | LabelRules, workers: int = 1,
         refused=np.concatenate([p.refused for p in parts]), polygons=sum(p.polygons for p in parts),
         pose_rows=sum(p.pose_rows for p in parts),
         fill=np.concatenate([p.fill for p in parts]) if parts[0].fill is not None else None,
+        kpt_visible=np.concatenate([p.kpt_visible for p in parts]) if parts[0].kpt_visible is not None else None,
     )
 
 
@@ -330,7 +337,8 @@ def simulate(rows: np.ndarray, file: np.ndarray, n_files: int, imgsz: tuple[int,
     anc_px, st1 = pts * st, st[:, 0]
     n_anc = pts.shape[0]
     level_of = np.concatenate([np.full(lv.count, lv.index) for lv in levels])
-    p = TALParams(num_classes=nc, topk=topk, profile=profile, stride_val=cfg.stride_val)
+    p = TALParams(num_classes=nc, topk=topk, profile=profile, stride_val=cfg.stride_val,
+                  strides=tuple(float(x) for x in strides))
     h, w = imgsz
     scale = torch.tensor([w, h, w, h], dtype=torch.float32)
     out = np.zeros((len(rows), len(strides)), np.int64)
@@ -453,6 +461,8 @@ class ScanResult:
             out.update(seg_flags(self.parsed.fill, self.geo.box_px))
         if self.positives is not None:
             out["no_positives_simulated"] = self.positives.sum(1) == 0
+        if self.parsed.kpt_visible is not None:
+            out["no_visible_keypoints"] = self.parsed.kpt_visible == 0
         return out
 
 
@@ -559,7 +569,8 @@ def report(res: ScanResult, top: int = 20) -> dict:
     worst = [int(i) for i in np.argsort(-badness, kind="stable")[:top] if badness[i] > 0]
     files = [str(f) for f in res.labels.files]
     flagged = []
-    for i in np.nonzero(any_flag | flags["tiny"])[0]:
+    listed = any_flag | flags["tiny"] | flags.get("no_visible_keypoints", np.zeros(g, bool))
+    for i in np.nonzero(listed)[0]:
         flagged.append({
             "file": files[res.parsed.file[i]], "line": int(res.parsed.line[i]), "cls": int(cls[i]),
             "box_px": [round(float(v), 2) for v in geo.box_px[i]],
@@ -593,6 +604,8 @@ def report(res: ScanResult, top: int = 20) -> dict:
             "classic": geo.cand_classic.sum(0).tolist(), "ultralytics": geo.cand_ultra.sum(0).tolist(),
         },
         **({"positives_per_level_simulated": res.positives.sum(0).tolist()} if res.positives is not None else {}),
+        **({"keypoints": keypoint_report(res.parsed.kpt_visible, cls, side, names)}
+           if res.parsed.kpt_visible is not None else {}),
         "worst_files": [{"file": files[i], "flagged_gts": int(per_file[i]), "errors": int(per_file_errors[i])}
                         for i in worst],
         "errors": [{"file": files[f], "line": ln, "reason": why} for f, ln, why in res.parsed.errors],
@@ -600,6 +613,28 @@ def report(res: ScanResult, top: int = 20) -> dict:
         "flagged": flagged,
         **({"segment": seg_report(res)} if res.parsed.fill is not None else {}),
     }
+
+
+def keypoint_report(visible: np.ndarray, cls: np.ndarray, side: np.ndarray, names) -> dict:
+    """Pose datasets: GTs whose keypoints are all unlabelled (visibility 0: the pose assigner falls back to the box
+    CIoU for them and the keypoint losses get nothing from them), overall, per class and per sqrt(area) bin:
+    {"gts", "no_visible", "visible_mean", "by_class": {name: [no visible, GTs]}, "by_size": {bin: [..]}}."""
+    none = visible == 0
+    by_class: dict = {}
+    for c in np.unique(cls):
+        name = names[c] if names and c < len(names) else str(int(c))
+        sel = cls == c
+        by_class[name] = [int(none[sel].sum()), int(sel.sum())]
+    bins = np.array(SIZE_BINS[:-1] + (1e9,))
+    which = np.clip(np.digitize(side, bins) - 1, 0, len(SIZE_BINS) - 2)
+    by_size = {}
+    for i in range(len(SIZE_BINS) - 1):
+        sel = which == i
+        if sel.any():
+            by_size[f"{SIZE_BINS[i]}-{SIZE_BINS[i + 1]}"] = [int(none[sel].sum()), int(sel.sum())]
+    return {"gts": int(len(visible)), "no_visible": int(none.sum()),
+            "visible_mean": round(float(visible.mean()), 3) if len(visible) else 0.0,
+            "by_class": by_class, "by_size": by_size}
 
 
 def write_report(doc: dict, path: str | Path) -> Path:
