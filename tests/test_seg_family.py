@@ -231,7 +231,7 @@ def test_scan_task_segment(cli, tmp_path):
 
 
 def test_polygon_fill_by_hand():
-    from yolotal.scan import polygon_fill
+    from yolotal.scanning import polygon_fill
 
     tri = np.array([[0.1, 0.1], [0.5, 0.1], [0.1, 0.5]], np.float32)
     rows = np.array([[0, 0.3, 0.3, 0.4, 0.4]], np.float32)
@@ -291,8 +291,10 @@ def test_model_heads_default_family_and_replay(cli, tmp_path, model, assigner, f
         assert ("one2one branch" if assigner else "one2many branch") in out
     run_cli(cli, "loss", DATA, "--heads", tmp_path / "h.npz", "--export", tmp_path / "b.npz")
     a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
-    assert sorted(a.files) == sorted(b.files)
-    for k in a.files:
+    # one branch each (with --save-heads the end-to-end view of both branches is not built)
+    assert "e2e_weighted" not in b.files
+    assert sorted(k for k in a.files if not k.startswith("e2e_")) == sorted(b.files)
+    for k in b.files:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
@@ -340,3 +342,29 @@ def test_default_family_by_head_class():
     assert registry.for_task("segment", head_class="Segment26") == "seg26"
     assert registry.for_task("segment", "one2one", head_class="Segment26") == "seg26-o2o"
     assert registry.for_task("detect", head_class="Detect") == "tal"
+
+
+def test_end_to_end_branches_match_the_reference(cli, tmp_path):
+    """loss --model yolo26n-seg: both branches' items and the E2ELoss weighting (0.8 / 0.2 at epoch 0) equal
+    SegmentLoss26 on each branch's heads."""
+    pytest.importorskip("ultralytics")
+    pytest.importorskip("cv2")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mk", ROOT / "scripts" / "make_golden_segfam.py")
+    mk = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mk)
+    out, _ = run_cli(cli, "loss", DATA, "--model", "yolo26n-seg.yaml", "--imgsz", "256", "--export", tmp_path / "m.npz")
+    run_cli(cli, "loss", DATA, "--model", "yolo26n-seg.yaml", "--imgsz", "256", "--assigner", "seg26-o2o", "--export",
+            tmp_path / "o.npz")
+    m, o = dict(np.load(tmp_path / "m.npz")), dict(np.load(tmp_path / "o.npz"))
+    batch = mk.reference_batch()
+    ref_m = mk.reference_loss("26", 10, None, m, batch)["items"]
+    ref_o = mk.reference_loss("26", 7, 1, o, batch)["items"]
+    assert_close_f32(m["e2e_o2m_items"], ref_m, LOSS, "one2many items")
+    assert_close_f32(m["e2e_o2o_items"], ref_o, LOSS, "one2one items")
+    np.testing.assert_allclose(m["e2e_weights"], [0.8, 0.2], rtol=1e-12)
+    assert_close_f32(m["e2e_weighted"], 0.8 * ref_m + 0.2 * ref_o, LOSS, "weighted")
+    assert "End-to-end (E2ELoss) at epoch 0 of 100" in out
+    code, _, err = cli("loss", DATA, "--model", "yolo26n-seg.yaml", "--imgsz", "256", "--epoch", "100")
+    assert code == 2 and "--epoch 100: the schedule has epochs 0..99" in err

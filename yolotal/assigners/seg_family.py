@@ -301,6 +301,46 @@ class Segment26(Segment):
         out.update(overlap="(CIoU + mask IoU) / 2", mask_pairs_per_gt=3 * cfg.assigner.topk)
         return out
 
+    def end_to_end(self, trace, gathered, epoch) -> None:
+        """YOLO26-seg's E2ELoss (``loss --model``): the other branch's SegmentLoss26 on the same images, the branch
+        weights at ``epoch`` (default: the checkpoint's; o2m from 0.8 at epoch 0 to 0.1 at the last), the weighted
+        items and the logged ones (the one2one branch's). Stage ``e2e``."""
+        from dataclasses import replace as dc_replace
+
+        from ..config import finalize
+        from ..e2e import checkpoint_epoch
+        from ..loss_seg import e2e_weights
+        from .registry import get
+
+        if "loss_items" not in trace:
+            return super().end_to_end(trace, gathered, epoch)
+        lm = gathered.model
+        e_saved, e_total, how = checkpoint_epoch(lm.epoch, lm.epochs, lm.results_epochs)
+        if epoch is not None:
+            if not 0 <= epoch < e_total:
+                raise InputError(f"--epoch {epoch}: the schedule has epochs 0..{e_total - 1} (train_args.epochs "
+                                 f"{e_total})", lm.path)
+            e_saved, how = epoch, f"epoch {epoch} of {e_total} (--epoch)"
+        other = get("seg26" if self.model_branch == "one2one" else "seg26-o2o")
+        a = trace.config.assigner
+        cfg_o = finalize(dc_replace(trace.config, assigner=dc_replace(a, name=other.name, topk=None, topk2=None)))
+        save, gathered.save_heads = gathered.save_heads, None
+        try:
+            t_o = gathered.run(cfg_o, other.model_heads(lm, gathered.images, lm.describe(cfg_o.imgsz, other.model_branch),
+                                                        other.model_branch))
+        finally:
+            gathered.save_heads = save
+        m_items, o_items = ((trace["loss_items"], t_o["loss_items"]) if self.model_branch == "one2many"
+                            else (t_o["loss_items"], trace["loss_items"]))
+        w_m, w_o = e2e_weights(e_saved, e_total)
+        trace.notes.append(f"end-to-end: {how}; branch weights one2many {w_m:.4g}, one2one {w_o:.4g} (the other "
+                           f"branch: {other.name}, topk {cfg_o.assigner.topk}"
+                           + (f", topk2 {cfg_o.assigner.topk2}" if cfg_o.assigner.topk2 else "") + ")")
+        trace.add("e2e", "End-to-end YOLO26-seg: both branches (E2ELoss)", e2e_o2m_items=m_items,
+                  e2e_o2o_items=o_items, e2e_weights=torch.tensor([w_m, w_o], dtype=torch.float64),
+                  e2e_weighted=m_items * w_m + o_items * w_o, e2e_logged=o_items.clone(),
+                  e2e_epoch=torch.tensor([e_saved, e_total]))
+
     def render_assign(self, trace, con, images, full) -> None:
         from ..render.seg import render_assign_26
 
@@ -349,6 +389,7 @@ def seg_loss(trace, cfg, inputs) -> None:
         seg_per_anchor=r.seg_per_anchor, seg_bce_in_box=r.bce_sum_in_box, seg_box_area=r.box_area,
         seg_per_gt=r.seg_per_gt(tgi, fg, gl.shape[1]), ciou=d.ciou, dfl_target_ltrb=d.dfl_target_ltrb,
         dfl_clamped=d.dfl_clamped,
+        loss_items=torch.stack([d.loss_box, r.loss_seg, d.loss_cls, d.loss_dfl, r.loss_sem]).float().detach(),
     )
 
 

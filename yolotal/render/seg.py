@@ -255,9 +255,34 @@ def render_loss(trace: Trace, con: Console, images: list[int]) -> None:
         con.print(fit(con, gt, ("cls@pos", "CIoU", "Σ weight", "box area")))
         con.print(Text("seg: the GT's share of raw seg (its positives' BCE in the GT box / box area, ÷ all positives); "
                        "box area: the GT box as a fraction of the image", style="dim"), soft_wrap=False)
-    if cfg.assigner.name.startswith("seg26") and "branch of an end-to-end head" in trace.heads_source:
+    if "e2e_weighted" in trace:
+        render_e2e(trace, con)
+    elif cfg.assigner.name.startswith("seg26") and "branch of an end-to-end head" in trace.heads_source:
         note(con, "end-to-end model: the trainer adds both branches, 0.8·one2many + 0.2·one2one at epoch 0 "
              "(--assigner seg26 / seg26-o2o show each branch)")
+
+
+def render_e2e(trace: Trace, con: Console) -> None:
+    """Both branches of an end-to-end YOLO26-seg model, their weights and what the trainer logs."""
+    b = trace.batch
+    names = list(_item_names(trace))
+    w_m, w_o = (float(x) for x in trace["e2e_weights"])
+    e, n_e = (int(x) for x in trace["e2e_epoch"])
+    et = Table(title=f"End-to-end (E2ELoss) at epoch {e} of {n_e}: weighted = {w_m:.4g}·one2many + "
+                     f"{w_o:.4g}·one2one; the trainer logs one2one's items", title_justify="left",
+               box=rbox.SIMPLE_HEAD, pad_edge=False)
+    for c in ("term", "one2many", "one2one", "weighted", f"× batch ({b})"):
+        et.add_column(c, justify="left" if c == "term" else "right")
+    m, o, w = trace["e2e_o2m_items"], trace["e2e_o2o_items"], trace["e2e_weighted"]
+    for k, nm in enumerate(names):
+        et.add_row(nm, f"{float(m[k]):.6g}", f"{float(o[k]):.6g}", f"{float(w[k]):.6g}", f"{float(w[k]) * b:.6g}")
+    et.add_row("total", f"{float(m.sum()):.6g}", f"{float(o.sum()):.6g}", f"{float(w.sum()):.6g}",
+               f"{float(w.sum()) * b:.6g}", style="bold")
+    con.print(fit(con, et))
+
+
+def _item_names(trace: Trace) -> tuple[str, ...]:
+    return ("box_loss", "seg_loss", "cls_loss", "dfl_loss" if trace.config.reg_max > 1 else "l1_loss", "sem_loss")
 
 
 # ------------------------------------------------------------------------------------------------ walk
