@@ -368,3 +368,15 @@ def test_end_to_end_branches_match_the_reference(cli, tmp_path):
     assert "End-to-end (E2ELoss) at epoch 0 of 100" in out
     code, _, err = cli("loss", DATA, "--model", "yolo26n-seg.yaml", "--imgsz", "256", "--epoch", "100")
     assert code == 2 and "--epoch 100: the schedule has epochs 0..99" in err
+
+
+def test_profiles_of_the_seg_families():
+    """seg follows the detection TAL's release profiles (a YOLOv8/YOLO11-seg checkpoint's own with auto); seg26 is
+    an 8.4 assigner."""
+    from yolotal import inspect
+    from yolotal.errors import InputError
+
+    run = inspect(LABELS, assigner="seg", profile="classic", nc=3, imgsz=256, synthetic="trained")
+    assert run.config.assigner.profile == "classic" and "cand_bboxes" in run
+    with pytest.raises(InputError, match="the seg26 assigner has profiles v8.4.0, ultralytics"):
+        inspect(LABELS, assigner="seg26", profile="classic", nc=3, imgsz=256)

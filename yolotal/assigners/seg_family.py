@@ -137,9 +137,7 @@ class Segment(TaskAligned):
     """YOLOv8/YOLO11-seg: the detection TAL on the seg heads' boxes and scores, and v8SegmentationLoss."""
 
     name = "seg"
-    task = "segment"
-    profiles = ("ultralytics",)
-    default_profile = "ultralytics"
+    task = "segment"  # profiles: the detection TAL's, by ultralytics release (a checkpoint's own with auto)
     loss_name = "v8SegmentationLoss"
     heads_title = "segmentation"
     pairs_fallback = False
@@ -266,6 +264,7 @@ class Segment26(Segment):
     name = "seg26"
     loss_name = "SegmentLoss26"
     head_classes = ("Segment26",)
+    profiles = ("v8.4.0", "ultralytics")  # YOLO26 trains with ultralytics 8.4
 
     def assign(self, trace, cfg, inputs) -> None:
         from .seg_tal import assign, masks_at_proto_size
