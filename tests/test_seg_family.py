@@ -380,3 +380,12 @@ def test_profiles_of_the_seg_families():
     assert run.config.assigner.profile == "classic" and "cand_bboxes" in run
     with pytest.raises(InputError, match="the seg26 assigner has profiles v8.4.0, ultralytics"):
         inspect(LABELS, assigner="seg26", profile="classic", nc=3, imgsz=256)
+
+
+def test_seg_over_the_dense_budget_runs_on_pairs(cli):
+    """seg (the detection TAL) over --budget-mb assigns on candidate pairs; its views still show masks and loss."""
+    args = ["--assigner", "seg", "--nc", "3", "--imgsz", "1280", "--synthetic", "trained", "--budget-mb", "1"]
+    out, _ = run_cli(cli, "walk", LABELS, *args)
+    assert "6b. Assignment on candidate pairs" in out and "8. Loss (v8SegmentationLoss" in out
+    out, _ = run_cli(cli, "assign", LABELS, *args)
+    assert "GT masks · image 1 · street" in out

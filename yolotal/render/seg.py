@@ -32,16 +32,26 @@ def mask_line(trace: Trace) -> str:
 def gt_rows(trace: Trace, image: int) -> list[dict]:
     """Per real GT of the image: candidates, mask-IoU pairs, positives, weighted ones, best overlap, mask area, flag."""
     n = trace.n_gts(image)
-    cand = trace["mask_in_gts"][image, :n]
+    dense = "mask_in_gts" in trace  # else: assigned on candidate pairs (over the dense budget)
+    if dense:
+        cand = trace["mask_in_gts"][image, :n]
+        ov = trace["overlaps"][image, :n]
+    else:
+        sel = trace["pair_b"] == image
+        pm, pu = trace["pair_m"][sel], trace["pair_u"][sel]
     fg, tgi = trace["fg_mask"][image], trace["target_gt_idx"][image]
     ts = trace["target_scores"][image].amax(-1)
-    ov = trace["overlaps"][image, :n]
     area = trace["gt_mask_area"][image]
     has_pairs = "pair_image" in trace
     out = []
     for j in range(n):
         pos = torch.nonzero(fg & (tgi == j)).flatten()
-        c = int(cand[j].sum())
+        if dense:
+            c = int(cand[j].sum())
+            best = float(ov[j][cand[j]].max()) if c else None
+        else:
+            c = int((pm == j).sum())
+            best = float(pu[pm == j].max()) if c else None
         w = int((ts[pos] >= NEAR_ZERO).sum())
         pairs = int(((trace["pair_image"] == image) & (trace["pair_gt"] == j)).sum()) if has_pairs else None
         levels: dict[int, int] = {}
@@ -51,7 +61,7 @@ def gt_rows(trace: Trace, image: int) -> list[dict]:
         flag = ("no candidates" if c == 0 else "no positives" if not len(pos)
                 else "only near-zero-weight positives" if w == 0 else "empty mask" if int(area[j]) == 0 else "")
         out.append(dict(j=j, cand=c, pairs=pairs, pos=len(pos), weighted=w, area=int(area[j]),
-                        best=float(ov[j][cand[j]].max()) if c else None,
+                        best=best,
                         levels=" ".join(f"s{k}×{v}" for k, v in sorted(levels.items())), flag=flag))
     return out
 
@@ -290,11 +300,25 @@ def render_walk(trace: Trace, con: Console, full: bool) -> None:
     """Walk steps 6 onwards: GT masks, (mask IoUs), metric, top-k and conflicts, targets, loss."""
     from .walk import step
 
-    cfg, a, b = trace.config, trace.config.assigner, trace.batch
     step(con, "6a. GT masks: polygons resampled to 1000 points, letterboxed, filled and shrunk to imgsz / 4",
          mask_line(trace))
     print_tensor(con, "gt_masks", trace["gt_masks"].float(), "(b, M, H, W) bool", full)
     print_tensor(con, "gt_order", trace["gt_order"], "(b, M) label row of each GT slot (-1 padding)", full)
+    if "mask_in_gts" not in trace:  # assigned on candidate pairs: no dense (b, M, A) stages
+        step(con, "6b. Assignment on candidate pairs", trace.summarised)
+        for name, what in (("pair_b", "image"), ("pair_m", "GT slot"), ("pair_a", "anchor"),
+                           ("pair_t", "alignment metric t"), ("pair_pos", "final positive")):
+            print_tensor(con, name, trace[name], f"(P,) {what} of each candidate pair", full)
+    else:
+        _walk_dense(trace, con, full)
+    step(con, "7. Targets", "fg_mask marks anchors with a GT; background anchors keep placeholders (GT 0)")
+    _walk_targets_and_loss(trace, con, full)
+
+
+def _walk_dense(trace: Trace, con: Console, full: bool) -> None:
+    from .walk import step
+
+    cfg, a, b = trace.config, trace.config.assigner, trace.batch
     step(con, "6b. Candidates: anchor centres inside each GT",
          f"GT sides < {cfg.stride_val:g} px are first enlarged to {cfg.stride_val:g} px")
     for i in range(b):
@@ -315,7 +339,12 @@ def render_walk(trace: Trace, con: Console, full: bool) -> None:
          "picked by several GTs goes to the GT with the largest overlap"
          + (f"; topk2 {a.topk2} keeps that many per GT" if a.topk2 else ""))
     print_tensor(con, "mask_pos", trace["mask_pos"].float(), "(b, M, A) final positives", full)
-    step(con, "7. Targets", "fg_mask marks anchors with a GT; background anchors keep placeholders (GT 0)")
+
+
+def _walk_targets_and_loss(trace: Trace, con: Console, full: bool) -> None:
+    from .walk import step
+
+    cfg, b = trace.config, trace.batch
     print_tensor(con, "fg_mask", trace["fg_mask"].float(), "(b, A)", full)
     print_tensor(con, "target_gt_idx", trace["target_gt_idx"], "(b, A), meaningful where fg_mask", full)
     print_tensor(con, "target_scores", trace["target_scores"], "(b, A, nc) soft one-hot", full)
