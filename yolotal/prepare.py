@@ -171,6 +171,11 @@ def task_arrays(heads, cfg: Config) -> dict:
 
             out.update(flow_arrays(heads.extra["flow"]))
             out["flow_source"] = np.array(heads.extra["flow"].source)
+    if "angle" in heads.extra:  # OBB: the angle channel last on every level, in radians (as the run read it)
+        from .inputs.obb_heads import obb_heads_to_levels
+
+        out.update({f"level{i}": x for i, x in enumerate(obb_heads_to_levels(heads))})
+        out["angle_encoding"] = np.array("radians")
     from .assigners import registry
 
     if registry.get(cfg.assigner.name).task != "detect":

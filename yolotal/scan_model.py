@@ -186,7 +186,7 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
             return None, errors + [{"file": label, "line": None, "reason": small}]
         lb = letterbox_for(rgb.shape[1], rgb.shape[0], cfg.imgsz)
         arr = model_image(rgb, lb, cfg.imgsz)
-        segs = list(got.segments) if got.segments is not None else [None] * len(rows)  # task rows' polygons
+        segs = list(got.segments) if got.segments is not None else [None] * len(rows)  # polygons / OBB corners
         return (label, image, rows, lines, lb, arr, segs), errors
 
     import time
@@ -210,7 +210,8 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
                     arr = np.asarray(rows, np.float32).reshape(-1, 5)
                     labels = Labels(np.asarray(bidx, np.int64), arr[:, 0].astype(np.int64), arr[:, 1:5].copy(),
                                     tuple(origin), tuple(Path(p[0]).stem for p in ok), tuple(p[0] for p in ok),
-                                    task=rules.task, segments=tuple(segs) if any(x is not None for x in segs) else ())
+                                    task=rules.task,
+                                    segments=tuple(segs) if any(x is not None for x in segs) else ())
                     images = np.stack([p[5] for p in ok])
                     t1 = clock()
                     if fam.task == "detect":

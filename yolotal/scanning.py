@@ -54,6 +54,7 @@ class Parsed:
     polygons: int = 0  # polygon rows read as their boxes
     pose_rows: int = 0  # pose rows read as their boxes
     fill: np.ndarray | None = None  # (n,) float32 polygon area / box area of each row (task segment only)
+    corners: np.ndarray | None = None  # (n, 4, 2) float32 normalised OBB corners of the rows (task obb only)
     kpt_visible: np.ndarray | None = None  # (n,) int: a pose row's keypoints with visibility > 0 (pose task only)
 
 
@@ -89,6 +90,7 @@ def too_small(path: str, w: int, h: int) -> str:
 def _parse_chunk(args: tuple[list[str], int, LabelRules, list[str | None]]) -> Parsed:
     paths, first, rules, images = args
     rows, files, lines, errors, dups = [], [], [], [], []
+    corners: list[np.ndarray] = []
     empty = np.zeros(len(paths), bool)
     corrupt = np.zeros(len(paths), bool)
     refused = np.zeros(len(paths), bool)
@@ -112,6 +114,8 @@ def _parse_chunk(args: tuple[list[str], int, LabelRules, list[str | None]]) -> P
         rows.append(got.rows)
         if rules.task == "segment":
             fills.append(polygon_fill(got.segments, got.rows))
+        if rules.task == "obb":
+            corners += [np.asarray(q, np.float32).reshape(4, 2) for q in (got.segments or ())]
         files += [first + k] * len(got.rows)
         lines.append(got.lines)
         if rules.task == "pose":
@@ -124,6 +128,8 @@ def _parse_chunk(args: tuple[list[str], int, LabelRules, list[str | None]]) -> P
                   np.concatenate(lines) if lines else np.zeros(0, np.int64), errors, empty, corrupt, dups,
                   image_wh=wh, refused=refused, polygons=said.polygons, pose_rows=said.pose_rows,
                   fill=(np.concatenate(fills) if fills else np.zeros(0, np.float32)) if rules.task == "segment" else None,
+                  corners=np.stack(corners) if corners else np.zeros((0, 4, 2), np.float32)
+                  if rules.task == "obb" else None,
                   kpt_visible=(np.concatenate(vis) if vis else np.zeros(0, np.int64)) if rules.task == "pose" else None)
 
 
@@ -172,6 +178,7 @@ def parse_all(files: list[Path], nc: int | None | LabelRules, workers: int = 1,
         refused=np.concatenate([p.refused for p in parts]), polygons=sum(p.polygons for p in parts),
         pose_rows=sum(p.pose_rows for p in parts),
         fill=np.concatenate([p.fill for p in parts]) if parts[0].fill is not None else None,
+        corners=np.concatenate([p.corners for p in parts]) if parts[0].corners is not None else None,
         kpt_visible=np.concatenate([p.kpt_visible for p in parts]) if parts[0].kpt_visible is not None else None,
     )
 
@@ -255,6 +262,8 @@ class Geometry:
     cand_ultra: np.ndarray
     clamped_at: np.ndarray
     tiny: np.ndarray
+    rboxes: np.ndarray | None = None  # OBB: (G, 5) px cx, cy, w, h, angle rad of the rotated GTs
+    dropped: np.ndarray | None = None  # OBB: (G,) bool: a side under 2 px, dropped by the trainer
 
     @property
     def starved_classic(self) -> np.ndarray:
@@ -459,6 +468,8 @@ class ScanResult:
         }
         if self.parsed.fill is not None:  # segment: sparse polygons, masks too small for imgsz / 4
             out.update(seg_flags(self.parsed.fill, self.geo.box_px))
+        if self.geo.dropped is not None:
+            out["dropped_under_2px"] = self.geo.dropped
         if self.positives is not None:
             out["no_positives_simulated"] = self.positives.sum(1) == 0
         if self.parsed.kpt_visible is not None:
@@ -528,14 +539,24 @@ def scan(data: str | Path, imgsz: tuple[int, int], strides: tuple[int, ...], reg
                        images)
     # one geometry rule with the other commands: a file whose image is found is letterboxed onto the canvas
     parsed = replace(parsed, rows=letterbox_rows(parsed.rows, parsed.file, parsed.image_wh, imgsz))
-    geo = geometry(parsed.rows, imgsz, strides, reg_max)
+    if task == "obb":  # rotated GTs: their own in-box test, tiny by the shorter side
+        from .scan_obb import letterbox_corners, rotated_geometry
+
+        parsed = replace(parsed, corners=letterbox_corners(parsed.corners, parsed.file, parsed.image_wh, imgsz))
+        geo, bad = rotated_geometry(parsed.rows, parsed.corners, parsed.file, parsed.line, imgsz, strides, reg_max,
+                                    [str(f) for f in ls.files])
+        parsed.errors.extend(bad)
+    else:
+        geo = geometry(parsed.rows, imgsz, strides, reg_max)
     positives = None
-    if do_simulate:
+    if do_simulate and task != "obb":
         nc = 1 if single_cls else nc
         n_cls = nc if nc is not None else int(parsed.rows[:, 0].max()) + 1 if len(parsed.rows) else 1
         positives = simulate_all(parsed.rows, parsed.file, n, imgsz, strides, reg_max, n_cls, profile, topk,
                                  max(1, workers), (lambda k: progress("simulate", k, n)) if progress else None)
     notes = ReadNotes(parsed.polygons, parsed.pose_rows).lines(rules)
+    if do_simulate and task == "obb":
+        notes = tuple(notes) + ("--simulate: not available for OBB datasets (the rotated geometry audit only)",)
     return ScanResult(ls, imgsz, strides, reg_max, parsed, geo, positives, notes)
 
 
@@ -548,6 +569,13 @@ def _shared_by(ls: LabelSet) -> dict[str, int]:
     return out
 
 
+def _short_side(geo: Geometry, i: int) -> float:
+    """The GT's shorter side in px (a rotated GT's own, else its box's)."""
+    if geo.rboxes is not None:
+        return float(min(geo.rboxes[i, 2], geo.rboxes[i, 3]))
+    return float(min(geo.box_px[i, 2] - geo.box_px[i, 0], geo.box_px[i, 3] - geo.box_px[i, 1]))
+
+
 def report(res: ScanResult, top: int = 20) -> dict:
     """Everything the terminal summary shows, plus every flagged GT and every label error (JSON-ready)."""
     rows, geo = res.parsed.rows, res.geo
@@ -555,10 +583,13 @@ def report(res: ScanResult, top: int = 20) -> dict:
     names = res.labels.names
     g = len(rows)
     any_flag = np.zeros(g, bool)
-    for k in ("starved_classic", "starved_ultralytics", "clamped", "no_positives_simulated", "mask_under_1px"):
+    for k in ("starved_classic", "starved_ultralytics", "clamped", "no_positives_simulated", "mask_under_1px",
+              "dropped_under_2px"):
         if k in flags:
             any_flag |= flags[k]
     side = np.sqrt(np.maximum((geo.box_px[:, 2] - geo.box_px[:, 0]) * (geo.box_px[:, 3] - geo.box_px[:, 1]), 0))
+    if geo.rboxes is not None:  # rotated GTs: their own sides
+        side = np.sqrt(np.maximum(geo.rboxes[:, 2] * geo.rboxes[:, 3], 0))
     size_hist = np.histogram(side, bins=np.array(SIZE_BINS[:-1] + (1e9,)))[0]
     cls = rows[:, 0].astype(np.int64)
     cls_counts = np.bincount(cls) if g else np.zeros(0, np.int64)
@@ -575,8 +606,9 @@ def report(res: ScanResult, top: int = 20) -> dict:
             "file": files[res.parsed.file[i]], "line": int(res.parsed.line[i]), "cls": int(cls[i]),
             "box_px": [round(float(v), 2) for v in geo.box_px[i]],
             "flags": [k for k, v in flags.items() if v[i]],
-            "smaller_than_strides": [s for s in res.strides if min(geo.box_px[i, 2] - geo.box_px[i, 0],
-                                                                  geo.box_px[i, 3] - geo.box_px[i, 1]) < s],
+            "smaller_than_strides": [s for s in res.strides if _short_side(geo, i) < s],
+            **({"rbox_px": [round(float(v), 2) for v in geo.rboxes[i, :4]] + [round(math.degrees(geo.rboxes[i, 4]), 2)]}
+               if geo.rboxes is not None else {}),
             "candidates_classic": geo.cand_classic[i].tolist(), "candidates_ultralytics": geo.cand_ultra[i].tolist(),
             **({"positives_simulated": res.positives[i].tolist()} if res.positives is not None else {}),
         })
@@ -612,9 +644,14 @@ def report(res: ScanResult, top: int = 20) -> dict:
         "duplicates": [{"file": files[f], "lines": lines} for f, lines in res.parsed.duplicates],
         "flagged": flagged,
         **({"segment": seg_report(res)} if res.parsed.fill is not None else {}),
+        **({"obb": _obb_tables(geo, cls, names)} if geo.rboxes is not None else {}),
     }
 
 
+def _obb_tables(geo: Geometry, cls: np.ndarray, names) -> dict:
+    from .scan_obb import by_class_and_size
+
+    return by_class_and_size(geo, cls, names, SIZE_BINS)
 def keypoint_report(visible: np.ndarray, cls: np.ndarray, side: np.ndarray, names) -> dict:
     """Pose datasets: GTs whose keypoints are all unlabelled (visibility 0: the pose assigner falls back to the box
     CIoU for them and the keypoint losses get nothing from them), overall, per class and per sqrt(area) bin:

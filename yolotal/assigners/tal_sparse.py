@@ -493,19 +493,25 @@ def assign_sparse(
         labels = gt_labels[..., 0].long().reshape(-1)  # (b * M,)
         s = pd_scores.reshape(-1).take(key * nc + labels.take(seg)).to(work)  # only the P pairs are upcast
         u = complete_box_iou_gathered(gt_w.reshape(-1, 4), seg, pd_w.reshape(-1, 4), key).clamp_(min=0)
-        return pair_targets(seg, key, s, u, gt_bboxes, labels, b, m, n_anc, nc, out_dtype, p)
+        return pair_targets(seg, key, s, u, gt_bboxes, labels, b, m, n_anc, nc, out_dtype, p,
+                            all_gts=(pd_scores, pd_w, gt_w, mask_gt, work))
 
 
 def pair_targets(seg: torch.Tensor, key: torch.Tensor, s: torch.Tensor, u: torch.Tensor, gt_bboxes: torch.Tensor,
-                 labels: torch.Tensor, b: int, m: int, n_anc: int, nc: int, out_dtype, p: TALParams) -> SparseTAL:
+                 labels: torch.Tensor, b: int, m: int, n_anc: int, nc: int, out_dtype, p: TALParams,
+                 all_gts: tuple | None = None) -> SparseTAL:
     """Candidate pairs with their scores ``s`` and overlaps ``u`` (P,) -> the assignment: selection
     (``pair_positives``), each GT's largest t and u over its final positives, and the per-anchor targets.
-    Shared by every family whose rule differs only in its candidates and its overlap (detect, rotated)."""
+    Shared by every family whose rule differs only in its candidates and its overlap (detect, rotated).
+
+    all_gts: (pd_scores, pd_bboxes, gt_bboxes in the working dtype, mask_gt, working dtype) of a detection run,
+    for the 8.0.0-8.0.51 profiles whose conflicts are decided among all GTs (off the candidates too)."""
     dev = s.device
     with serial_on_cpu(dev):
         t, pos_topk, pos, multi_flat = pair_positives(seg, key, s, u, b, m, n_anc, p)
         n_cand = seg.numel()
-        if p.rule.conflicts_all_gts and m:
+        if p.rule.conflicts_all_gts and m and all_gts is not None:
+            pd_scores, pd_w, gt_w, mask_gt, work = all_gts
             seg, key, s, u, t, pos_topk, pos = _conflicts_among_all_gts(
                 seg, key, s, u, t, pos_topk, pos, multi_flat, pd_scores, pd_w, gt_w, labels, mask_gt, n_anc, p, work)
 

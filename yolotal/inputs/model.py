@@ -85,7 +85,7 @@ class LoadedModel:
         return (f"heads from the model {self.path} ({what}; {self.arch}, nc {self.nc}, reg_max {self.reg_max}, "
                 f"strides {list(self.strides)}, imgsz {imgsz[0]}×{imgsz[1]}, device {self.device}, BatchNorm in eval "
                 f"mode (running statistics), float32{' (saved as float16)' if self.half_weights else ''}, "
-                f"not fused, no_grad{f', {branch} branch of an end-to-end head' + OTHER_BRANCH[branch] if self.end2end else ''})")
+                f"not fused, no_grad{f', {branch} branch of an end-to-end head' + (OTHER_BRANCH[branch] if self.task == 'detect' else '') if self.end2end else ''})")
 
 
 def _import_ultralytics():

@@ -46,6 +46,8 @@ class PanelData:
     has_pos: list[bool]
     masks: np.ndarray | None = None  # (n, H, W) bool GT masks (segment runs), drawn filled under the boxes
     pred_masks: np.ndarray | None = None  # (n, H, W) bool union of each GT's positives' predicted masks (outlined)
+    polys: np.ndarray | None = None  # (n, 4, 2) px corners of rotated GTs (OBB), drawn instead of the boxes
+    cand_polys: np.ndarray | None = None  # (n, 4, 2) px corners of their candidate boxes
 
 
 def panel_data(trace: Trace, image: int) -> PanelData:
@@ -82,8 +84,14 @@ def panel_data(trace: Trace, image: int) -> PanelData:
             anchors = pos_t[(pos_t[:, 0] == image) & (pos_t[:, 1] == j), 2]
             if len(anchors):
                 pred[j] = predicted_masks_of(trace, image, anchors).any(0).numpy()
+    polys = cand_polys = None
+    if "gt_corners" in trace:  # rotated GTs: their corners, and those of their candidate boxes
+        from ..core.rotated import xywhr_to_corners
+
+        polys = trace["gt_corners"][image, :n].numpy()
+        cand_polys = xywhr_to_corners(trace["cand_rboxes"][image, :n]).numpy() if "cand_rboxes" in trace else polys
     return PanelData(pos, cand, boxes, cand_boxes, [int(c) for c in trace["gt_labels"][image, :n, 0].tolist()], has,
-                     masks, pred)
+                     masks=masks, pred_masks=pred, polys=polys, cand_polys=cand_polys)
 
 
 def _mask_layer(data: PanelData, size: tuple[int, int], colours: list):
@@ -108,6 +116,7 @@ def _mask_layer(data: PanelData, size: tuple[int, int], colours: list):
     return Image.fromarray(layer, "RGBA")
 
 
+
 def _font(size: int):
     from PIL import ImageFont
 
@@ -125,6 +134,17 @@ def _dashed_rect(draw, box, colour, dash: int = 4) -> None:
         for k in range(steps):
             t0, t1 = (2 * k * dash) / max(length, 1e-9), ((2 * k + 1) * dash) / max(length, 1e-9)
             t1 = min(t1, 1.0)
+            draw.line([(ax + (bx - ax) * t0, ay + (by - ay) * t0), (ax + (bx - ax) * t1, ay + (by - ay) * t1)],
+                      fill=colour, width=1)
+
+
+def _dashed_poly(draw, pts, colour, dash: int = 4) -> None:
+    n = len(pts)
+    for k in range(n):
+        (ax, ay), (bx, by) = (float(v) for v in pts[k]), (float(v) for v in pts[(k + 1) % n])
+        length = max(((bx - ax) ** 2 + (by - ay) ** 2) ** 0.5, 1e-9)
+        for s in range(max(int(length // (2 * dash)), 1)):
+            t0, t1 = 2 * s * dash / length, min((2 * s + 1) * dash / length, 1.0)
             draw.line([(ax + (bx - ax) * t0, ay + (by - ay) * t0), (ax + (bx - ax) * t1, ay + (by - ay) * t1)],
                       fill=colour, width=1)
 
@@ -154,6 +174,12 @@ def render_panel(trace: Trace, image: int, level: int, data: PanelData, backgrou
     r_max = max(2.0, s * 0.42)
     enlarge = trace.config.enlargement is not None
     for j, box in enumerate(data.boxes):  # boxes first: dots and rings at anchor centres stay visible on top
+        if data.polys is not None:  # a rotated GT: its polygon, its floored candidate box dashed
+            if enlarge and not np.allclose(data.cand_polys[j], data.polys[j]):
+                _dashed_poly(d, data.cand_polys[j], colours[j])
+            d.line([tuple(map(float, p)) for p in data.polys[j]] + [tuple(map(float, data.polys[j][0]))],
+                   fill=colours[j], width=2)
+            continue
         if enlarge and not np.allclose(data.cand_boxes[j], box):
             _dashed_rect(d, data.cand_boxes[j], colours[j])
         d.rectangle([float(v) for v in box], outline=colours[j], width=2)
@@ -217,11 +243,11 @@ def _legend(width: int, profile: str, keypoints: bool = False, masks: bool = Fal
              ("box", "GT box, index:class")]
     if profile in ENLARGING:
         items.append(("dash", "enlarged candidate box (small sides)"))
-    if masks:
-        items += [("fill", "GT mask"), ("outline", "predicted mask of its positives")]
     if profile == "yolov5":
         items[1] = ("ring", "(yolov5 has no candidates: anchor boxes are matched by shape)")
     items.append(("red", "GT with no positive"))
+    if masks:
+        items += [("fill", "GT mask"), ("outline", "predicted mask of its positives")]
     if keypoints:
         items.append(("kpt", "GT keypoint: dot labelled, white ring v=1 (occluded), none v=0; COCO skeleton"))
     for kind, text in items:

@@ -19,6 +19,13 @@ FLAG_TEXT = {
     "mask_under_1px": ("mask < 1 px", "polygon area under one pixel of the imgsz / 4 GT mask: likely an empty mask"),
     "no_visible_keypoints": ("no visible keypoint", "every keypoint unlabelled (v = 0): no keypoint loss; YOLO26's "
                              "assigner uses the box CIoU for it"),
+    "dropped_under_2px": ("dropped (< 2 px)", "a side of the rotated box under 2 px: the OBB trainer drops it"),
+}
+OBB_FLAG_TEXT = {  # the same flags of rotated GTs (scan --task obb)
+    "starved_classic": ("no candidate (classic)", "no anchor centre inside the rotated box"),
+    "starved_ultralytics": ("no candidate (ultralytics)", "not even after raising sides to stride_val (rotated test)"),
+    "tiny": ("tiny", "the rotated box's shorter side under the smallest stride"),
+    "clamped": ("DFL clamped", "a side farther than reg_max - 1.01 strides (along the box axes) at every level"),
 }
 
 
@@ -59,7 +66,7 @@ def render_scan(doc: dict, con: Console, errors_shown: int = 10) -> None:
     for c, j in (("flag", "left"), ("GTs", "right"), ("share", "right"), ("meaning", "left")):
         tab.add_column(c, justify=j)
     for k, n in doc["flag_counts"].items():
-        name, meaning = FLAG_TEXT[k]
+        name, meaning = (OBB_FLAG_TEXT if "obb" in doc else {}).get(k, FLAG_TEXT[k])
         tab.add_row(Text(name, style="bold red" if n and k != "tiny" else ""), str(n), _pct(n, g), meaning)
     con.print(fit(con, tab))
 
@@ -100,6 +107,8 @@ def render_scan(doc: dict, con: Console, errors_shown: int = 10) -> None:
         tab.add_row(*row)
     con.print(fit(con, tab))
 
+    if "obb" in doc:
+        _obb_tables(doc, con)
     kp = doc.get("keypoints")
     if kp is not None:
         tab = Table(title=f"Keypoints: {kp['no_visible']} of {kp['gts']} GTs without a visible keypoint "
@@ -128,8 +137,11 @@ def render_scan(doc: dict, con: Console, errors_shown: int = 10) -> None:
         for x in serious[:10]:
             box = ",".join(num(v, 0) for v in x["box_px"])
             names = ", ".join(FLAG_TEXT[k][0] for k in x["flags"])
-            con.print(f"  {x['file']}:{x['line']}: class {x['cls']} box ({box}) px: {names}", soft_wrap=True,
-                      markup=False)
+            if "rbox_px" in x:  # rotated: centre, sides, angle
+                cx, cy, rw, rh, deg = x["rbox_px"]
+                box = f"{num(cx)},{num(cy)} {num(rw)}×{num(rh)} {deg:.1f}°"
+            con.print(f"  {x['file']}:{x['line']}: class {x['cls']} {'rbox' if 'rbox_px' in x else 'box'} ({box}) "
+                      f"px: {names}", soft_wrap=True, markup=False)
     errs = doc["errors"]
     if errs:
         which = f"{f['corrupt']} corrupt" + (f" and {f['refused']} refused" if f.get("refused") else "")
@@ -168,3 +180,19 @@ def render_segment(seg: dict, con: Console) -> None:
                         Text(str(v["mask_under_1px"]), style="bold red" if v["mask_under_1px"] else ""),
                         f"{v['median_mask_px']:g}")
         con.print(fit(con, tab, ("median mask px", "median")))
+
+
+def _obb_tables(doc: dict, con: Console) -> None:
+    """scan --task obb: tiny, starved and dropped rotated GTs per class and per size."""
+    cols = (("gts", "GTs"), ("tiny", "tiny"), ("no_candidate_ultralytics", "no cand"),
+            ("no_candidate_classic", "no cand classic"), ("dropped_under_2px", "dropped"))
+    for key, title, first in (("per_class", "Rotated GTs per class", "class"),
+                              ("per_size_px", "Rotated GTs per size: sqrt(w·h) px", "px")):
+        tab = Table(title=title, title_justify="left", box=rbox.SIMPLE_HEAD, pad_edge=False)
+        tab.add_column(first, justify="left")
+        for _, c in cols:
+            tab.add_column(c, justify="right")
+        for name, v in doc["obb"][key].items():
+            tab.add_row(name, *(Text(str(v[k]), style="bold red" if v[k] and k not in ("gts", "tiny") else "")
+                                for k, _ in cols))
+        con.print(fit(con, tab))
