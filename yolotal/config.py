@@ -111,6 +111,7 @@ class Config:
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     dense_budget_mb: int = 512  # above this, the (b, M, A) display tensors are not built (see pipeline.run)
     single_cls: bool = False  # every label's class becomes 0 (ultralytics' single_cls; any class id accepted)
+    overlap_mask: bool = True  # segment runs: one index image per picture, smaller masks on top (ultralytics' overlap_mask)
     keypoints: KeypointConfig = field(default_factory=KeypointConfig)  # pose runs only
     warnings: tuple[str, ...] = ()  # things the user should see (e.g. imgsz rounded up)
 
@@ -183,7 +184,8 @@ def config_from_dict(raw: Any, src: str | None = None, base: Config | None = Non
     """Validate a parsed YAML mapping on top of ``base`` (defaults when None)."""
     cfg = base or Config()
     top = _check_keys(
-        raw, {"imgsz", "strides", "nc", "reg_max", "assigner", "loss", "heads", "dense_budget_mb", "single_cls"}, "", src
+        raw, {"imgsz", "strides", "nc", "reg_max", "assigner", "loss", "heads", "dense_budget_mb", "single_cls",
+              "overlap_mask"}, "", src
     )
     kw: dict[str, Any] = {}
     if "imgsz" in top:
@@ -212,6 +214,9 @@ def config_from_dict(raw: Any, src: str | None = None, base: Config | None = Non
     if "single_cls" in top:
         _need(isinstance(top["single_cls"], bool), "single_cls", "true or false", top["single_cls"], src)
         kw["single_cls"] = top["single_cls"]
+    if "overlap_mask" in top:
+        _need(isinstance(top["overlap_mask"], bool), "overlap_mask", "true or false", top["overlap_mask"], src)
+        kw["overlap_mask"] = top["overlap_mask"]
     if "assigner" in top:
         a = _check_keys(top["assigner"], {f.name for f in fields(AssignerConfig)} - {"profile_auto"}, "assigner.", src)
         akw: dict[str, Any] = {}

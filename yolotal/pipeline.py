@@ -100,6 +100,9 @@ class RunInputs:
     tal_inputs: (pd_scores (b,A,nc), pd_bboxes (b,A,4) px, anc_points (A,2) px, gt_labels (b,M,1),
     gt_bboxes (b,M,4) px, mask_gt (b,M,1)), the detection assigners' six inputs.
     state: what a family's assignment hands on to its loss.
+    source_segments: the labels' polygons before the letterbox (normalised to each original image; the seg
+    families rasterise GT masks from them with the trainer's arithmetic). letterboxes: per image, its Letterbox
+    or None.
     """
 
     labels: Labels
@@ -108,6 +111,8 @@ class RunInputs:
     nc: int
     tal_inputs: tuple
     state: dict = field(default_factory=dict)
+    source_segments: tuple = ()
+    letterboxes: list = field(default_factory=list)
 
 
 def pad_targets(labels: Labels, batch: int, imgsz: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -169,6 +174,7 @@ def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool
 
         letterboxes = [None if pic is None else letterbox_for(*image_size(pic), cfg.imgsz) for pic in pictures]
     boxes = list(letterboxes)
+    source_segments = labels.segments  # before the letterbox (see RunInputs)
     if any(lb is not None for lb in boxes):
         from .inputs.pictures import apply_letterbox
 
@@ -227,7 +233,8 @@ def run(cfg: Config, labels: Labels, heads: Heads | None = None, with_loss: bool
                 )
 
     inputs = RunInputs(labels, heads, own_heads, nc,
-                       (pred_scores, pred_bboxes, anchor_points * stride_tensor, gt_labels, gt_bboxes, mask_gt))
+                       (pred_scores, pred_bboxes, anchor_points * stride_tensor, gt_labels, gt_bboxes, mask_gt),
+                       source_segments=source_segments, letterboxes=boxes)
     fam.assign(trace, cfg, inputs)
     pos, cand = fam.positives(trace)
     trace.add("positives", "Positives and candidates of every assigner as (image, GT, anchor cell)",

@@ -56,10 +56,12 @@ def saved_base(saved: dict) -> Config | None:
         kw["reg_max"] = int(saved["reg_max"])
     if "nc" in saved:
         kw["nc"] = int(saved["nc"])
-    if "assigner" in saved:  # a task family's run (pose): replayed by the same family
+    if "assigner" in saved:  # a task family's run (pose, seg): replayed by the same family
+        from .assigners import registry
         from .config import AssignerConfig
 
-        kw["assigner"] = AssignerConfig(name=str(saved["assigner"]))
+        if str(saved["assigner"]) in registry.names():
+            kw["assigner"] = AssignerConfig(name=str(saved["assigner"]))
     if "loss_gains" in saved and len(saved["loss_gains"]) == 3:
         box, cls, dfl = (float(x) for x in saved["loss_gains"])
         kw["loss"] = LossConfig(box, cls, dfl)
@@ -208,6 +210,15 @@ def write_saved_heads(path: Path, heads, images: np.ndarray, geo: Geometry, cfg:
         trainer_version=np.array((lm.trainer_version or "") if lm is not None and lm.kind == "checkpoint" else ""),
         model_kind=np.array(lm.kind if lm is not None else ""),
     )
+    from .inputs.seg_heads import SEG_KEYS
+
+    for k in SEG_KEYS:  # segmentation heads: mask coefficients, prototypes (semantic logits), as --heads reads them
+        if k in heads.extra:
+            arrays[k] = heads.extra[k].detach().cpu().numpy().astype(np.float32)
+    from .assigners import registry
+
+    if registry.get(cfg.assigner.name).task != "detect":  # a task family's run: replayed by the same family
+        arrays["assigner"] = np.array(cfg.assigner.name)
     p = Path(path)
     atomic_write(p, lambda fh: np.savez_compressed(fh, **arrays))
     return p

@@ -156,6 +156,9 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
     from .pipeline import run
     from .scanning import _parse_file, too_small
 
+    from .assigners import registry
+
+    fam = registry.get(cfg.assigner.name)
     out = ModelScan()
     batches = _batches(len(items), batch)
     rules = rules if rules is not None else LabelRules(nc=cfg.nc)  # the label rules (task, kpt_shape, single_cls)
@@ -211,7 +214,10 @@ def run_scan(items: list[tuple[str, str | None]], cfg, lm, batch: int, workers: 
                                     segments=tuple(segs) if any(x is not None for x in segs) else ())
                     images = np.stack([p[5] for p in ok])
                     t1 = clock()
-                    heads = model_heads(lm, images, lm.describe(cfg.imgsz))
+                    if fam.task == "detect":
+                        heads = model_heads(lm, images, lm.describe(cfg.imgsz))
+                    else:  # a task family reads its own outputs of the model
+                        heads = fam.model_heads(lm, images, lm.describe(cfg.imgsz), "one2many")
                     t2 = clock()
                     trace = run(cfg, labels, heads, with_loss=True, pictures=[p[1] for p in ok],
                                 letterboxes=[p[4] for p in ok])

@@ -53,6 +53,7 @@ class Parsed:
     refused: np.ndarray | None = None  # (files,) bool: skipped by yolotal although the trainer reads it
     polygons: int = 0  # polygon rows read as their boxes
     pose_rows: int = 0  # pose rows read as their boxes
+    fill: np.ndarray | None = None  # (n,) float32 polygon area / box area of each row (task segment only)
     corners: np.ndarray | None = None  # (n, 4, 2) float32 normalised OBB corners of the rows (task obb only)
     kpt_visible: np.ndarray | None = None  # (n,) int: a pose row's keypoints with visibility > 0 (pose task only)
 
@@ -95,6 +96,7 @@ def _parse_chunk(args: tuple[list[str], int, LabelRules, list[str | None]]) -> P
     refused = np.zeros(len(paths), bool)
     wh = np.zeros((len(paths), 2), np.int64)
     said = ReadNotes()
+    fills: list[np.ndarray] = []
     vis: list[np.ndarray] = []
     for k, path in enumerate(paths):
         w, h, bad = _image_wh(images[k])
@@ -110,6 +112,8 @@ def _parse_chunk(args: tuple[list[str], int, LabelRules, list[str | None]]) -> P
             continue
         said.add(got, rules)
         rows.append(got.rows)
+        if rules.task == "segment":
+            fills.append(polygon_fill(got.segments, got.rows))
         if rules.task == "obb":
             corners += [np.asarray(q, np.float32).reshape(4, 2) for q in (got.segments or ())]
         files += [first + k] * len(got.rows)
@@ -123,9 +127,23 @@ def _parse_chunk(args: tuple[list[str], int, LabelRules, list[str | None]]) -> P
     return Parsed(np.concatenate(rows) if rows else np.zeros((0, 5), np.float32), np.array(files, np.int64),
                   np.concatenate(lines) if lines else np.zeros(0, np.int64), errors, empty, corrupt, dups,
                   image_wh=wh, refused=refused, polygons=said.polygons, pose_rows=said.pose_rows,
+                  fill=(np.concatenate(fills) if fills else np.zeros(0, np.float32)) if rules.task == "segment" else None,
                   corners=np.stack(corners) if corners else np.zeros((0, 4, 2), np.float32)
                   if rules.task == "obb" else None,
                   kpt_visible=(np.concatenate(vis) if vis else np.zeros(0, np.int64)) if rules.task == "pose" else None)
+
+
+def polygon_fill(segments, rows: np.ndarray) -> np.ndarray:
+    """(n,) float32: each polygon's area (shoelace, absolute) over its box's area, both in normalised units (the
+    ratio is the same on the letterboxed canvas: both scale alike). 0 for a row without a polygon or box area."""
+    out = np.zeros(len(rows), np.float32)
+    for i, seg in enumerate(segments or ()):
+        p = np.asarray(seg, np.float64).reshape(-1, 2)
+        box = float(rows[i, 3]) * float(rows[i, 4])
+        if len(p) >= 3 and box > 0:
+            x, y = p[:, 0], p[:, 1]
+            out[i] = abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2 / box
+    return out
 
 
 def parse_all(files: list[Path], nc: int | None | LabelRules, workers: int = 1,
@@ -159,6 +177,7 @@ def parse_all(files: list[Path], nc: int | None | LabelRules, workers: int = 1,
         [d for p in parts for d in p.duplicates], image_wh=np.concatenate([p.image_wh for p in parts]),
         refused=np.concatenate([p.refused for p in parts]), polygons=sum(p.polygons for p in parts),
         pose_rows=sum(p.pose_rows for p in parts),
+        fill=np.concatenate([p.fill for p in parts]) if parts[0].fill is not None else None,
         corners=np.concatenate([p.corners for p in parts]) if parts[0].corners is not None else None,
         kpt_visible=np.concatenate([p.kpt_visible for p in parts]) if parts[0].kpt_visible is not None else None,
     )
@@ -447,6 +466,8 @@ class ScanResult:
             "tiny": self.geo.tiny,
             "clamped": self.geo.clamped,
         }
+        if self.parsed.fill is not None:  # segment: sparse polygons, masks too small for imgsz / 4
+            out.update(seg_flags(self.parsed.fill, self.geo.box_px))
         if self.geo.dropped is not None:
             out["dropped_under_2px"] = self.geo.dropped
         if self.positives is not None:
@@ -454,6 +475,49 @@ class ScanResult:
         if self.parsed.kpt_visible is not None:
             out["no_visible_keypoints"] = self.parsed.kpt_visible == 0
         return out
+
+
+SPARSE_FILL = 0.25  # a polygon covering under a quarter of its box: mostly background inside the box
+MASK_RATIO = 4  # GT masks at imgsz / 4
+
+
+def seg_flags(fill: np.ndarray, box_px: np.ndarray) -> dict[str, np.ndarray]:
+    """Per GT: ``sparse_polygon`` (polygon area < SPARSE_FILL of its box) and ``mask_under_1px`` (polygon area on
+    the canvas under one pixel of the imgsz / 4 GT mask: its mask is likely empty)."""
+    area = (box_px[:, 2] - box_px[:, 0]) * (box_px[:, 3] - box_px[:, 1]) * fill
+    return {"sparse_polygon": fill < SPARSE_FILL, "mask_under_1px": area < MASK_RATIO ** 2}
+
+
+def seg_report(res: "ScanResult") -> dict:
+    """Polygon area vs box, per class and per size (sqrt of the box area on the canvas)."""
+    fill, geo, rows = res.parsed.fill, res.geo, res.parsed.rows
+    box_area = (geo.box_px[:, 2] - geo.box_px[:, 0]) * (geo.box_px[:, 3] - geo.box_px[:, 1])
+    mask_px = box_area * fill / MASK_RATIO ** 2
+    fl = seg_flags(fill, geo.box_px)
+    names = res.labels.names
+
+    def stats(sel: np.ndarray) -> dict:
+        f = fill[sel]
+        return {"gts": int(sel.sum()), "mean_fill": round(float(f.mean()), 4) if len(f) else None,
+                "median_fill": round(float(np.median(f)), 4) if len(f) else None,
+                "sparse": int(fl["sparse_polygon"][sel].sum()), "mask_under_1px": int(fl["mask_under_1px"][sel].sum()),
+                "median_mask_px": round(float(np.median(mask_px[sel])), 1) if len(f) else None}
+
+    cls = rows[:, 0].astype(np.int64)
+    side = np.sqrt(np.maximum(box_area, 0))
+    by_size = {}
+    for i in range(len(SIZE_BINS) - 1):
+        sel = (side >= SIZE_BINS[i]) & (side < SIZE_BINS[i + 1])
+        if sel.any():
+            by_size[f"{SIZE_BINS[i]}-{SIZE_BINS[i + 1]}"] = stats(sel)
+    edges = (0, 0.1, SPARSE_FILL, 0.5, 0.75, 1.0001, math.inf)
+    hist = np.histogram(fill, bins=np.array(edges))[0] if len(fill) else np.zeros(len(edges) - 1, np.int64)
+    return {"fill": "polygon area / box area (shoelace area of the label polygon; the same on the canvas)",
+            "mask_ratio": MASK_RATIO, "all": stats(np.ones(len(fill), bool)),
+            "fill_histogram": {f"{edges[i]:g}-{edges[i + 1]:g}": int(c) for i, c in enumerate(hist)},
+            "by_class": {(names[c] if names and c < len(names) else str(c)): stats(cls == c)
+                         for c in np.unique(cls).tolist()},
+            "by_size": by_size}
 
 
 def scan(data: str | Path, imgsz: tuple[int, int], strides: tuple[int, ...], reg_max: int, nc: int | None = None,
@@ -519,7 +583,8 @@ def report(res: ScanResult, top: int = 20) -> dict:
     names = res.labels.names
     g = len(rows)
     any_flag = np.zeros(g, bool)
-    for k in ("starved_classic", "starved_ultralytics", "clamped", "no_positives_simulated", "dropped_under_2px"):
+    for k in ("starved_classic", "starved_ultralytics", "clamped", "no_positives_simulated", "mask_under_1px",
+              "dropped_under_2px"):
         if k in flags:
             any_flag |= flags[k]
     side = np.sqrt(np.maximum((geo.box_px[:, 2] - geo.box_px[:, 0]) * (geo.box_px[:, 3] - geo.box_px[:, 1]), 0))
@@ -578,6 +643,7 @@ def report(res: ScanResult, top: int = 20) -> dict:
         "errors": [{"file": files[f], "line": ln, "reason": why} for f, ln, why in res.parsed.errors],
         "duplicates": [{"file": files[f], "lines": lines} for f, lines in res.parsed.duplicates],
         "flagged": flagged,
+        **({"segment": seg_report(res)} if res.parsed.fill is not None else {}),
         **({"obb": _obb_tables(geo, cls, names)} if geo.rboxes is not None else {}),
     }
 

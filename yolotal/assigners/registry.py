@@ -30,6 +30,7 @@ MODULES = {
     "yolov5": "yolov5_family",
     "obb": "obb_family", "obb-o2o": "obb_family",
     "pose": "pose_family", "pose26": "pose_family", "pose26-o2o": "pose_family",
+    "seg": "seg_family", "seg26": "seg_family", "seg26-o2o": "seg_family",
 }
 
 _FAMILIES: dict[str, "Family"] = {}

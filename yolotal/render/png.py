@@ -44,6 +44,8 @@ class PanelData:
     cand_boxes: np.ndarray  # (n, 4) px
     classes: list[int]
     has_pos: list[bool]
+    masks: np.ndarray | None = None  # (n, H, W) bool GT masks (segment runs), drawn filled under the boxes
+    pred_masks: np.ndarray | None = None  # (n, H, W) bool union of each GT's positives' predicted masks (outlined)
     polys: np.ndarray | None = None  # (n, 4, 2) px corners of rotated GTs (OBB), drawn instead of the boxes
     cand_polys: np.ndarray | None = None  # (n, 4, 2) px corners of their candidate boxes
 
@@ -71,6 +73,17 @@ def panel_data(trace: Trace, image: int) -> PanelData:
         has[m] = True
     boxes = trace["gt_bboxes"][image, :n].numpy()
     cand_boxes = trace["cand_bboxes"][image, :n].numpy() if "cand_bboxes" in trace else boxes
+    masks = pred = None
+    if "gt_masks" in trace:  # segment runs: GT masks and the predicted masks of each GT's positives
+        from ..assigners.seg_family import predicted_masks_of
+
+        masks = trace["gt_masks"][image, :n].numpy()
+        pred = np.zeros((n, *trace["protos"].shape[-2:]), bool)
+        pos_t = trace["pos_triples"]
+        for j in range(n):
+            anchors = pos_t[(pos_t[:, 0] == image) & (pos_t[:, 1] == j), 2]
+            if len(anchors):
+                pred[j] = predicted_masks_of(trace, image, anchors).any(0).numpy()
     polys = cand_polys = None
     if "gt_corners" in trace:  # rotated GTs: their corners, and those of their candidate boxes
         from ..core.rotated import xywhr_to_corners
@@ -78,7 +91,30 @@ def panel_data(trace: Trace, image: int) -> PanelData:
         polys = trace["gt_corners"][image, :n].numpy()
         cand_polys = xywhr_to_corners(trace["cand_rboxes"][image, :n]).numpy() if "cand_rboxes" in trace else polys
     return PanelData(pos, cand, boxes, cand_boxes, [int(c) for c in trace["gt_labels"][image, :n, 0].tolist()], has,
-                     polys, cand_polys)
+                     masks=masks, pred_masks=pred, polys=polys, cand_polys=cand_polys)
+
+
+def _mask_layer(data: PanelData, size: tuple[int, int], colours: list):
+    """RGBA layer (w, h) = size: each GT mask filled translucent in its colour, the predicted masks of its
+    positives outlined (both scaled from their own resolution by nearest neighbour)."""
+    from PIL import Image
+
+    w, h = size
+    layer = np.zeros((h, w, 4), np.uint8)
+    for j, c in enumerate(colours):
+        for m, alpha, outline in ((data.masks[j], 80, False), (data.pred_masks[j], 230, True)):
+            if not m.any():
+                continue
+            ys = (np.arange(h) * m.shape[0] // h)
+            xs = (np.arange(w) * m.shape[1] // w)
+            big = m[ys][:, xs]
+            if outline:  # pixels of the mask with a neighbour outside it
+                pad = np.pad(big, 1)
+                inner = pad[:-2, 1:-1] & pad[2:, 1:-1] & pad[1:-1, :-2] & pad[1:-1, 2:]
+                big = big & ~inner
+            layer[big] = (*c, alpha)
+    return Image.fromarray(layer, "RGBA")
+
 
 
 def _font(size: int):
@@ -127,13 +163,16 @@ def render_panel(trace: Trace, image: int, level: int, data: PanelData, backgrou
         g.line([(x, 0), (x, h)], fill=GRID + (90,), width=1)
     for y in range(0, h + 1, s):
         g.line([(0, y), (w, y)], fill=GRID + (90,), width=1)
-    img = Image.alpha_composite(base.convert("RGBA"), grid).convert("RGB")
+    img = Image.alpha_composite(base.convert("RGBA"), grid)
+    colours = [gt_colour(j) if data.has_pos[j] else RED for j in range(len(data.boxes))]
+    if data.masks is not None:
+        img = Image.alpha_composite(img, _mask_layer(data, (w, h), colours))
+    img = img.convert("RGB")
     d = ImageDraw.Draw(img)
     font = _font(11)
     ap = (trace["anchor_points"] * trace["stride_tensor"]).numpy()
     r_max = max(2.0, s * 0.42)
     enlarge = trace.config.enlargement is not None
-    colours = [gt_colour(j) if data.has_pos[j] else RED for j in range(len(data.boxes))]
     for j, box in enumerate(data.boxes):  # boxes first: dots and rings at anchor centres stay visible on top
         if data.polys is not None:  # a rotated GT: its polygon, its floored candidate box dashed
             if enlarge and not np.allclose(data.cand_polys[j], data.polys[j]):
@@ -193,7 +232,7 @@ def draw_keypoints(d, kpts: np.ndarray, colours: list, r: float) -> None:
                 d.ellipse(box, fill=c, outline=WHITE)
 
 
-def _legend(width: int, profile: str, keypoints: bool = False):
+def _legend(width: int, profile: str, keypoints: bool = False, masks: bool = False):
     from PIL import Image, ImageDraw
 
     img = Image.new("RGB", (width, FOOTER), WHITE)
@@ -207,6 +246,8 @@ def _legend(width: int, profile: str, keypoints: bool = False):
     if profile == "yolov5":
         items[1] = ("ring", "(yolov5 has no candidates: anchor boxes are matched by shape)")
     items.append(("red", "GT with no positive"))
+    if masks:
+        items += [("fill", "GT mask"), ("outline", "predicted mask of its positives")]
     if keypoints:
         items.append(("kpt", "GT keypoint: dot labelled, white ring v=1 (occluded), none v=0; COCO skeleton"))
     for kind, text in items:
@@ -219,6 +260,10 @@ def _legend(width: int, profile: str, keypoints: bool = False):
             d.rectangle([x, y + 1, x + 12, y + 13], outline=c, width=2)
         elif kind == "dash":
             _dashed_rect(d, (x, y + 1, x + 12, y + 13), c, dash=2)
+        elif kind == "fill":
+            d.rectangle([x, y + 1, x + 12, y + 13], fill=tuple(int(255 - (255 - v) * 0.35) for v in c))
+        elif kind == "outline":
+            d.rectangle([x, y + 1, x + 12, y + 13], outline=c, width=1)
         elif kind == "kpt":
             d.line([(x, y + 10), (x + 12, y + 4)], fill=c, width=2)
             d.ellipse([x - 3, y + 7, x + 3, y + 13], fill=c)
@@ -281,7 +326,7 @@ def render_rows_image(rows: list[tuple[Trace, int]]):
                 f"{trace.config.assigner.name} · image {i} · L{lvi} s{lv.stride} {lv.h}x{lv.w}",
                 f"{i} L{lvi} s{lv.stride}")), fill=TEXT, font=font)
             out.paste(render_panel(trace, i, lvi, data, bg), (x0, y0 + HEADER))
-    out.paste(_legend(width, first.family.legend(first.config), "gt_kpts" in first), (0, len(rows) * row_h + GAP // 2))
+    out.paste(_legend(width, first.family.legend(first.config), "gt_kpts" in first, "gt_masks" in first), (0, len(rows) * row_h + GAP // 2))
     return out
 
 

@@ -15,6 +15,8 @@ FLAG_TEXT = {
     "tiny": ("tiny", "a side shorter than the smallest stride"),
     "clamped": ("DFL clamped", "farther than (reg_max - 1.01) strides from a side at every level it reaches"),
     "no_positives_simulated": ("no positives (simulated)", "the full assignment with partly-trained heads gives none"),
+    "sparse_polygon": ("sparse polygon", "the polygon covers under 25% of its box (mostly background in the box)"),
+    "mask_under_1px": ("mask < 1 px", "polygon area under one pixel of the imgsz / 4 GT mask: likely an empty mask"),
     "no_visible_keypoints": ("no visible keypoint", "every keypoint unlabelled (v = 0): no keypoint loss; YOLO26's "
                              "assigner uses the box CIoU for it"),
     "dropped_under_2px": ("dropped (< 2 px)", "a side of the rotated box under 2 px: the OBB trainer drops it"),
@@ -67,6 +69,9 @@ def render_scan(doc: dict, con: Console, errors_shown: int = 10) -> None:
         name, meaning = (OBB_FLAG_TEXT if "obb" in doc else {}).get(k, FLAG_TEXT[k])
         tab.add_row(Text(name, style="bold red" if n and k != "tiny" else ""), str(n), _pct(n, g), meaning)
     con.print(fit(con, tab))
+
+    if "segment" in doc:
+        render_segment(doc["segment"], con)
 
     sizes = doc["size_histogram_px"]
     top = max(sizes.values(), default=0)
@@ -157,6 +162,24 @@ def render_scan(doc: dict, con: Console, errors_shown: int = 10) -> None:
                        "them too):", style="yellow"))
         for d in dups[:errors_shown]:
             con.print(f"  {d['file']}: line(s) {', '.join(map(str, d['lines']))}", soft_wrap=True, markup=False)
+
+
+def render_segment(seg: dict, con: Console) -> None:
+    """Polygon area vs box (fill), per class and per size."""
+    a = seg["all"]
+    con.print(Text(f"polygons: fill = {seg['fill']}; mean {a['mean_fill']}, median {a['median_fill']}; median GT mask "
+                   f"area {a['median_mask_px']} px at imgsz / {seg['mask_ratio']}", style="dim"))
+    for title, part in (("Polygon fill by class", seg["by_class"]), ("Polygon fill by size: sqrt(box w·h) in px",
+                                                                      seg["by_size"])):
+        tab = Table(title=title, title_justify="left", box=rbox.SIMPLE_HEAD, pad_edge=False)
+        for c, j in (("", "left"), ("GTs", "right"), ("mean fill", "right"), ("median", "right"),
+                     ("sparse", "right"), ("mask < 1 px", "right"), ("median mask px", "right")):
+            tab.add_column(c, justify=j)
+        for k, v in list(part.items())[:15]:
+            tab.add_row(k, str(v["gts"]), f"{v['mean_fill']:.3f}", f"{v['median_fill']:.3f}", str(v["sparse"]),
+                        Text(str(v["mask_under_1px"]), style="bold red" if v["mask_under_1px"] else ""),
+                        f"{v['median_mask_px']:g}")
+        con.print(fit(con, tab, ("median mask px", "median")))
 
 
 def _obb_tables(doc: dict, con: Console) -> None:
