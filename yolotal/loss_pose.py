@@ -340,14 +340,14 @@ def pose_loss(
 
 
 # ------------------------------------------------------------------------------------------- end-to-end YOLO26
-E2E_O2M_START, E2E_O2M_FINAL = 0.8, 0.1
 
 
 def e2e_branch_weights(epoch: int, epochs: int) -> tuple[float, float]:
     """(one2many, one2one) weights of an end-to-end YOLO26 loss during 0-based ``epoch`` of ``epochs``: the
     one2many weight falls linearly from 0.8 (epoch 0) to 0.1 (last epoch); one2one gets the rest."""
-    o2m = max(1 - epoch / max(epochs - 1, 1), 0) * (E2E_O2M_START - E2E_O2M_FINAL) + E2E_O2M_FINAL
-    return o2m, max(1.0 - o2m, 0.0)
+    from .e2e import branch_weights
+
+    return branch_weights(epoch, epochs)
 
 
 @dataclass(frozen=True)

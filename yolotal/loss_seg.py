@@ -32,7 +32,6 @@ from .loss import LossResult, detection_loss
 SEM_BCE_WEIGHT = 0.5
 SEM_DICE_WEIGHT = 0.5
 SEM_DICE_SMOOTH = 1.0
-E2E_O2M_START, E2E_O2M_END = 0.8, 0.1
 
 
 @dataclass(frozen=True)
@@ -85,8 +84,9 @@ class SegLossResult:
 
 def e2e_weights(updates: int = 0, epochs: int = 100) -> tuple[float, float]:
     """(one-to-many, one-to-one) weights of an end-to-end loss after ``updates`` epochs' decay steps."""
-    o2m = max(1 - updates / max(epochs - 1, 1), 0) * (E2E_O2M_START - E2E_O2M_END) + E2E_O2M_END
-    return o2m, max(1.0 - o2m, 0.0)
+    from .e2e import branch_weights
+
+    return branch_weights(updates, epochs)
 
 
 def mask_targets_from_index(index: torch.Tensor, m: int) -> torch.Tensor:

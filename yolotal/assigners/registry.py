@@ -135,6 +135,47 @@ class Family:
 
             raise InputError(f"--epoch: the {self.name} assigner does not show both branches of an end-to-end model")
 
+    def both_branches(self, trace: "Trace", gathered: Any, epoch: int | None, other_name: str, title: str) -> None:
+        """The shared end-to-end view of a task family (YOLO26 obb / seg / pose, whose loss records ``loss_items``):
+        run ``other_name`` (the family of the other branch) on the same images, and record stage ``e2e``: both
+        branches' items, the weights at ``epoch`` (default: the checkpoint's), the weighted sum and the logged
+        items (the one2one branch's, as E2ELoss logs them)."""
+        from dataclasses import replace
+
+        import torch
+
+        from ..config import finalize
+        from ..e2e import PROGRESSIVE, branch_weights, checkpoint_epoch
+        from ..errors import InputError
+
+        lm = gathered.model
+        e_saved, e_total, how = checkpoint_epoch(lm.epoch, lm.epochs, lm.results_epochs)
+        if epoch is not None:
+            if not 0 <= epoch < e_total:
+                raise InputError(f"--epoch {epoch}: the schedule has epochs 0..{e_total - 1} (train_args.epochs "
+                                 f"{e_total})", lm.path)
+            e_saved, how = epoch, f"epoch {epoch} of {e_total} (--epoch)"
+        other = get(other_name)
+        a = trace.config.assigner
+        cfg_o = finalize(replace(trace.config, assigner=replace(a, name=other.name, topk=None, topk2=None)))
+        save, gathered.save_heads = gathered.save_heads, None
+        try:
+            heads = other.model_heads(lm, gathered.images, lm.describe(cfg_o.imgsz, other.model_branch),
+                                      other.model_branch)
+            t_o = gathered.run(cfg_o, heads)
+        finally:
+            gathered.save_heads = save
+        m_items, o_items = ((trace["loss_items"], t_o["loss_items"]) if self.model_branch == "one2many"
+                            else (t_o["loss_items"], trace["loss_items"]))
+        w_m, w_o = branch_weights(e_saved, e_total, PROGRESSIVE)
+        trace.notes.append(f"end-to-end: {how}; branch weights one2many {w_m:.4g}, one2one {w_o:.4g} (the other "
+                           f"branch: {other.name}, topk {cfg_o.assigner.topk}"
+                           + (f", topk2 {cfg_o.assigner.topk2}" if cfg_o.assigner.topk2 else "") + ")")
+        mi, oi = m_items.double(), o_items.double()
+        trace.add("e2e", f"End-to-end {title}: both branches (E2ELoss)", e2e_o2m_items=mi, e2e_o2o_items=oi,
+                  e2e_weights=torch.tensor([w_m, w_o], dtype=torch.float64), e2e_weighted=mi * w_m + oi * w_o,
+                  e2e_logged=oi.clone(), e2e_epoch=torch.tensor([e_saved, e_total]))
+
     def candidates(self, trace: "Trace"):
         import torch
 
