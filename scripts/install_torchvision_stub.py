@@ -18,7 +18,7 @@ import sysconfig
 from pathlib import Path
 
 INIT = '''"""Stand-in for torchvision written by yolotal's scripts/install_torchvision_stub.py (tests only)."""
-__version__ = "0.0.0+stub"
+__version__ = "{version}"
 from . import ops  # noqa: E402,F401
 
 
@@ -65,6 +65,15 @@ def __getattr__(name):
 '''
 
 
+def matching_version() -> str:
+    """The torchvision release that pairs with the installed torch (torch 2.N <-> torchvision 0.(N+15)), so that
+    ultralytics' compatibility check finds the pair it expects and prints no warning."""
+    import torch
+
+    major, minor = (int(x) for x in torch.__version__.split("+")[0].split(".")[:2])
+    return f"0.{minor + 15}.0" if major == 2 else "0.0.0"
+
+
 def main() -> int:
     try:
         if importlib.util.find_spec("torchvision") is not None:
@@ -78,11 +87,17 @@ def main() -> int:
     site = Path(sysconfig.get_paths()["purelib"])
     pkg = site / "torchvision"
     (pkg / "ops").mkdir(parents=True, exist_ok=True)
-    (pkg / "__init__.py").write_text(INIT)
+    version = matching_version()
+    (pkg / "__init__.py").write_text(INIT.replace("{version}", version))
     (pkg / "ops" / "__init__.py").write_text(OPS)
-    dist = site / "torchvision-0.0.0+stub.dist-info"
+    for old in site.glob("torchvision-*.dist-info"):  # an earlier stand-in's metadata
+        if (old / "RECORD").exists() and not (old / "RECORD").read_text().strip():
+            for f in old.iterdir():
+                f.unlink()
+            old.rmdir()
+    dist = site / f"torchvision-{version}.dist-info"
     dist.mkdir(exist_ok=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: torchvision\nVersion: 0.0.0+stub\n")
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: torchvision\nVersion: {version}\n")
     (dist / "RECORD").write_text("")
     print(f"torchvision stand-in written to {pkg}")
     return 0
