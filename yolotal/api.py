@@ -33,7 +33,8 @@ def parse_imgsz(values: "list[str] | list[int] | int | str") -> list[int]:
     return sizes * (2 // len(sizes))
 
 
-def run_config(config: "str | Path | None", base: "Config | None" = None, **over: Any) -> "Config":
+def run_config(config: "str | Path | None", base: "Config | None" = None, _source: str = "command line",
+               **over: Any) -> "Config":
     """The config file (or defaults) on top of ``base``, then the overrides (None = not given).
 
     Overrides use the CLI's names: name (assigner), profile, topk, topk2, alpha, beta, seed, kind, batch, nc,
@@ -53,7 +54,7 @@ def run_config(config: "str | Path | None", base: "Config | None" = None, **over
     imgsz = over.pop("imgsz", None)
     if imgsz:
         over["imgsz"] = parse_imgsz(imgsz)
-    return with_overrides(cfg, **over)
+    return with_overrides(cfg, _source, **over)
 
 
 def check_images_dir(images_dir: "Path | None") -> None:
@@ -65,7 +66,8 @@ def build_trace(labels: "str | Path | None", config: "str | Path | None" = None,
                 with_loss: bool = True, pictures: "list[Path] | None" = None, extra_heads: "dict | None" = None,
                 v8_heads: bool = False, model: "str | Path | None" = None, device: str | None = None,
                 images_dir: "str | Path | None" = None, save_heads: "str | Path | None" = None,
-                split: str | None = None, both_branches: bool = False, **over: Any) -> "Trace":
+                split: str | None = None, both_branches: bool = False, _source: str = "command line",
+                **over: Any) -> "Trace":
     """Gather every input of one run and run the pipeline.
 
     labels: a label file, a directory of them, a batch file or a dataset YAML (None: no labels, e.g. anchors).
@@ -117,7 +119,7 @@ def build_trace(labels: "str | Path | None", config: "str | Path | None" = None,
     elif heads is not None:
         saved = read_saved_run(heads)
         base = saved_base(saved)
-    cfg = run_config(config, base, **over)
+    cfg = run_config(config, base, _source, **over)
     notes: list[str] = []
     if lm is not None:
         check_model_config(cfg, lm)
@@ -248,7 +250,7 @@ def inspect(labels: "str | Path | None" = None, *, model: "str | Path | None" = 
     """
     over = _overrides(overrides)
     trace = build_trace(labels, config, heads, with_loss=loss, pictures=image_files, model=model, device=device,
-                        images_dir=images, save_heads=save_heads, split=split, **over)
+                        images_dir=images, save_heads=save_heads, split=split, _source="yolotal.inspect()", **over)
     return Run(trace)
 
 

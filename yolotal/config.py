@@ -362,8 +362,8 @@ def load_config(path: str | Path | None, base: Config | None = None) -> Config:
     return config_from_dict(raw, str(p), base=base)
 
 
-def with_overrides(cfg: Config, **overrides: Any) -> Config:
-    """Apply CLI options (None = not given) on top of a config, re-validating them."""
+def with_overrides(cfg: Config, _source: str = "command line", **overrides: Any) -> Config:
+    """Apply CLI options (None = not given) on top of a config, re-validating them; errors name ``_source``."""
     raw: dict[str, Any] = {}
     assigner = {k: overrides.pop(k) for k in ("name", "profile", "topk", "topk2", "alpha", "beta") if k in overrides}
     heads = {k: overrides.pop(k) for k in ("seed", "kind", "batch") if k in overrides}
@@ -376,4 +376,4 @@ def with_overrides(cfg: Config, **overrides: Any) -> Config:
         raw["heads"] = {k: v for k, v in heads.items() if v is not None}
     if not raw:
         return cfg
-    return config_from_dict(raw, "command line", base=cfg)
+    return config_from_dict(raw, _source, base=cfg)
