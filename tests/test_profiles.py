@@ -334,3 +334,14 @@ def test_auto_on_real_checkpoints(tmp_path):
 def test_an_unquoted_release_in_yaml_is_refused_with_a_hint():
     with pytest.raises(InputError, match="assigner.profile: expected a string \\(quote a release number: '8.3'\\), got 8.3"):
         config_from_dict({"assigner": {"profile": 8.3}}, "x.yaml")
+
+
+def test_a_release_number_newer_than_known_or_before_yolov8_warns():
+    from yolotal.config import Config, with_overrides
+
+    cfg = with_overrides(Config(), profile="9.0.0")
+    assert cfg.assigner.profile == "ultralytics"
+    assert any(w.startswith("--profile 9.0.0: ultralytics 9.0.0 is newer than the newest release") for w in cfg.warnings)
+    assert with_overrides(Config(), profile="7.0").assigner.profile == "v8.0.0"
+    assert any("predates YOLOv8" in w for w in with_overrides(Config(), profile="7.0").warnings)
+    assert not with_overrides(Config(), profile="8.3.202").warnings  # a known release: no warning

@@ -284,6 +284,11 @@ def finalize(cfg: Config, src: str | None = None) -> Config:
         if name != _profiles.AUTO and name not in profiles:
             raise InputError(f"assigner.profile: the {a.name} assigner has profiles {', '.join(profiles)}, got "
                              f"{a.profile!r}", src)
+        if isinstance(a.profile, str) and name not in (_profiles.AUTO, a.profile.strip()) \
+                and a.profile.strip() not in _profiles.ALIASES:  # a release number: say which profile, and warn
+            _, _, release_warning = _profiles.profile_for_version(a.profile.strip().lstrip("v"))
+            if release_warning and release_warning not in cfg.warnings:
+                cfg = replace(cfg, warnings=tuple(cfg.warnings) + (f"--profile {a.profile}: {release_warning}",))
         a = replace(a, profile=default_profile, profile_auto=True) if name == _profiles.AUTO else replace(a, profile=name)
     elif a.profile is None:
         a = replace(a, profile=default_profile, profile_auto=False)
