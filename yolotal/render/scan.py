@@ -132,9 +132,13 @@ def render_scan(doc: dict, con: Console, errors_shown: int = 10) -> None:
         con.print(fit(con, tab))
 
     serious = [x for x in doc["flagged"] if set(x["flags"]) - {"tiny"}]
-    if serious:
-        con.print(Text(f"{len(serious)} GTs flagged beyond 'tiny'; the first {min(10, len(serious))}:", style="bold"))
-        for x in serious[:10]:
+    tiny_only = [x for x in doc["flagged"] if set(x["flags"]) == {"tiny"}]
+    for group, what in ((serious, "GTs flagged beyond 'tiny'"), (tiny_only, "GTs flagged 'tiny' only")):
+        if not group:
+            continue
+        shown = min(10 if group is serious else 5, len(group))
+        con.print(Text(f"{len(group)} {what}; the first {shown}:", style="bold"))
+        for x in group[:shown]:
             box = ",".join(num(v, 0) for v in x["box_px"])
             names = ", ".join(FLAG_TEXT[k][0] for k in x["flags"])
             if "rbox_px" in x:  # rotated: centre, sides, angle
