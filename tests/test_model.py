@@ -506,3 +506,10 @@ def test_scan_model_report_has_every_images_letterbox(cli, tmp_path):
     assert set(per) == {"landscape", "portrait", "square", "wide"}  # every image, not only the worst
     assert per["landscape"]["orig_wh"] == [640, 480] and per["landscape"]["r"] == 0.5
     assert per["landscape"]["pad"] == [0, 40] and per["wide"]["pad"] == [0, 70]
+
+
+def test_a_class_id_beyond_the_models_nc_says_where_nc_came_from(cli):
+    pt = ROOT / "tests" / "fixtures" / "models" / "yolov8_tiny_u83.pt"  # nc 2; the shapes labels use class 2
+    code, _, err = cli("assign", SHAPES / "labels", "--model", pt)
+    assert code == 2 and "landscape.txt:3: class id must be an integer in [0, 2), got 2 (nc 2 comes from the model" \
+        in err and "yolov8_tiny_u83.pt" in err

@@ -151,8 +151,14 @@ def build_trace(labels: "str | Path | None", config: "str | Path | None" = None,
     if labels is not None and labels.is_dir() and lm is None:
         limit = None  # synthetic heads cover every file of a directory; a model runs on one batch of it
     kpt = cfg.keypoints.shape or (lm.kpt_shape if lm is not None else None)
-    lab = (load_labels(labels, cfg.num_classes, split, limit, task=fam.task, kpt_shape=kpt, single_cls=cfg.single_cls)
-           if labels is not None else no_labels())
+    try:
+        lab = (load_labels(labels, cfg.num_classes, split, limit, task=fam.task, kpt_shape=kpt,
+                           single_cls=cfg.single_cls) if labels is not None else no_labels())
+    except InputError as e:
+        if "class id must be" in e.message and (lm is not None or h is not None) and over.get("nc") is None:
+            whence = f"the model {lm.path}" if lm is not None else f"the heads file {heads}"
+            raise InputError(f"{e.message} (nc {cfg.num_classes} comes from {whence})", e.source, e.line) from None
+        raise
     if saved and "image_files" in saved and lab.files:
         check_replay_matches(heads, saved, lab)
     stored = saved_letterboxes(saved, lab.n_images) if saved else None
