@@ -408,7 +408,7 @@ def test_export_meta_tal_and_yolov5(cli, tmp_path):
 def test_readme_export_names_exist(cli, tmp_path):
     """Every name the README's Export section lists for SimOTA and YOLOv5 is in their export."""
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Export"):text.index("## Parity")]
+    section = text[text.index("\n## Export\n"):text.index("\n## Parity")]
     for name, marker in (("simota", "**SimOTA**"), ("yolov5", "**YOLOv5**")):
         para = section[section.index(marker):].split("\n\n")[0]
         names = re.findall(r"`([a-z0-9_<>\[\]{},]+)`", para)
