@@ -25,7 +25,7 @@ from yolotal.inputs.labels import load_labels
 FIXTURE = Path(__file__).parent / "fixtures" / "label_corpus.json"
 DOC = json.loads(FIXTURE.read_text())
 READINGS = {r["name"]: r for r in DOC["readings"]}
-DELIBERATE = ("at least 3 are needed", "is infinite", "a box row in a")
+DELIBERATE = ("at least 3 are needed", "is infinite", "a box row in a", "a box row in an")
 
 
 def _rules(reading: dict) -> LabelRules:

@@ -26,8 +26,9 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,  # plain click help: rich's help renderer alone costs ~90 ms of start-up
     context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every command
-    help="Inspect YOLOv8/YOLO11 training: anchors → DFL decode → label assignment (task-aligned; SimOTA, ATSS "
-    "and YOLOv5 side by side) → loss, with numbers that match the original trainers to float32.",
+    help="Inspect YOLOv8/YOLO11/YOLO26 training (detect, segment, pose, OBB, end-to-end heads): anchors → DFL "
+    "decode → label assignment (task-aligned and its task variants; SimOTA, ATSS and YOLOv5 side by side) → loss, "
+    "with numbers that match the trainer of each ultralytics release to float32.",
 )
 
 # ------------------------------------------------------------------------------------------------ shared options

@@ -339,7 +339,7 @@ def _read_rows(text: str, rules: LabelRules) -> FileRead:
         table = rows
     if rules.task in ("segment", "obb") and not polygon_file and not corrupt:
         shape = "cls x1 y1 x2 y2 x3 y3 x4 y4" if rules.task == "obb" else "cls x1 y1 x2 y2 x3 y3 ..."
-        refused.append(Problem(int(lines[0]), f"a box row in a {rules.task} task: its rows are {shape} (ultralytics "
+        refused.append(Problem(int(lines[0]), f"a box row in {'an' if rules.task == 'obb' else 'a'} {rules.task} task: its rows are {shape} (ultralytics "
                                               "refuses a dataset whose boxes and polygons do not pair up)",
                                corrupt=False))
     if corrupt or refused:
