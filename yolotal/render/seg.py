@@ -130,7 +130,6 @@ def candidate_table(trace: Trace, image: int, j: int, rows: int, full: bool) -> 
     order = torch.argsort(c.align_metric, descending=True, stable=True)
     k = c.anchors.numel()
     shown = order if full else order[:rows]
-    a = trace.config.assigner
     tab = Table(title=f"GT {j}: {k} candidates, {int(c.has_mask_iou.sum())} with a mask IoU, best t first"
                 + ("" if len(shown) == k else f" (top {len(shown)}; --full for all)"),
                 title_justify="left", box=rbox.SIMPLE_HEAD, pad_edge=False)
@@ -274,21 +273,9 @@ def render_loss(trace: Trace, con: Console, images: list[int]) -> None:
 
 def render_e2e(trace: Trace, con: Console) -> None:
     """Both branches of an end-to-end YOLO26-seg model, their weights and what the trainer logs."""
-    b = trace.batch
-    names = list(_item_names(trace))
-    w_m, w_o = (float(x) for x in trace["e2e_weights"])
-    e, n_e = (int(x) for x in trace["e2e_epoch"])
-    et = Table(title=f"End-to-end (E2ELoss) at epoch {e} of {n_e}: weighted = {w_m:.4g}·one2many + "
-                     f"{w_o:.4g}·one2one; the trainer logs one2one's items", title_justify="left",
-               box=rbox.SIMPLE_HEAD, pad_edge=False)
-    for c in ("term", "one2many", "one2one", "weighted", f"× batch ({b})"):
-        et.add_column(c, justify="left" if c == "term" else "right")
-    m, o, w = trace["e2e_o2m_items"], trace["e2e_o2o_items"], trace["e2e_weighted"]
-    for k, nm in enumerate(names):
-        et.add_row(nm, f"{float(m[k]):.6g}", f"{float(o[k]):.6g}", f"{float(w[k]):.6g}", f"{float(w[k]) * b:.6g}")
-    et.add_row("total", f"{float(m.sum()):.6g}", f"{float(o.sum()):.6g}", f"{float(w.sum()):.6g}",
-               f"{float(w.sum()) * b:.6g}", style="bold")
-    con.print(fit(con, et))
+    from .e2e import e2e_stage_table
+
+    con.print(fit(con, e2e_stage_table(trace, list(_item_names(trace)))))
 
 
 def _item_names(trace: Trace) -> tuple[str, ...]:
