@@ -6,6 +6,7 @@ Fixtures: tests/fixtures/obb (scripts/make_golden_obb.py). Live checks run when 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -563,3 +564,25 @@ def test_primitives_match_reference_live():
     assert torch.equal(rbox_to_ltrb(r2, anchors, limit=15), tal.rbox2dist(r2[:, :4], anchors, r2[:, 4:], reg_max=15))
     d = torch.rand(500, 4, generator=g) * 10
     assert torch.equal(ltrb_to_rbox(d, r1[:, 4:], anchors), tal.dist2rbox(d, r1[:, 4:], anchors))
+
+
+def test_rotated_candidate_floor_follows_the_release():
+    """8.4.0-8.4.127 raise rotated GT sides below stride[0] to stride[1]; 8.4.128 on, sides below stride[1];
+    classic keeps the box (hand-worked: a 10 x 6 px GT at strides 8, 16, 32)."""
+    from yolotal.assigners.rotated_tal import candidate_rboxes
+    from yolotal.assigners.tal import TALParams
+
+    gt = torch.tensor([[[100.0, 100.0, 10.0, 6.0, 0.3]]])
+    mask = torch.ones(1, 1, 1)
+    got = {prof: candidate_rboxes(gt, mask, TALParams(num_classes=1, profile=prof, stride_val=16.0,
+                                                       strides=(8.0, 16.0, 32.0)))[0, 0, 2:4].tolist()
+           for prof in ("classic", "v8.4.0", "ultralytics")}
+    assert got == {"classic": [10.0, 6.0], "v8.4.0": [10.0, 16.0], "ultralytics": [16.0, 16.0]}
+
+
+def test_an_obb_run_under_v8_4_0(cli):
+    root = Path(__file__).resolve().parents[1]
+    code, out, err = cli("assign", root / "samples" / "obb" / "dota8-mini.yaml", "--assigner", "obb", "--profile",
+                         "8.4.100", "--synthetic", "trained")
+    assert code == 0, err
+    assert "profile v8.4.0, GT sides < 8 px raised to 16 px for the in-box test" in " ".join(out.split())

@@ -159,7 +159,7 @@ class RotatedTaskAligned(Family):
 
     name = "obb"
     task = "obb"
-    profiles = ("ultralytics", "classic")
+    profiles = ("ultralytics", "v8.4.0", "classic")
     default_profile = "ultralytics"
     default_topk = 10
     task_aligned = True
@@ -310,8 +310,10 @@ class RotatedTaskAligned(Family):
         a = cfg.assigner
         out = {"topk": a.topk, "topk2": a.topk2, "alpha": a.alpha, "beta": a.beta, "eps": a.eps,
                "overlap": "probiou"}
-        if a.profile == "ultralytics":
-            out["stride_val"] = cfg.stride_val
+        if cfg.enlargement is not None:  # GT sides below it (v8.4.0: below enlarge_below) are raised to it
+            out["stride_val"] = cfg.enlargement[1]
+            if cfg.enlargement[0] != cfg.enlargement[1]:
+                out["enlarge_below"] = cfg.enlargement[0]
         return out
 
     def loss_meta(self, cfg) -> dict:

@@ -75,13 +75,15 @@ class RotatedTALResult:
 
 
 def candidate_rboxes(gt_bboxes: torch.Tensor, mask_gt: torch.Tensor, p: TALParams) -> torch.Tensor:
-    """(b, M, 5) GT xywhr -> (b, M, 5) candidate boxes: under ``ultralytics`` sides < stride_val become stride_val
-    (real GTs only; centre and angle unchanged)."""
+    """(b, M, 5) GT xywhr -> (b, M, 5) candidate boxes under the profile's floor (real GTs only; centre and angle
+    unchanged): ``ultralytics`` (8.4.128+) raises sides < stride[1] to stride[1]; ``v8.4.0`` (8.4.0-8.4.127)
+    raises sides < stride[0] to stride[1]; ``classic`` keeps the box."""
     if not p.enlarge:
         return gt_bboxes.clone()
+    below, size = p.enlargement
     wh = gt_bboxes[..., 2:4]
-    small = (wh < p.stride_val) & mask_gt.bool()  # (b, M, 2)
-    wh = torch.where(small, torch.tensor(p.stride_val, dtype=gt_bboxes.dtype), wh)
+    small = (wh < below) & mask_gt.bool()  # (b, M, 2)
+    wh = torch.where(small, torch.tensor(size, dtype=gt_bboxes.dtype), wh)
     return torch.cat((gt_bboxes[..., :2], wh, gt_bboxes[..., 4:]), -1)
 
 

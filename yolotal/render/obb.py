@@ -148,8 +148,9 @@ def render_image(trace: Trace, con: Console, i: int, rows: int, full: bool) -> N
 
 def header(trace: Trace, con: Console) -> None:
     cfg, a = trace.config, trace.config.assigner
-    floor = (f", GT sides < {cfg.stride_val:g} px raised to it for the in-box test" if a.profile == "ultralytics"
-             else "")
+    en = cfg.enlargement
+    floor = ("" if en is None else f", GT sides < {en[0]:g} px raised to it for the in-box test" if en[0] == en[1]
+             else f", GT sides < {en[0]:g} px raised to {en[1]:g} px for the in-box test")
     topk2 = f", topk2 {a.topk2}" if a.topk2 else ""
     con.print(Panel(
         f"{a.name} · profile [bold]{a.profile}[/]{floor}\ntopk {a.topk}{topk2}, alpha {a.alpha:g}, beta {a.beta:g}, "
@@ -275,8 +276,8 @@ def render_walk(trace: Trace, con: Console, full: bool) -> None:
         _walk_targets(trace, con, full)
         return
     _step(con, "6c. Candidates: anchor centres inside each rotated GT (edges included)",
-          (f"ultralytics 8.4 first raises GT sides < {cfg.stride_val:g} px to {cfg.stride_val:g} px (centre, angle kept)"
-           if a.profile == "ultralytics" else "the GT's own rotated box"))
+          (f"ultralytics 8.4 first raises GT sides < {cfg.enlargement[0]:g} px to {cfg.enlargement[1]:g} px (centre, "
+           "angle kept)" if cfg.enlargement is not None else "the GT's own rotated box"))
     for i in range(b):
         print_tensor(con, f"in_gts_mask[{i}]", trace["mask_in_gts"][i].float(), "(M, A)", full)
     _step(con, "6d. Metric: t = s^alpha · u^beta over candidates",
