@@ -426,11 +426,13 @@ def test_synthetic_heads_deterministic_and_trained_is_better():
 
 
 def test_rotated_tal_reuses_detect_pieces():
-    """topk_mask and resolve_conflicts are the detect family's functions, not copies."""
+    """Top-k, conflicts and targets are the detect family's functions (select_positives, assign_targets), not
+    copies, and the result is a TALResult."""
     import yolotal.assigners.rotated_tal as rt
     import yolotal.assigners.tal as tal
 
-    assert rt.topk_mask is tal.topk_mask and rt.resolve_conflicts is tal.resolve_conflicts
+    assert rt.select_positives is tal.select_positives and rt.assign_targets is tal.assign_targets
+    assert issubclass(rt.RotatedTALResult, tal.TALResult)
 
 
 # ------------------------------------------------------------------------------------- candidate-pair drop-in

@@ -352,12 +352,6 @@ class RotatedTaskAlignedOneToOne(RotatedTaskAligned):
     model_branch = "one2one"
     angle_encoding = "radians"
 
-    def default_topks(self, profile: str) -> tuple[int, int | None]:
-        from ..e2e import rule_for
-
-        rule = rule_for(profile)
-        return rule.o2o_topk, rule.o2o_topk2
-
 
 def gt_candidate_rows(trace, image: int, gt: int) -> list[dict]:
     """One GT's candidates (``rotated_tal.gt_candidates`` on the trace's tensors, or the same rows from the

@@ -71,7 +71,14 @@ class Family:
     head_classes: tuple[str, ...] = ()  # the model head classes it is the default family of (empty: any of its task)
 
     def default_topks(self, profile: str) -> tuple[int, int | None]:
-        """(topk, topk2) when the config gives none, under ``profile``."""
+        """(topk, topk2) when the config gives none, under ``profile``. A one-to-one branch's come from the
+        release's end-to-end loss: 8.4 and later (E2ELoss) topk 7, topk2 1; 8.2.38-8.3 (E2EDetectLoss, YOLOv10)
+        topk 1, no topk2."""
+        if self.model_branch == "one2one":
+            from ..e2e import rule_for
+
+            rule = rule_for(profile)
+            return rule.o2o_topk, rule.o2o_topk2
         return self.default_topk, self.default_topk2
 
     # ---------------------------------------------------------------- inputs

@@ -16,17 +16,15 @@ and the soft scores are the detect family's own functions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 
 from ..core.rotated import points_in_rboxes, probiou_pairs
 from ..core.threads import pow_in_whole_blocks
-from .tal import TALParams, resolve_conflicts, topk_mask
+from .tal import TALParams, TALResult, assign_targets, select_positives
 
 
-@dataclass(frozen=True)
-class RotatedTALResult:
+class RotatedTALResult(TALResult):
     """Every stage of one rotated assignment. Masks are bool.
 
     cand_bboxes      (b, M, 5)   candidate box of each GT (sides floored at stride_val under ``ultralytics``), px
@@ -48,25 +46,6 @@ class RotatedTALResult:
     pos_overlaps     (b, M)      largest u among each GT's final positives
     norm_align_metric(b, A)      soft score of each anchor (0 for background)
     """
-
-    cand_bboxes: torch.Tensor
-    mask_in_gts: torch.Tensor
-    bbox_scores: torch.Tensor
-    overlaps: torch.Tensor
-    align_metric: torch.Tensor
-    topk_idxs: torch.Tensor
-    mask_topk: torch.Tensor
-    mask_pos_topk: torch.Tensor
-    mask_multi: torch.Tensor
-    mask_pos: torch.Tensor
-    fg_mask: torch.Tensor
-    target_gt_idx: torch.Tensor
-    target_labels: torch.Tensor
-    target_bboxes: torch.Tensor
-    target_scores: torch.Tensor
-    pos_align_metrics: torch.Tensor
-    pos_overlaps: torch.Tensor
-    norm_align_metric: torch.Tensor
 
     @property
     def background(self) -> torch.Tensor:
@@ -133,74 +112,18 @@ def assign_rotated(
         gt_bboxes: (b, M, 5) GT boxes, px xywhr (zeros for padding).
         mask_gt: (b, M, 1) 1.0 for real GTs.
     """
-    b, a, nc = pd_scores.shape
-    m = gt_bboxes.shape[1]
+    nc = pd_scores.shape[-1]
     valid = mask_gt.bool()
     cand_bboxes = candidate_rboxes(gt_bboxes, mask_gt, p)
     mask_in_gts = points_in_rboxes(anc_points, cand_bboxes)  # (b, M, A)
     cand = mask_in_gts & valid
     bbox_scores, overlaps, align_metric = rotated_pair_metrics(pd_scores, pd_bboxes, gt_labels, gt_bboxes, cand, p)
-    if m:
-        topk_idxs, mask_topk = topk_mask(align_metric, mask_gt, p.topk)
-    else:
-        topk_idxs, mask_topk = torch.zeros(b, 0, p.topk, dtype=torch.int64), torch.zeros(b, 0, a, dtype=torch.bool)
-    mask_pos_topk = mask_topk & cand
-    mask_multi, mask_pos = resolve_conflicts(mask_pos_topk, overlaps, align_metric, p)
-    fg_mask, target_gt_idx, target_labels, target_bboxes, target_scores, pos_align, pos_ov, norm = targets_from_mask(
-        mask_pos, align_metric, overlaps, gt_labels, gt_bboxes, nc, p.eps
-    )
-    return RotatedTALResult(
-        cand_bboxes=cand_bboxes,
-        mask_in_gts=mask_in_gts,
-        bbox_scores=bbox_scores,
-        overlaps=overlaps,
-        align_metric=align_metric,
-        topk_idxs=topk_idxs,
-        mask_topk=mask_topk,
-        mask_pos_topk=mask_pos_topk,
-        mask_multi=mask_multi,
-        mask_pos=mask_pos,
-        fg_mask=fg_mask,
-        target_gt_idx=target_gt_idx,
-        target_labels=target_labels,
-        target_bboxes=target_bboxes,
-        target_scores=target_scores,
-        pos_align_metrics=pos_align,
-        pos_overlaps=pos_ov,
-        norm_align_metric=norm,
-    )
-
-
-def targets_from_mask(mask_pos, align_metric, overlaps, gt_labels, gt_bboxes, nc: int, eps: float):
-    """Final positives (b, M, A) -> (fg_mask, target_gt_idx, target_labels, target_bboxes (b, A, D),
-    target_scores (b, A, nc), pos_align_metrics (b, M), pos_overlaps (b, M), norm_align_metric (b, A)).
-
-    Background anchors point at GT 0 (the reference's convention); with no GT slots at all, labels are nc and
-    boxes zeros (the reference's early return).
-    """
-    b, m, a = mask_pos.shape
-    dim = gt_bboxes.shape[-1]
-    if m:
-        fg, target_gt_idx = mask_pos.to(torch.int8).max(1)  # first GT for empty columns
-        fg_mask = fg.bool()
-        bidx = torch.arange(b).unsqueeze(1)
-        target_labels = gt_labels[..., 0].long()[bidx, target_gt_idx].clamp(min=0)
-        target_bboxes = gt_bboxes[bidx, target_gt_idx]
-    else:
-        fg_mask = torch.zeros(b, a, dtype=torch.bool)
-        target_gt_idx = torch.zeros(b, a, dtype=torch.int64)
-        target_labels = torch.full((b, a), nc, dtype=torch.int64)
-        target_bboxes = torch.zeros(b, a, dim)
-    one_hot = torch.zeros(b, a, nc, dtype=torch.float32)
-    if m:
-        one_hot.scatter_(2, target_labels.unsqueeze(-1), 1.0)
-    one_hot = one_hot * fg_mask.unsqueeze(-1)
-    am = align_metric * mask_pos
-    pos_align = am.amax(-1, keepdim=True) if m else torch.zeros(b, 0, 1)
-    pos_ov = (overlaps * mask_pos).amax(-1, keepdim=True) if m else torch.zeros(b, 0, 1)
-    norm = (am * pos_ov / (pos_align + eps)).amax(-2) if m else torch.zeros(b, a)
-    return (fg_mask, target_gt_idx, target_labels, target_bboxes, one_hot * norm.unsqueeze(-1),
-            pos_align.squeeze(-1), pos_ov.squeeze(-1), norm)
+    topk_idxs, mask_topk, mask_pos_topk, mask_multi, mask_pos = select_positives(align_metric, overlaps, cand,
+                                                                                 mask_gt, p)
+    tg = assign_targets(mask_pos, overlaps, align_metric, gt_labels, gt_bboxes, nc, p.eps)
+    return RotatedTALResult(cand_bboxes=cand_bboxes, mask_in_gts=mask_in_gts, bbox_scores=bbox_scores,
+                            overlaps=overlaps, align_metric=align_metric, topk_idxs=topk_idxs, mask_topk=mask_topk,
+                            mask_pos_topk=mask_pos_topk, mask_multi=mask_multi, mask_pos=mask_pos, **tg)
 
 
 def gt_candidates(res: RotatedTALResult, image: int, gt: int, levels) -> list[dict]:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from .registry import Family, register
+from .registry import register
 from .tal_family import TaskAligned, tal_params
 
 MASK_RATIO = 4  # ultralytics' default mask_ratio: GT masks at imgsz / 4
@@ -323,12 +323,6 @@ class Segment26OneToOne(Segment26):
     default_topk = 7
     default_topk2 = 1
     model_branch = "one2one"
-
-    def default_topks(self, profile: str) -> tuple[int, int | None]:
-        from ..e2e import rule_for
-
-        rule = rule_for(profile)
-        return rule.o2o_topk, rule.o2o_topk2
 
 
 # ------------------------------------------------------------------------------------------------ loss

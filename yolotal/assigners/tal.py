@@ -291,7 +291,7 @@ def assign_targets(
         fg_mask = torch.zeros(b, a, dtype=torch.bool)
         target_gt_idx = torch.zeros(b, a, dtype=torch.int64)
         target_labels = torch.full((b, a), nc, dtype=torch.int64)
-        target_bboxes = torch.zeros(b, a, 4)
+        target_bboxes = torch.zeros(b, a, gt_bboxes.shape[-1])  # 4 (xyxy) or 5 (rotated xywhr)
     one_hot = torch.zeros(b, a, nc, dtype=torch.float32)
     if m:
         one_hot.scatter_(2, target_labels.unsqueeze(-1), 1.0)

@@ -116,13 +116,6 @@ class TaskAlignedOneToOne(TaskAligned):
     default_topk2 = 1
     model_branch = "one2one"
 
-    def default_topks(self, profile: str) -> tuple[int, int | None]:
-        """8.4 and later (E2ELoss): topk 7, topk2 1; 8.0-8.3 (E2EDetectLoss, YOLOv10): topk 1, no topk2."""
-        from ..e2e import rule_for
-
-        rule = rule_for(profile)
-        return rule.o2o_topk, rule.o2o_topk2
-
 
 def v8_loss(trace, cfg) -> None:
     """The YOLOv8/YOLO11 loss stage (BCE, CIoU, DFL or L1) from the targets already in the trace."""
