@@ -703,16 +703,11 @@ _INSPECT_ARGS = ("config", "images", "image_files", "loss", "device", "split", "
 
 
 def _e2e(g: Gathered, config, over: dict, epoch: int | None) -> "E2ERun":
-    from .e2e import branch_weights, checkpoint_epoch, rule_for
+    from .e2e import branch_weights, rule_for, schedule_epoch
     from .inputs.model import model_heads_branches
 
     lm = g.model
-    e_saved, e_total, how = checkpoint_epoch(lm.epoch, lm.epochs, lm.results_epochs)
-    if epoch is not None:
-        if not 0 <= epoch < e_total:
-            raise InputError(f"--epoch {epoch}: the schedule has epochs 0..{e_total - 1} (train_args.epochs "
-                             f"{e_total})", lm.path)
-        e_saved, how = epoch, f"epoch {epoch} of {e_total} (--epoch)"
+    e_saved, e_total, how = schedule_epoch(lm, epoch)
     heads = model_heads_branches(lm, g.images, g.cfg.imgsz)
     o2m_over = {k: v for k, v in over.items() if k != "name" and not (k == "profile" and v == "auto")}
     o2o_over = {k: v for k, v in o2m_over.items() if k not in ("topk", "topk2")}

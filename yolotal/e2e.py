@@ -73,3 +73,17 @@ def checkpoint_epoch(saved_epoch: int | None, epochs: int | None, results_epochs
                 return last, e_total, f"epoch {last} {total_note}: the last epoch of the finished run (its results)"
         return e_total - 1, e_total, f"epoch {e_total - 1} {total_note}: the last epoch of the finished run"
     return 0, e_total, f"epoch 0 {total_note}: no epoch recorded (start of training)"
+
+
+def schedule_epoch(model, epoch: int | None) -> tuple[int, int, str]:
+    """(epoch, epochs, how it was found) of a loaded model's schedule: ``epoch`` when given (0 <= epoch <
+    epochs, else an InputError naming the model), else the checkpoint's own (``checkpoint_epoch``)."""
+    from .errors import InputError
+
+    e_saved, e_total, how = checkpoint_epoch(model.epoch, model.epochs, model.results_epochs)
+    if epoch is None:
+        return e_saved, e_total, how
+    if not 0 <= epoch < e_total:
+        raise InputError(f"--epoch {epoch}: the schedule has epochs 0..{e_total - 1} (train_args.epochs {e_total})",
+                         model.path)
+    return epoch, e_total, f"epoch {epoch} of {e_total} (--epoch)"

@@ -207,7 +207,7 @@ class RotatedTaskAligned(Family):
     def assign(self, trace, cfg, inputs) -> None:
         from ..core.rotated import decode_obb_heads
         from .rotated_tal import assign_rotated
-        from .tal_family import tal_params
+        from .tal_family import record_selection, tal_params
 
         b = trace.batch
         names = inputs.labels.names
@@ -233,14 +233,7 @@ class RotatedTaskAligned(Family):
                   cand_rboxes=r.cand_bboxes, mask_in_gts=r.mask_in_gts)
         trace.add("metrics", "Alignment metric t = s^alpha * ProbIoU^beta",
                   bbox_scores=r.bbox_scores, overlaps=r.overlaps, align_metric=r.align_metric)
-        trace.add("topk", "Top-k picks", topk_idxs=r.topk_idxs, mask_topk=r.mask_topk, mask_pos_topk=r.mask_pos_topk)
-        trace.add("conflicts", "Conflict resolution (largest ProbIoU)", mask_multi=r.mask_multi, mask_pos=r.mask_pos)
-        trace.add(
-            "targets", "Targets",
-            fg_mask=r.fg_mask, target_gt_idx=r.target_gt_idx, target_labels=r.target_labels,
-            target_rboxes=r.target_bboxes, target_scores=r.target_scores, pos_align_metrics=r.pos_align_metrics,
-            pos_overlaps=r.pos_overlaps, norm_align_metric=r.norm_align_metric,
-        )
+        record_selection(trace, r, "Conflict resolution (largest ProbIoU)", boxes="target_rboxes")
 
     @staticmethod
     def _assign_pairs(trace, cfg, tg, px, anc_px, p, need_mb: float) -> None:

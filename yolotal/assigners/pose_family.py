@@ -215,7 +215,7 @@ class PoseV8(Family):
         from ..errors import InputError
         from ..pose import pad_keypoints, run_pose
         from .atss_family import check_dense_budget
-        from .tal_family import tal_params
+        from .tal_family import record_selection, tal_params
 
         shape = cfg.keypoints.shape
         k, d = shape
@@ -266,12 +266,7 @@ class PoseV8(Family):
                   if self.generation == "26" else ""), cand_bboxes=t.cand_bboxes, mask_in_gts=t.mask_in_gts)
         trace.add("metrics", "Alignment metric t = s^alpha * u^beta" + (" (u = OKS)" if self.generation == "26" else ""),
                   bbox_scores=t.bbox_scores, overlaps=t.overlaps, align_metric=t.align_metric)
-        trace.add("topk", "Top-k picks", topk_idxs=t.topk_idxs, mask_topk=t.mask_topk, mask_pos_topk=t.mask_pos_topk)
-        trace.add("conflicts", "Conflict resolution", mask_multi=t.mask_multi, mask_pos=t.mask_pos)
-        trace.add("targets", "Targets",
-                  fg_mask=t.fg_mask, target_gt_idx=t.target_gt_idx, target_labels=t.target_labels,
-                  target_bboxes=t.target_bboxes, target_scores=t.target_scores, pos_align_metrics=t.pos_align_metrics,
-                  pos_overlaps=t.pos_overlaps, norm_align_metric=t.norm_align_metric)
+        record_selection(trace, t)
 
     def loss(self, trace, cfg, inputs) -> None:
         from ..core.keypoints import rle_weights

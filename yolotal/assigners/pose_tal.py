@@ -260,7 +260,6 @@ def gate_reason(gate: LevelGate, image: int, gt: int, level: int) -> str:
     r = float(gate.size[image, gt])
     st = float(gate.level_strides[level])
     lo, hi = float(gate.lower[level]), float(gate.upper[level])
-    n = len(gate.level_strides)
     if bool(gate.too_small[image, gt, level]):
         return f"closed: sqrt(area) {r:.1f} < {lo:g} = {lo / st:g}·stride {st:g}"
     if bool(gate.too_large[image, gt, level]):

@@ -152,16 +152,10 @@ class Family:
         import torch
 
         from ..config import finalize
-        from ..e2e import PROGRESSIVE, branch_weights, checkpoint_epoch
-        from ..errors import InputError
+        from ..e2e import PROGRESSIVE, branch_weights, schedule_epoch
 
         lm = gathered.model
-        e_saved, e_total, how = checkpoint_epoch(lm.epoch, lm.epochs, lm.results_epochs)
-        if epoch is not None:
-            if not 0 <= epoch < e_total:
-                raise InputError(f"--epoch {epoch}: the schedule has epochs 0..{e_total - 1} (train_args.epochs "
-                                 f"{e_total})", lm.path)
-            e_saved, how = epoch, f"epoch {epoch} of {e_total} (--epoch)"
+        e_saved, e_total, how = schedule_epoch(lm, epoch)
         other = get(other_name)
         a = trace.config.assigner
         cfg_o = finalize(replace(trace.config, assigner=replace(a, name=other.name, topk=None, topk2=None)))

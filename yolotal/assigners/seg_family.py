@@ -33,7 +33,7 @@ import torch
 
 from ..errors import InputError
 from .registry import register
-from .tal_family import TaskAligned, tal_params
+from .tal_family import TaskAligned, record_selection, tal_params
 
 MASK_RATIO = 4  # ultralytics' default mask_ratio: GT masks at imgsz / 4
 
@@ -286,14 +286,7 @@ class Segment26(Segment):
                   gt_mask_pixels=r.gt_area, mask_k=torch.tensor(r.mask_k))
         trace.add("metrics", "Alignment metric t = s^alpha · ((u + mask IoU) / 2)^beta",
                   bbox_scores=t.bbox_scores, overlaps=t.overlaps, align_metric=t.align_metric)
-        trace.add("topk", "Top-k picks", topk_idxs=t.topk_idxs, mask_topk=t.mask_topk, mask_pos_topk=t.mask_pos_topk)
-        trace.add("conflicts", "Conflict resolution", mask_multi=t.mask_multi, mask_pos=t.mask_pos)
-        trace.add(
-            "targets", "Targets",
-            fg_mask=t.fg_mask, target_gt_idx=t.target_gt_idx, target_labels=t.target_labels,
-            target_bboxes=t.target_bboxes, target_scores=t.target_scores, pos_align_metrics=t.pos_align_metrics,
-            pos_overlaps=t.pos_overlaps, norm_align_metric=t.norm_align_metric,
-        )
+        record_selection(trace, t)
 
     def params(self, cfg) -> dict:
         out = super().params(cfg)

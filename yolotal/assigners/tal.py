@@ -222,7 +222,6 @@ def assign(
         mask_gt: (b, M, 1) 1.0 for real GTs.
     """
     b, a, nc = pd_scores.shape
-    m = gt_bboxes.shape[1]
     valid = mask_gt.bool()  # (b, M, 1)
     cand_bboxes = candidate_boxes(gt_bboxes, mask_gt, p)
     mask_in_gts = anchors_in_boxes(anc_points, cand_bboxes)  # (b, M, A)

@@ -65,14 +65,7 @@ class TaskAligned(Family):
                   mask_in_gts=r.mask_in_gts)
         trace.add("metrics", "Alignment metric t = s^alpha * u^beta",
                   bbox_scores=r.bbox_scores, overlaps=r.overlaps, align_metric=r.align_metric)
-        trace.add("topk", "Top-k picks", topk_idxs=r.topk_idxs, mask_topk=r.mask_topk, mask_pos_topk=r.mask_pos_topk)
-        trace.add("conflicts", "Conflict resolution", mask_multi=r.mask_multi, mask_pos=r.mask_pos)
-        trace.add(
-            "targets", "Targets",
-            fg_mask=r.fg_mask, target_gt_idx=r.target_gt_idx, target_labels=r.target_labels,
-            target_bboxes=r.target_bboxes, target_scores=r.target_scores, pos_align_metrics=r.pos_align_metrics,
-            pos_overlaps=r.pos_overlaps, norm_align_metric=r.norm_align_metric,
-        )
+        record_selection(trace, r)
 
     def loss(self, trace, cfg, inputs) -> None:
         v8_loss(trace, cfg)
@@ -115,6 +108,16 @@ class TaskAlignedOneToOne(TaskAligned):
     default_topk = 7
     default_topk2 = 1
     model_branch = "one2one"
+
+
+def record_selection(trace, r, conflicts: str = "Conflict resolution", boxes: str = "target_bboxes") -> None:
+    """The stages every task-aligned family records after its metric, from its TALResult ``r``: topk,
+    conflicts (titled ``conflicts``) and targets (the target boxes under the name ``boxes``)."""
+    trace.add("topk", "Top-k picks", topk_idxs=r.topk_idxs, mask_topk=r.mask_topk, mask_pos_topk=r.mask_pos_topk)
+    trace.add("conflicts", conflicts, mask_multi=r.mask_multi, mask_pos=r.mask_pos)
+    trace.add("targets", "Targets", fg_mask=r.fg_mask, target_gt_idx=r.target_gt_idx, target_labels=r.target_labels,
+              **{boxes: r.target_bboxes}, target_scores=r.target_scores, pos_align_metrics=r.pos_align_metrics,
+              pos_overlaps=r.pos_overlaps, norm_align_metric=r.norm_align_metric)
 
 
 def v8_loss(trace, cfg) -> None:
