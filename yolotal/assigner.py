@@ -120,10 +120,15 @@ class TaskAlignedAssigner(nn.Module):
                 torch.zeros_like(pd_scores[..., 0], dtype=torch.bool),
                 torch.zeros_like(pd_scores[..., 0]),
             )
-        r = assign_sparse(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, self.params)
+        r = self._assign_pairs(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, self.params)
         if self.keep_last:
             self.last = r
         return r.target_labels, r.target_bboxes.to(gt_bboxes.dtype), r.target_scores, r.fg_mask, r.target_gt_idx
+
+    @staticmethod
+    def _assign_pairs(*args):
+        """The pair assignment this assigner runs (detection: ``assign_sparse``)."""
+        return assign_sparse(*args)
 
 
 class RotatedTaskAlignedAssigner(TaskAlignedAssigner):
@@ -131,20 +136,8 @@ class RotatedTaskAlignedAssigner(TaskAlignedAssigner):
     ``RotatedTaskAlignedAssigner``, with the same constructor keywords, the same six inputs (boxes px xywhr
     (b, ·, 5)) and the same five outputs (target_bboxes (b, A, 5)). See ``assigners.rotated_tal_sparse``."""
 
-    @torch.no_grad()
-    def forward(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt):
+    @staticmethod
+    def _assign_pairs(*args):
         from .assigners.rotated_tal_sparse import assign_rotated_sparse
 
-        self.last = None
-        if gt_bboxes.shape[1] == 0:
-            return (
-                torch.full_like(pd_scores[..., 0], self.num_classes),
-                torch.zeros_like(pd_bboxes),
-                torch.zeros_like(pd_scores),
-                torch.zeros_like(pd_scores[..., 0], dtype=torch.bool),
-                torch.zeros_like(pd_scores[..., 0]),
-            )
-        r = assign_rotated_sparse(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt, self.params)
-        if self.keep_last:
-            self.last = r
-        return r.target_labels, r.target_bboxes.to(gt_bboxes.dtype), r.target_scores, r.fg_mask, r.target_gt_idx
+        return assign_rotated_sparse(*args)
