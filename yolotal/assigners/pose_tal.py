@@ -25,8 +25,7 @@ import torch
 
 from ..core.boxes import complete_box_iou_pairs
 from ..core.keypoints import OKS_AREA_FACTOR, oks_pairs
-from .tal import (TALParams, TALResult, alignment, anchors_in_boxes, assign_targets, candidate_boxes,
-                  select_positives)
+from .tal import TALParams, TALResult, alignment, anchors_in_boxes, candidate_boxes, select_and_target
 
 LEVEL_RANGE = (2.0, 12.0)  # (lo, hi): a GT of size r is a candidate on stride s when lo*s <= r <= hi*s
 
@@ -236,22 +235,8 @@ def assign_pose(
         x[oks.pair_b, oks.pair_m, oks.pair_a] = v
         dense.append(x)
     bbox_scores, overlaps, align_metric = dense
-    topk_idxs, mask_topk, mask_pos_topk, mask_multi, mask_pos = select_positives(align_metric, overlaps, cand,
-                                                                                 mask_gt, p)
-    tg = assign_targets(mask_pos, overlaps, align_metric, gt_labels, gt_bboxes, nc, p.eps)
-    tal = TALResult(
-        cand_bboxes=cand_bboxes,
-        mask_in_gts=gate.mask_in_gts,
-        bbox_scores=bbox_scores,
-        overlaps=overlaps,
-        align_metric=align_metric,
-        topk_idxs=topk_idxs,
-        mask_topk=mask_topk,
-        mask_pos_topk=mask_pos_topk,
-        mask_multi=mask_multi,
-        mask_pos=mask_pos,
-        **tg,
-    )
+    tal = select_and_target(cand_bboxes, gate.mask_in_gts, cand, bbox_scores, overlaps, align_metric, gt_labels,
+                            gt_bboxes, mask_gt, nc, p)
     return PoseTALResult(gate=gate, oks=oks, tal=tal)
 
 
